@@ -1,0 +1,384 @@
+"""Typed configuration: the dataclasses are the schema, the YAML files under conf/ extend them.
+
+Hydra composes ``conf/`` into ``params.yaml`` (``make params``, or DVC itself on ``dvc exp run -S``).
+Every stage loads ``params.yaml`` through :func:`load_config`, which merges it into the dataclasses
+(a typo or a wrong type fails here, at load, with the key named) and refuses stale parameters:
+``dvc repro`` never composes ``conf/`` (treeverse/dvc#10750), so a plain run after an edit under
+``conf/`` would otherwise use the old values silently.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from churnml.errors import ChurnmlError
+
+PARAMS_FILE = "params.yaml"
+CONF_DIR = "conf"
+
+
+@dataclass
+class PathsConfig:
+    """Where each stage reads and writes, relative to the repository root."""
+
+    raw: str = "data/raw"
+    truth: str = "data/truth"
+    validated: str = "data/validated"
+    quarantine: str = "data/quarantine"
+    spine: str = "data/spine.parquet"
+    labels: str = "data/labels.parquet"
+    features: str = "data/features.parquet"
+    models: str = "models"
+    metrics: str = "metrics"
+    plots: str = "plots"
+    explanations: str = "data/explanations.parquet"
+    scores: str = "data/scores.parquet"
+    reports: str = "reports"
+
+
+@dataclass
+class DataConfig:
+    """Where the input tables come from: the simulator, or a folder the user brings."""
+
+    source: str = "simulator"  # simulator | folder
+    input_dir: str = "data/raw"  # read by validate when source=folder
+    quarantine: bool = False  # write bad rows aside (counts reported) instead of failing
+
+
+@dataclass
+class SimulatorConfig:
+    """The synthetic SaaS portfolio written by ``churnml generate`` (the default data)."""
+
+    accounts: int = 5000
+    seed: int = 42
+    start_date: str = "2024-01-01"
+    months: int = 24
+    label_horizon_days: int = 90  # horizon of the true probabilities written to data/truth/
+    # A behaviour shift after this date (concept drift); empty = none.
+    drift_date: str = ""
+    drift_strength: float = 0.0
+
+
+@dataclass
+class SpineConfig:
+    """Observation dates of the training spine."""
+
+    frequency: str = "MS"  # pandas offset alias: MS monthly, W-MON weekly
+    start: str = ""  # empty: first full frequency period after the data starts plus min_history_days
+    end: str = ""  # empty: the day after the data ends
+    min_history_days: int = 90
+
+
+@dataclass
+class LabelsConfig:
+    """Label definitions (DESIGN.md, Interfaces)."""
+
+    horizon_days: int = 90
+    grace_days: int = 30
+    expansion_threshold: float = 0.10
+    contraction_threshold: float = 0.10
+
+
+@dataclass
+class FeaturesConfig:
+    """Feature families and windows."""
+
+    engine: str = "duckdb"  # duckdb | spark
+    windows_days: list[int] = field(default_factory=lambda: [7, 30, 90])
+    trend_window_days: int = 30
+    baseline_weeks: int = 12
+    active_users_metric: str = "active_users"
+    key_feature_prefix: str = "feature_"
+    onboarding_days: int = 90
+    sponsor_left_window_days: int = 90
+    families: list[str] = field(
+        default_factory=lambda: [
+            "account",
+            "usage",
+            "adoption",
+            "lifecycle",
+            "contract",
+            "support",
+            "nps",
+            "csm",
+            "contacts",
+            "invoices",
+        ]
+    )
+    memory_limit: str = "4GB"
+    threads: int = 0  # 0: DuckDB's default (all cores)
+
+
+@dataclass
+class SplitConfig:
+    """Out-of-time split: train < validation < test, purged by one label horizon."""
+
+    test_periods: int = 3
+    validation_periods: int = 3
+    purge_days: int = 90
+
+
+@dataclass
+class LightGBMConfig:
+    """LightGBM hyperparameters (sweepable with ``dvc exp run -S model.lgbm.x=...``)."""
+
+    n_estimators: int = 600
+    learning_rate: float = 0.03
+    num_leaves: int = 31
+    min_child_samples: int = 50
+    subsample: float = 0.8
+    subsample_freq: int = 1
+    colsample_bytree: float = 0.8
+    reg_lambda: float = 1.0
+    early_stopping_rounds: int = 50
+    n_jobs: int = 2
+
+
+@dataclass
+class ModelConfig:
+    """Training of both targets."""
+
+    targets: list[str] = field(default_factory=lambda: ["churn", "expansion"])
+    seed: int = 42
+    class_weight: str = "balanced"  # balanced | none
+    calibration: str = "isotonic"  # isotonic | sigmoid | none
+    lgbm: LightGBMConfig = field(default_factory=LightGBMConfig)
+    # feature name -> +1 (risk rises with it) / -1; applied to the churn model only
+    monotone_churn: dict[str, int] = field(default_factory=dict)
+    optuna_trials: int = 0
+
+
+@dataclass
+class HealthScoreConfig:
+    """Rule-based health score baseline: weights on standardised signals (positive = healthier)."""
+
+    weights: dict[str, float] = field(
+        default_factory=lambda: {
+            "usage_logins_trend_30d": 1.0,
+            "adoption_license_utilisation_30d": 1.5,
+            "adoption_breadth_30d": 1.0,
+            "support_high_priority_count_30d": -1.0,
+            "nps_score_latest": 1.0,
+            "contacts_sponsor_left_90d": -1.0,
+        }
+    )
+
+
+@dataclass
+class EvaluationConfig:
+    """Metrics and their business parameters."""
+
+    top_fraction: float = 0.10
+    csm_capacity_k: int = 100
+    # Expected maximum profit (Verbraken et al. 2013): retention offer cost, contact cost,
+    # acceptance rate gamma ~ Beta(alpha, beta)
+    emp_offer_cost_fraction: float = 0.1
+    emp_contact_cost: float = 50.0
+    emp_alpha: float = 6.0
+    emp_beta: float = 14.0
+    promotion_metric: str = "roc_auc"
+    promotion_margin: float = 0.0
+    health_score: HealthScoreConfig = field(default_factory=HealthScoreConfig)
+
+
+@dataclass
+class TiersConfig:
+    """Risk tiers and the play a CSM runs per tier and touch model."""
+
+    thresholds: dict[str, float] = field(
+        default_factory=lambda: {"critical": 0.5, "high": 0.25, "medium": 0.1, "low": 0.0}
+    )
+    plays: dict[str, dict[str, str]] = field(
+        default_factory=lambda: {
+            "critical": {
+                "high_touch": "Executive sponsor call this week; build a save plan with the account team",
+                "low_touch": "CSM call within 5 days; review adoption gaps and offer a success plan",
+                "tech_touch": "Trigger win-back sequence and route to a pooled CSM",
+            },
+            "high": {
+                "high_touch": "Schedule a value review (QBR) and re-engage the champion",
+                "low_touch": "Targeted adoption webinar invite and a CSM check-in",
+                "tech_touch": "In-app guidance on unused key features",
+            },
+            "medium": {
+                "high_touch": "Check renewal plan and usage trend at next touch",
+                "low_touch": "Add to next 1:N adoption campaign",
+                "tech_touch": "Automated best-practice email series",
+            },
+            "low": {
+                "high_touch": "Business as usual; look for expansion",
+                "low_touch": "Business as usual",
+                "tech_touch": "Business as usual",
+            },
+        }
+    )
+
+
+@dataclass
+class DriftConfig:
+    """Population stability index thresholds for scoring's drift guard."""
+
+    psi_warn: float = 0.1
+    psi_fail: float = 0.5
+    bins: int = 10
+
+
+@dataclass
+class ScoringConfig:
+    """Batch scoring."""
+
+    as_of: str = ""  # empty: the day after the data ends
+    model_alias: str = "champion"
+    chunk_size: int = 50000
+    top_reasons: int = 3
+    tiers: TiersConfig = field(default_factory=TiersConfig)
+    drift: DriftConfig = field(default_factory=DriftConfig)
+
+
+@dataclass
+class WarehouseConfig:
+    """Where scores go (any SQLAlchemy URL; empty = the DuckDB file below)."""
+
+    url: str = ""
+    duckdb_path: str = "data/warehouse.duckdb"
+    schema: str = ""
+    scores_table: str = "churn_scores"
+    explanations_table: str = "churn_explanations"
+    runs_table: str = "score_runs"
+
+
+@dataclass
+class TrackingConfig:
+    """MLflow tracking (MLFLOW_TRACKING_URI overrides the local store)."""
+
+    experiment: str = "churnml"
+    store: str = "mlflow.db"
+    artifacts: str = "mlartifacts"
+    register: bool = True
+
+
+@dataclass
+class Config:
+    """The whole composed configuration."""
+
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
+    spine: SpineConfig = field(default_factory=SpineConfig)
+    labels: LabelsConfig = field(default_factory=LabelsConfig)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    warehouse: WarehouseConfig = field(default_factory=WarehouseConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
+class StaleParamsError(ChurnmlError):
+    """params.yaml no longer matches what conf/ composes to."""
+
+
+def repo_root(start: Path | None = None) -> Path:
+    """The repository root: DVC's ``DVC_ROOT`` (set to the parent repository even inside temporary and
+    queued ``dvc exp run`` copies), else the nearest folder upwards holding ``dvc.yaml``, else the
+    working directory."""
+    env = os.environ.get("DVC_ROOT")
+    if env:
+        return Path(env)
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "dvc.yaml").is_file() and (folder / CONF_DIR).is_dir():
+            return folder
+    return here
+
+
+def validate_config(raw: dict[str, Any] | Any) -> Config:
+    """Merge a plain mapping into the dataclass schema; unknown keys and wrong types fail, naming the key."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(Config), raw)
+        return OmegaConf.to_object(merged)  # type: ignore[return-value]
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", "") or ""
+        msg = str(exc).splitlines()[0]
+        raise ChurnmlError(f"invalid configuration{f' at {key!r}' if key else ''}: {msg}") from None
+
+
+def compose(conf_dir: Path, overrides: list[str] | None = None) -> dict[str, Any]:
+    """Compose ``conf/`` with Hydra into a plain, resolved mapping."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(str(conf_dir.resolve()), version_base=None):
+            cfg = hydra_compose(config_name="config", overrides=list(overrides or []))
+    except (HydraException, OmegaConfBaseException) as exc:
+        raise ChurnmlError(f"cannot compose {conf_dir}: {str(exc).splitlines()[0]}") from None
+    finally:
+        GlobalHydra.instance().clear()
+    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+
+
+def write_params(root: Path, overrides: list[str] | None = None) -> Path:
+    """Compose ``conf/`` (plus overrides) and write ``params.yaml``, validated first."""
+    import yaml
+
+    raw = compose(root / CONF_DIR, overrides)
+    validate_config(raw)
+    out = root / PARAMS_FILE
+    text = yaml.safe_dump(raw, sort_keys=False, default_flow_style=False)
+    if not out.exists() or out.read_text(encoding="utf-8") != text:
+        out.write_text(text, encoding="utf-8")
+    return out
+
+
+def _diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out: list[str] = []
+        for k in sorted(set(a) | set(b), key=str):
+            out += _diff_keys(a.get(k), b.get(k), f"{prefix}.{k}" if prefix else str(k))
+        return out
+    return [] if a == b else [prefix or "<root>"]
+
+
+def load_config(root: Path | None = None, *, check_fresh: bool = True) -> Config:
+    """Load ``params.yaml`` from the repository root into :class:`Config`.
+
+    With ``check_fresh`` (the default for stages) it refuses parameters that differ from what ``conf/``
+    composes to, except inside ``dvc exp run``, where DVC has just composed them with the ``-S``
+    overrides. Outside a repository with ``conf/``, the dataclass defaults are used.
+    """
+    import yaml
+
+    root = root or repo_root()
+    params = root / PARAMS_FILE
+    conf = root / CONF_DIR
+    if not conf.is_dir():
+        return Config()
+    if not params.is_file():
+        raise StaleParamsError(f"{PARAMS_FILE} is missing: run `make params` (or `dvc exp run`)")
+    try:
+        raw = yaml.safe_load(params.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ChurnmlError(f"{params}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if check_fresh and not os.environ.get("DVC_EXP_NAME"):
+        fresh = compose(conf)
+        diff = _diff_keys(raw, fresh)
+        if diff:
+            shown = ", ".join(diff[:5]) + (" ..." if len(diff) > 5 else "")
+            raise StaleParamsError(
+                f"{PARAMS_FILE} is stale against {CONF_DIR}/ (differs at {shown}): "
+                "run `make params` (or `dvc exp run`) before `dvc repro`"
+            )
+    return validate_config(raw)

@@ -1,0 +1,131 @@
+"""The data contract: each kind of bad input is rejected with a clear line, quarantine loses no row."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from churnml.errors import ChurnmlError
+from churnml.io import read_folder, write_folder
+from churnml.schemas import TABLES
+from churnml.validate import REASON, validate_tables
+from tables import tiny_tables
+
+
+def _with(table: str, **changes) -> dict[str, pd.DataFrame]:
+    tables = tiny_tables()
+    frame = tables[table].copy()
+    for col, (row, value) in changes.items():
+        frame[col] = frame[col].astype(object)  # a user's file may hold anything
+        frame.loc[row, col] = value
+    tables[table] = frame
+    return tables
+
+
+def test_valid_tables_pass_and_are_typed():
+    result = validate_tables(tiny_tables())
+    assert all(c["quarantined"] == 0 for c in result.counts().values())
+    subs = result.tables["subscriptions"]
+    assert str(subs["start_date"].dtype).startswith("datetime64")
+    assert subs["end_date"].isna().sum() == 2
+    assert str(subs["seats"].dtype) == "Int64"
+
+
+@pytest.mark.parametrize(
+    ("tables", "expected"),
+    [
+        (_with("subscriptions", mrr=(0, "ten")), ["subscriptions", "'mrr'", "type number", "subscription_id=S1"]),
+        (_with("accounts", created_date=(1, "yesterday")), ["accounts", "'created_date'", "account_id=A2"]),
+        (_with("subscriptions", account_id=(1, None)), ["subscriptions", "'account_id'", "not_nullable"]),
+        (_with("accounts", account_id=(1, "A1")), ["accounts", "duplicate key", "account_id=A1"]),
+        (
+            _with("usage", date=(1, "2024-01-02")),
+            ["usage", "'account_id, date, metric'", "duplicate key", "metric=logins"],
+        ),
+        (
+            _with("subscriptions", end_date=(0, "2023-12-01")),
+            ["subscriptions", "'end_date'", "end_date > start_date", "subscription_id=S1"],
+        ),
+        (_with("subscriptions", mrr=(2, -5.0)), ["subscriptions", "'mrr'", "greater_than_or_equal_to(0)", "S3"]),
+        (_with("invoices", amount=(0, -1.0)), ["invoices", "'amount'", "invoice_id=I1"]),
+        (_with("usage", account_id=(2, "A404")), ["usage", "'account_id'", "known account", "account_id=A404"]),
+        (_with("accounts", segment=(0, "startup")), ["accounts", "'segment'", "isin", "account_id=A1"]),
+        (_with("nps_responses", score=(0, 11)), ["nps_responses", "'score'", "response_id=N1"]),
+        (_with("usage", date=(0, "2024-01-02 13:00")), ["usage", "'date'", "whole day", "date=2024-01-02 13:00"]),
+    ],
+    ids=[
+        "wrong-type",
+        "bad-date",
+        "null-key",
+        "duplicate-key",
+        "duplicate-composite-key",
+        "end-before-start",
+        "negative-amount",
+        "negative-invoice",
+        "unknown-account",
+        "not-in-vocabulary",
+        "out-of-range",
+        "not-a-day",
+    ],
+)
+def test_bad_input_is_rejected_with_table_column_rule_and_keys(tables, expected):
+    with pytest.raises(ChurnmlError) as err:
+        validate_tables(tables)
+    message = str(err.value)
+    assert "\n" not in message
+    for part in expected:
+        assert part in message, f"{part!r} not in {message!r}"
+
+
+def test_missing_column_is_named():
+    tables = tiny_tables()
+    tables["usage"] = tables["usage"].drop(columns=["metric"])
+    with pytest.raises(ChurnmlError, match=r"usage: missing column\(s\) metric"):
+        validate_tables(tables)
+
+
+def test_missing_required_table_is_named(tmp_path):
+    tables = tiny_tables()
+    del tables["usage"]
+    write_folder(tables, tmp_path)
+    with pytest.raises(ChurnmlError, match=r"required table\(s\) missing: usage"):
+        read_folder(tmp_path)
+
+
+def test_optional_tables_may_be_absent():
+    tables = {k: v for k, v in tiny_tables().items() if TABLES[k].required}
+    result = validate_tables(tables)
+    assert set(result.tables) == {"accounts", "subscriptions", "usage"}
+
+
+def test_quarantine_loses_no_row():
+    tables = _with("subscriptions", mrr=(0, -1.0), end_date=(1, "2023-01-01"))
+    tables["usage"] = pd.concat([tables["usage"], tables["usage"].iloc[[0]]], ignore_index=True)
+    tables["usage"].loc[2, "account_id"] = "A404"
+    bad_account = tables["accounts"].assign(segment=["smb", "unknown"])
+    tables["accounts"] = bad_account  # A2 quarantined: its rows elsewhere become unknown-account rows
+    result = validate_tables(tables, quarantine=True)
+    for name, frame in tables.items():
+        kept = len(result.tables[name])
+        moved = len(result.quarantined.get(name, []))
+        assert kept + moved == len(frame), name
+    assert result.quarantined["accounts"]["account_id"].tolist() == ["A2"]
+    assert (result.quarantined["support_tickets"][REASON].str.contains("known account")).all()
+    assert set(result.quarantined["subscriptions"]["subscription_id"]) == {"S1", "S2", "S3"}
+    reasons = result.quarantined["subscriptions"].set_index("subscription_id")[REASON]
+    assert "mrr" in reasons["S1"]
+    # quarantined rows are kept as written (raw values), so a user can fix and resubmit them
+    assert result.quarantined["subscriptions"].set_index("subscription_id").loc["S1", "mrr"] == -1.0
+
+
+def test_csv_and_parquet_folders_read_the_same(tmp_path):
+    tables = tiny_tables()
+    (tmp_path / "pq").mkdir()
+    (tmp_path / "csv").mkdir()
+    write_folder(tables, tmp_path / "pq")
+    for name, frame in tables.items():
+        frame.to_csv(tmp_path / "csv" / f"{name}.csv", index=False)
+    a = validate_tables(read_folder(tmp_path / "pq")).tables
+    b = validate_tables(read_folder(tmp_path / "csv")).tables
+    for name in tables:
+        pd.testing.assert_frame_equal(a[name], b[name], check_dtype=False)
