@@ -129,3 +129,13 @@ def test_csv_and_parquet_folders_read_the_same(tmp_path):
     b = validate_tables(read_folder(tmp_path / "csv")).tables
     for name in tables:
         pd.testing.assert_frame_equal(a[name], b[name], check_dtype=False)
+
+
+def test_readme_documents_the_contract_as_declared():
+    from pathlib import Path
+
+    from churnml.schemas import contract_markdown
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split("<!-- contract:begin -->")[1].split("<!-- contract:end -->")[0]
+    assert block.strip() == contract_markdown().strip(), "README contract section is stale"

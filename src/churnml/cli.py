@@ -83,10 +83,10 @@ def generate(
     truth: Annotated[Path | None, typer.Option(help="Folder for the ground truth (default: OUT/../truth)")] = None,
 ) -> None:
     """Write a synthetic SaaS portfolio (the contract's tables) and its ground truth."""
+    parse_day(start, "--start")
     from churnml.config import SimulatorConfig
     from churnml.simulate import generate as run_generate
 
-    parse_day(start, "--start")
     cfg = SimulatorConfig(accounts=accounts, seed=seed, months=months, start_date=start)
     truth_dir = truth or out.parent / "truth"
     with _progress("generating") as progress:

@@ -36,7 +36,9 @@ def _after(later: str, earlier: str, strict: bool) -> pa.Check:
 
 
 def _day(nullable: bool = False) -> pa.Column:
-    return pa.Column(DATE, pa.Check(_is_day, name="calendar day", error="must be a whole day"), nullable=nullable)
+    return pa.Column(
+        DATE, pa.Check(_is_day, name="calendar day", error="must be a whole day"), nullable=nullable
+    )
 
 
 def _key() -> pa.Column:
@@ -296,3 +298,47 @@ TABLES: dict[str, TableSpec] = {
 }
 REQUIRED_TABLES = tuple(name for name, t in TABLES.items() if t.required)
 OPTIONAL_TABLES = tuple(name for name, t in TABLES.items() if not t.required)
+
+
+def _type_name(column) -> str:
+    dtype = str(column.dtype)
+    if "string" in dtype or dtype == "str":
+        return "text"
+    return {
+        "datetime64[ns]": "date" if "calendar day" in [c.name for c in column.checks] else "timestamp",
+        "float64": "float",
+        "Int64": "integer",
+    }.get(dtype, dtype)
+
+
+def _rule_text(check) -> str:
+    stats = check.statistics or {}
+    if check.name == "isin":
+        return "one of " + ", ".join(map(str, stats["allowed_values"]))
+    if check.name == "greater_than_or_equal_to":
+        return f">= {stats['min_value']}"
+    if check.name == "in_range":
+        return f"{stats['min_value']} to {stats['max_value']}"
+    if check.name == "str_length":
+        return "non-empty"
+    return check.name
+
+
+def contract_markdown() -> str:
+    """The contract as Markdown (the README's section is generated from this; a test keeps them equal)."""
+    out = []
+    for spec in TABLES.values():
+        need = "required" if spec.required else "optional"
+        out += [f"#### `{spec.name}` ({need}; key: {', '.join(spec.key)})", "", spec.description, ""]
+        out += ["| column | type | nullable | rules | example |", "|---|---|---|---|---|"]
+        for name, col in spec.schema.columns.items():
+            rules = ", ".join(_rule_text(c) for c in col.checks)
+            example = spec.example.get(name, "")
+            out.append(
+                f"| `{name}` | {_type_name(col)} | {'yes' if col.nullable else 'no'} | {rules} | {example} |"
+            )
+        frame_rules = ", ".join(c.name for c in spec.schema.checks)
+        if frame_rules:
+            out += ["", f"Row rule: {frame_rules}."]
+        out.append("")
+    return "\n".join(out)

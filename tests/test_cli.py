@@ -1,0 +1,77 @@
+"""The command line: help everywhere, expected failures as one line and a non-zero exit code."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from churnml import cli
+from churnml.io import write_folder
+from tables import tiny_tables
+
+
+def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "argv", ["churnml", *args])
+    try:
+        cli.main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def _commands() -> list[str]:
+    import typer.main
+
+    return sorted(typer.main.get_command(cli.app).commands)
+
+
+@pytest.mark.parametrize("command", _commands())
+def test_every_command_has_help(monkeypatch, capsys, command):
+    code, out, _ = run_cli(monkeypatch, capsys, command, "--help")
+    assert code == 0
+    assert "Usage" in out and command in out
+
+
+def _one_line_error(code: int, err: str, *parts: str) -> None:
+    assert code == 1
+    lines = [line for line in err.strip().splitlines() if line]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: ")
+    assert "Traceback" not in err
+    for part in parts:
+        assert part in lines[0]
+
+
+def test_missing_folder_is_one_line(monkeypatch, capsys, tmp_path):
+    code, _, err = run_cli(monkeypatch, capsys, "validate", str(tmp_path / "nope"))
+    _one_line_error(code, err, "no such folder")
+
+
+def test_bad_schema_is_one_line(monkeypatch, capsys, tmp_path):
+    tables = tiny_tables()
+    tables["subscriptions"] = tables["subscriptions"].assign(mrr=[1.0, -2.0, 3.0])
+    write_folder(tables, tmp_path)
+    code, _, err = run_cli(monkeypatch, capsys, "validate", str(tmp_path))
+    _one_line_error(code, err, "subscriptions", "mrr", "subscription_id=S2")
+
+
+def test_quarantine_writes_bad_rows_and_reports_counts(monkeypatch, capsys, tmp_path):
+    tables = tiny_tables()
+    tables["subscriptions"] = tables["subscriptions"].assign(mrr=[1.0, -2.0, 3.0])
+    write_folder(tables, tmp_path / "in")
+    code, _, err = run_cli(
+        monkeypatch, capsys, "validate", str(tmp_path / "in"), "--quarantine", str(tmp_path / "q"),
+        "--out", str(tmp_path / "ok"),
+    )
+    assert code == 0
+    assert "subscriptions: 2 valid, 1 quarantined" in err
+    assert (tmp_path / "q" / "subscriptions.parquet").is_file()
+    assert (tmp_path / "ok" / "subscriptions.parquet").is_file()
+
+
+def test_bad_date_is_one_line(monkeypatch, capsys, tmp_path):
+    code, _, err = run_cli(monkeypatch, capsys, "generate", "--out", str(tmp_path), "--start", "2024-13-01")
+    _one_line_error(code, err, "2024-13-01", "YYYY-MM-DD")
