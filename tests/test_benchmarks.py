@@ -1,0 +1,33 @@
+"""The benchmark harness measures what it says: wall time, a timed section, and peak memory of a fresh process."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import harness  # noqa: E402
+import run as bench_run  # noqa: E402
+
+
+def test_peak_memory_and_timed_section_are_measured():
+    code = (
+        "import json, time; a = bytearray(300 * 1024 * 1024); a[::4096] = b'x' * len(a[::4096]);"
+        "t = time.perf_counter(); time.sleep(0.05); print(json.dumps({'timed_s': time.perf_counter() - t}))"
+    )
+    measured = harness.measure_python(code, repeats=3)
+    assert len(measured["runs_s"]) == 3
+    assert 0.04 < measured["median_s"] < 1.0
+    assert measured["peak_rss_mb"] > 290
+
+
+def test_results_table_is_rendered_from_json(tmp_path):
+    measured = {"median_s": 2.0, "runs_s": [1.9, 2.0, 2.2], "peak_rss_mb": 123.0}
+    fig = harness.figure("generate 1k", "rows_per_s", 5e5, "rows/s", measured, {"accounts": 1000})
+    (tmp_path / "x.json").write_text(
+        json.dumps({"benchmark": "x", "date": "2026-11-23T00:00:00", "machine": bench_run.machine(), "figures": [fig]})
+    )
+    table = bench_run.render_table(tmp_path)
+    assert "| x | generate 1k | 5e+05 rows/s | 2 (1.9, 2, 2.2) | 123 | accounts=1000 |" in table
