@@ -120,6 +120,33 @@ def validate(
         _echo(f"{total_bad:,} row(s) quarantined to {quarantine}")
 
 
+@app.command()
+def ingest(
+    source: Annotated[str, typer.Argument(help="Layout of SRC: fightchurn | ravenstack")],
+    src: Annotated[Path, typer.Argument(help="Folder holding the third-party files")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for the contract's tables")],
+) -> None:
+    """Map a third-party layout onto the data contract, then validate it (bad rows quarantined, counted)."""
+    from churnml.ingest import ingest as run_ingest
+    from churnml.io import read_folder, write_folder
+    from churnml.validate import validate_tables
+
+    summary = run_ingest(source, src, out)
+    rows = summary.get("rows", {})
+    _echo(f"ingested {source} into {out}: {', '.join(f'{k} {v:,}' for k, v in rows.items())}")
+    for key, value in summary.get("notes", {}).items():
+        _echo(f"  note: {key}: {value}")
+    result = validate_tables(read_folder(out), quarantine=True)
+    quarantined = {k: v for k, v in result.quarantined.items() if len(v)}
+    if quarantined:
+        write_folder(quarantined, out.parent / f"{out.name}_quarantine")
+        write_folder(result.tables, out)
+        _echo(
+            f"quarantined {', '.join(f'{k} {len(v):,}' for k, v in quarantined.items())} row(s) to "
+            f"{out.parent / (out.name + '_quarantine')}; {out} now holds the valid rows"
+        )
+
+
 def main() -> None:
     """Entry point: expected failures are one line on stderr and exit code 1, never a traceback."""
     _quiet_telemetry()
