@@ -1,0 +1,438 @@
+"""Out-of-time split, LightGBM training and calibration, the saved model, baselines and evaluation.
+
+The data is a small synthetic feature table with the feature contract's columns and a known churn
+mechanism (low licence utilisation, falling logins, urgent tickets and a departed sponsor raise risk).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from churnml.config import EvaluationConfig, LightGBMConfig, ModelConfig, SplitConfig
+from churnml.errors import ChurnmlError
+from churnml.metrics import brier
+from churnml.modeling import (
+    Calibrator,
+    HealthScore,
+    TrainedModel,
+    evaluate_model,
+    feature_columns,
+    fit_baselines,
+    label_column,
+    split_periods,
+    train_model,
+)
+
+HORIZON = 90
+
+
+def synthetic_tables(n_accounts: int = 300, n_cutoffs: int = 24, seed: int = 0, unlabeled: int = 4):
+    """(features, labels, truth by target) on monthly cutoffs from 2023-01-01; the last cutoffs unlabeled."""
+    rng = np.random.default_rng(seed)
+    cutoffs = pd.date_range("2023-01-01", periods=n_cutoffs, freq="MS").astype("datetime64[us]")
+    segment = rng.choice(["enterprise", "mid_market", "smb"], n_accounts, p=[0.2, 0.3, 0.5])
+    touch = pd.Series(segment).map(
+        {"enterprise": "high_touch", "mid_market": "low_touch", "smb": "tech_touch"}
+    )
+    plan = rng.choice(["starter", "pro", "enterprise"], n_accounts)
+    size = pd.Series(segment).map({"enterprise": 5.0, "mid_market": 2.0, "smb": 1.0}).to_numpy()
+    arr = np.exp(rng.normal(9, 1, n_accounts)) * size
+    quality = rng.normal(0, 1, n_accounts)
+    segment_effect = pd.Series(segment).map({"enterprise": -0.7, "mid_market": 0.0, "smb": 0.5}).to_numpy()
+    frames = []
+    for cutoff in cutoffs:
+        util = np.clip(0.6 + 0.2 * quality + rng.normal(0, 0.2, n_accounts), 0, 1.5)
+        trend = rng.normal(0, 1, n_accounts) + 0.3 * quality
+        tickets = rng.poisson(np.exp(0.3 - 0.4 * quality)).astype(float)
+        nps = np.clip(np.round(7 + 2 * quality + rng.normal(0, 1.5, n_accounts)), 0, 10)
+        sponsor_left = (rng.random(n_accounts) < 0.05).astype(float)
+        frame = pd.DataFrame(
+            {
+                "account_id": pd.array([f"A{i:04d}" for i in range(n_accounts)], dtype="str"),
+                "cutoff": cutoff,
+                "account_segment": pd.array(segment, dtype="str"),
+                "account_touch_model": pd.array(touch.to_numpy(), dtype="str"),
+                "contract_plan": pd.array(plan, dtype="str"),
+                "contract_arr": arr,
+                "usage_logins_trend_30d": trend,
+                "adoption_license_utilisation_30d": util,
+                "adoption_breadth_30d": np.clip(3 + quality + rng.normal(0, 1, n_accounts), 0, None),
+                "support_high_priority_count_30d": tickets,
+                "nps_score_latest": np.where(rng.random(n_accounts) < 0.3, np.nan, nps),
+                "contacts_sponsor_left_90d": sponsor_left,
+                "usage_noise_a_30d": rng.normal(0, 1, n_accounts),
+                "usage_noise_b_30d": rng.normal(0, 1, n_accounts),
+            }
+        )
+        logit = -2.6 - 2.5 * (util - 0.6) - 0.6 * trend + 0.35 * tickets + 1.5 * sponsor_left + segment_effect
+        frame["_p_churn"] = 1 / (1 + np.exp(-logit))
+        frame["_p_expansion"] = 1 / (1 + np.exp(-(-2.5 + 3.0 * (util - 0.8) + 0.5 * trend)))
+        frames.append(frame)
+    data = pd.concat(frames, ignore_index=True)
+    churned = (rng.random(len(data)) < data["_p_churn"]).astype(float)
+    expanded = np.where(churned == 1, 0.0, (rng.random(len(data)) < data["_p_expansion"]).astype(float))
+    labeled = (data["cutoff"] < cutoffs[-unlabeled]) if unlabeled else np.ones(len(data), bool)
+    labels = pd.DataFrame(
+        {
+            "account_id": data["account_id"],
+            "cutoff": data["cutoff"],
+            "churned_within_90d": pd.array(np.where(labeled, churned, np.nan), dtype="Int8"),
+            "expanded_within_90d": pd.array(np.where(labeled, expanded, np.nan), dtype="Int8"),
+        }
+    )
+    truth = {
+        t: data[["account_id", "cutoff"]].assign(probability=data[f"_p_{t}"]) for t in ("churn", "expansion")
+    }
+    return data.drop(columns=["_p_churn", "_p_expansion"]), labels, truth
+
+
+def fast_config(**changes) -> ModelConfig:
+    """A model config that trains in a fraction of a second on the synthetic table."""
+    lgbm = LightGBMConfig(
+        n_estimators=80,
+        learning_rate=0.1,
+        num_leaves=15,
+        min_child_samples=20,
+        early_stopping_rounds=20,
+        n_jobs=1,
+    )
+    return ModelConfig(lgbm=lgbm, **changes)
+
+
+@pytest.fixture(scope="module")
+def tables():
+    return synthetic_tables()
+
+
+@pytest.fixture(scope="module")
+def churn_model(tables):
+    features, labels, _ = tables
+    return train_model(features, labels, "churn", fast_config(), SplitConfig(), HORIZON)
+
+
+def _test_rows(model: TrainedModel, features: pd.DataFrame) -> pd.DataFrame:
+    return features[features["cutoff"].isin(model.split.test)]
+
+
+# --------------------------------------------------------------------------------------------- split
+
+
+@pytest.mark.parametrize(
+    ("freq", "periods", "cfg", "horizon"),
+    [
+        ("MS", 20, SplitConfig(), 90),
+        ("MS", 30, SplitConfig(test_periods=2, validation_periods=4, purge_days=120), 60),
+        ("W-MON", 80, SplitConfig(test_periods=4, validation_periods=6, purge_days=30), 28),
+        ("MS", 12, SplitConfig(test_periods=1, validation_periods=1, purge_days=0), 90),
+    ],
+)
+def test_split_is_out_of_time_and_purged(freq, periods, cfg, horizon):
+    cutoffs = pd.date_range("2023-01-02", periods=periods, freq=freq)
+    split = split_periods(np.repeat(cutoffs, 3), cfg, horizon)  # repeats: one per labeled row
+    train, valid, test = split.train, split.validation, split.test
+    assert len(test) == cfg.test_periods and len(valid) == cfg.validation_periods and train
+    assert test == [pd.Timestamp(c) for c in cutoffs[-cfg.test_periods :]]
+    assert max(train) < min(valid) and max(valid) < min(test)
+    assert max(train) + pd.Timedelta(days=cfg.purge_days) <= min(valid)
+    assert max(valid) + pd.Timedelta(days=horizon) <= min(test)
+    assert not (set(train) & set(valid)) and not (set(valid) & set(test)) and not (set(train) & set(test))
+    # validation is the latest admissible period; nothing admissible is left between train and validation
+    admissible = [
+        pd.Timestamp(c) for c in cutoffs if pd.Timestamp(c) + pd.Timedelta(days=horizon) <= min(test)
+    ]
+    assert valid == admissible[-cfg.validation_periods :]
+    purge = pd.Timedelta(days=cfg.purge_days)
+    assert train == [
+        pd.Timestamp(c) for c in cutoffs if pd.Timestamp(c) + purge <= min(valid) and c < min(valid)
+    ]
+
+
+def test_split_without_enough_history_is_a_clear_error():
+    cutoffs = pd.date_range("2024-01-01", periods=8, freq="MS")
+    with pytest.raises(ChurnmlError, match="no training cutoff"):
+        split_periods(cutoffs, SplitConfig(), 90)
+    with pytest.raises(ChurnmlError, match="validation_periods=3"):
+        split_periods(cutoffs[:6], SplitConfig(), 90)
+    with pytest.raises(ChurnmlError, match="fewer than test_periods"):
+        split_periods(cutoffs[:2], SplitConfig(), 90)
+
+
+def test_training_uses_labeled_cutoffs_only(tables, churn_model):
+    features, labels, _ = tables
+    unlabeled = set(labels.loc[labels["churned_within_90d"].isna(), "cutoff"])
+    assert unlabeled
+    periods = churn_model.split
+    used = set(periods.train) | set(periods.validation) | set(periods.test)
+    assert not used & unlabeled
+    assert max(periods.test) == max(set(labels["cutoff"]) - unlabeled)
+    n_train = labels["cutoff"].isin(periods.train).sum()
+    assert churn_model.info["n_train"] == n_train
+
+
+# ------------------------------------------------------------------------------------------ training
+
+
+def test_label_column_follows_target_and_horizon():
+    assert label_column("churn", 90) == "churned_within_90d"
+    assert label_column("expansion", 30) == "expanded_within_30d"
+    with pytest.raises(ChurnmlError, match="unknown target"):
+        label_column("upsell", 90)
+
+
+def test_feature_columns_exclude_keys_and_labels(tables):
+    features, labels, _ = tables
+    merged = features.merge(labels, on=["account_id", "cutoff"])
+    cols = feature_columns(merged)
+    assert "account_id" not in cols and "cutoff" not in cols
+    assert not any(c.startswith(("churned_within", "expanded_within")) for c in cols)
+    assert "account_segment" in cols and "contract_arr" in cols
+
+
+def test_model_ranks_churners_and_stores_categories(tables, churn_model):
+    features, labels, _ = tables
+    test = _test_rows(churn_model, features).merge(labels, on=["account_id", "cutoff"])
+    from sklearn.metrics import roc_auc_score
+
+    assert roc_auc_score(test["churned_within_90d"].astype(int), churn_model.predict_proba(test)) > 0.65
+    assert churn_model.categories["account_segment"] == ["enterprise", "mid_market", "smb"]
+    assert churn_model.categories["contract_plan"] == ["enterprise", "pro", "starter"]
+    assert 0 < churn_model.params["best_iteration"] <= 80
+
+
+def test_same_seed_same_predictions(tables, churn_model):
+    features, labels, _ = tables
+    again = train_model(features, labels, "churn", fast_config(), SplitConfig(), HORIZON)
+    rows = _test_rows(churn_model, features)
+    np.testing.assert_array_equal(again.predict_proba(rows), churn_model.predict_proba(rows))
+    other_seed = train_model(features, labels, "churn", fast_config(seed=7), SplitConfig(), HORIZON)
+    assert not np.array_equal(other_seed.predict_raw(rows), churn_model.predict_raw(rows))
+
+
+def test_calibration_lowers_brier_on_the_test_period(tables, churn_model):
+    features, labels, _ = tables
+    test = _test_rows(churn_model, features).merge(labels, on=["account_id", "cutoff"])
+    y = test["churned_within_90d"].astype(int).to_numpy()
+    calibrated = brier(y, churn_model.predict_proba(test))
+    uncalibrated = brier(y, churn_model.predict_uncalibrated(test))
+    assert calibrated < uncalibrated
+    # class weights inflate the raw probability; calibration brings the mean back near the base rate
+    assert churn_model.predict_uncalibrated(test).mean() > 2 * y.mean()
+    assert abs(churn_model.predict_proba(test).mean() - y.mean()) < 0.05
+
+
+def test_sigmoid_and_no_calibration(tables):
+    features, labels, _ = tables
+    sig = train_model(features, labels, "churn", fast_config(calibration="sigmoid"), SplitConfig(), HORIZON)
+    assert sig.calibrator.method == "sigmoid" and sig.calibrator.a > 0
+    rows = _test_rows(sig, features)
+    raw = sig.predict_raw(rows)
+    expected = 1 / (1 + np.exp(-(sig.calibrator.a * raw + sig.calibrator.b)))
+    np.testing.assert_allclose(sig.predict_proba(rows), np.clip(expected, 1e-4, 1 - 1e-4))
+    none = train_model(
+        features,
+        labels,
+        "churn",
+        fast_config(calibration="none", class_weight="none"),
+        SplitConfig(),
+        HORIZON,
+    )
+    np.testing.assert_allclose(
+        none.predict_proba(rows), np.clip(none.predict_uncalibrated(rows), 1e-4, 1 - 1e-4)
+    )
+
+
+def test_isotonic_calibrator_is_monotone_and_bounded():
+    rng = np.random.default_rng(1)
+    raw = rng.normal(size=500)
+    y = (rng.random(500) < 1 / (1 + np.exp(-2 * raw))).astype(int)
+    cal = Calibrator.fit("isotonic", raw, y)
+    grid = np.linspace(-5, 5, 101)
+    p = cal.transform(grid)
+    assert np.all(np.diff(p) >= 0) and p.min() >= 1e-4 and p.max() <= 1 - 1e-4
+    assert Calibrator.from_dict(json.loads(json.dumps(cal.to_dict()))).transform(grid).tolist() == p.tolist()
+    with pytest.raises(ChurnmlError, match="both outcomes"):
+        Calibrator.fit("isotonic", raw, np.zeros(500))
+
+
+def test_monotone_constraint_holds_for_the_churn_model(tables):
+    features, labels, _ = tables
+    cfg = fast_config(monotone_churn={"adoption_license_utilisation_30d": -1})
+    model = train_model(features, labels, "churn", cfg, SplitConfig(), HORIZON)
+    rows = _test_rows(model, features).head(50)
+    risks = [
+        model.predict_raw(rows.assign(adoption_license_utilisation_30d=v)) for v in np.linspace(0, 1.5, 16)
+    ]
+    assert np.all(np.diff(np.vstack(risks), axis=0) <= 1e-12)
+    with pytest.raises(ChurnmlError, match="usage_typo_30d"):
+        train_model(
+            features,
+            labels,
+            "churn",
+            fast_config(monotone_churn={"usage_typo_30d": 1}),
+            SplitConfig(),
+            HORIZON,
+        )
+
+
+def test_optuna_search_is_optional_seeded_and_recorded(tables):
+    features, labels, _ = tables
+    cfg = fast_config(optuna_trials=3)
+    a = train_model(features, labels, "expansion", cfg, SplitConfig(), HORIZON)
+    b = train_model(features, labels, "expansion", cfg, SplitConfig(), HORIZON)
+    assert len(a.info["optuna_trials"]) == 3
+    assert a.params == b.params
+    rows = _test_rows(a, features)
+    np.testing.assert_array_equal(a.predict_proba(rows), b.predict_proba(rows))
+    best = min(t["value"] for t in a.info["optuna_trials"])
+    assert a.info["validation_logloss_weighted"] == pytest.approx(best)
+
+
+# ---------------------------------------------------------------------------------- prepare, save, load
+
+
+def test_missing_columns_are_named(tables, churn_model):
+    features, _, _ = tables
+    rows = _test_rows(churn_model, features).drop(columns=["contract_arr", "account_segment"])
+    with pytest.raises(ChurnmlError, match=r"contract_arr.*account_segment|account_segment.*contract_arr"):
+        churn_model.predict_proba(rows)
+
+
+def test_unseen_categories_are_an_error_naming_column_and_value(tables, churn_model):
+    features, _, _ = tables
+    rows = _test_rows(churn_model, features).copy()
+    rows.loc[rows.index[:3], "contract_plan"] = "platinum"
+    with pytest.raises(ChurnmlError, match=r"contract_plan.*'platinum'"):
+        churn_model.predict_proba(rows)
+    # a missing category is not new: it is scored as missing
+    rows = _test_rows(churn_model, features).copy()
+    rows.loc[rows.index[:3], "contract_plan"] = None
+    assert np.isfinite(churn_model.predict_proba(rows)).all()
+
+
+def test_prepare_orders_columns_and_does_not_mutate_input(tables, churn_model):
+    features, _, _ = tables
+    rows = _test_rows(churn_model, features)
+    shuffled = rows[list(reversed(rows.columns))]
+    before = shuffled.copy()
+    prepared = churn_model.prepare(shuffled)
+    assert list(prepared.columns) == churn_model.features
+    assert isinstance(prepared["account_segment"].dtype, pd.CategoricalDtype)
+    pd.testing.assert_frame_equal(shuffled, before)
+    np.testing.assert_array_equal(churn_model.predict_proba(shuffled), churn_model.predict_proba(rows))
+
+
+def test_save_and_load_give_identical_predictions_without_pickles(tmp_path, tables, churn_model):
+    features, _, _ = tables
+    folder = churn_model.save(tmp_path / "models" / "churn")
+    assert sorted(p.name for p in folder.iterdir()) == ["model.json", "model.txt"]
+    meta = json.loads((folder / "model.json").read_text())
+    assert meta["calibrator"]["method"] == "isotonic" and meta["features"] == churn_model.features
+    assert (folder / "model.txt").read_text().startswith("tree")
+    loaded = TrainedModel.load(folder)
+    rows = features  # every row, unlabeled included
+    np.testing.assert_array_equal(loaded.predict_proba(rows), churn_model.predict_proba(rows))
+    np.testing.assert_array_equal(loaded.predict_raw(rows), churn_model.predict_raw(rows))
+    assert loaded.split == churn_model.split
+    with pytest.raises(ChurnmlError, match="not a saved churnml model"):
+        TrainedModel.load(tmp_path)
+
+
+def test_drift_reference_is_stable_on_training_data_and_flags_a_shift(tables, churn_model):
+    features, _, _ = tables
+    train_rows = features[features["cutoff"].isin(churn_model.split.train)]
+    drift = churn_model.drift(train_rows).set_index("feature")["psi"]
+    assert set(drift.index) == {*churn_model.features, "score"}
+    assert drift.drop("score").max() < 0.01
+    shifted = churn_model.drift(
+        train_rows.assign(
+            adoption_license_utilisation_30d=lambda f: f["adoption_license_utilisation_30d"] + 0.5
+        )
+    )
+    assert shifted.set_index("feature").loc["adoption_license_utilisation_30d", "psi"] > 0.5
+
+
+# ----------------------------------------------------------------------------------------- baselines
+
+
+def test_health_score_is_a_weighted_sum_of_standardised_signals():
+    train = pd.DataFrame({"good": [0.0, 2.0, 4.0], "bad": [1.0, 1.0, 4.0], "text": ["a", "b", "c"]})
+    with pytest.warns(UserWarning, match="absent_signal"):
+        hs = HealthScore.fit(train, {"good": 2.0, "bad": -1.0, "absent_signal": 1.0}, "churn")
+    assert hs.weights == {"good": 2.0, "bad": -1.0}
+    frame = pd.DataFrame({"good": [4.0, np.nan], "bad": [1.0, 4.0]})
+    z_good = (4.0 - 2.0) / np.std([0.0, 2.0, 4.0])
+    z_bad = (np.array([1.0, 4.0]) - 2.0) / np.std([1.0, 1.0, 4.0])
+    expected_health = np.array([2 * z_good - z_bad[0], 0.0 - z_bad[1]])  # missing counts as average
+    np.testing.assert_allclose(hs.health(frame), expected_health)
+    np.testing.assert_allclose(hs.score(frame), -expected_health)  # churn risk = -health
+    assert HealthScore.fit(train, {"good": 1.0}, "expansion").sign == 1.0
+    with pytest.raises(ChurnmlError, match="none of"):
+        HealthScore.fit(train, {"absent_signal": 1.0}, "churn")
+
+
+def test_baselines_are_fitted_on_the_model_periods_and_are_informative(tables, churn_model):
+    features, labels, _ = tables
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # every configured health signal exists in this table
+        baselines = fit_baselines(churn_model, features, labels, EvaluationConfig())
+    rows = _test_rows(churn_model, features).merge(labels, on=["account_id", "cutoff"])
+    from sklearn.metrics import roc_auc_score
+
+    y = rows["churned_within_90d"].astype(int)
+    preds = baselines.predict_proba(rows)
+    assert set(preds) == {"logistic", "health_score"}
+    assert roc_auc_score(y, preds["logistic"]) > 0.65 and roc_auc_score(y, preds["health_score"]) > 0.6
+    assert baselines.logistic.named_steps["model"].class_weight == "balanced"
+
+
+# --------------------------------------------------------------------------------------- evaluation
+
+
+def test_evaluation_scores_every_model_on_the_same_test_rows(tables, churn_model):
+    features, labels, truth = tables
+    ev = evaluate_model(churn_model, features, labels, EvaluationConfig(), truth=truth["churn"])
+    test = ev.scores[ev.scores["split"] == "test"]
+    keys = {m: set(map(tuple, g[["account_id", "cutoff"]].to_numpy())) for m, g in test.groupby("model")}
+    assert set(keys) == {"lightgbm", "logistic", "health_score", "oracle"}
+    assert len({frozenset(v) for v in keys.values()}) == 1
+    assert set(test["cutoff"]) == set(churn_model.split.test)
+    assert ev.n["test"] == len(next(iter(keys.values()))) and ev.n["train"] == churn_model.info["n_train"]
+    # the oracle knows the true probabilities: the model cannot rank better than it by much
+    assert ev.metric("roc_auc", "oracle") > ev.metric("roc_auc") - 0.03
+    assert ev.metric("roc_auc") > 0.65
+    without_truth = evaluate_model(churn_model, features, labels, EvaluationConfig())
+    assert "oracle" not in set(without_truth.metrics["model"])
+
+
+def test_oracle_reads_the_simulator_truth_columns_and_needs_full_coverage(tables, churn_model):
+    features, labels, truth = tables
+    monthly = truth["churn"].rename(columns={"probability": "p_churn"}).assign(p_expand=0.5, health=0.0)
+    ev = evaluate_model(churn_model, features, labels, EvaluationConfig(), truth=monthly)
+    oracle = ev.scores[ev.scores["model"] == "oracle"].merge(truth["churn"], on=["account_id", "cutoff"])
+    np.testing.assert_array_equal(oracle["score"], oracle["probability"])
+    partial = monthly[monthly["cutoff"] != max(churn_model.split.test)]
+    with pytest.warns(UserWarning, match="no oracle"):
+        ev = evaluate_model(churn_model, features, labels, EvaluationConfig(), truth=partial)
+    assert "oracle" not in set(ev.metrics["model"])
+
+
+def test_evaluation_needs_arr_segment_and_touch_columns(tables, churn_model):
+    features, labels, _ = tables
+    with pytest.raises(ChurnmlError, match="account_touch_model"):
+        evaluate_model(
+            churn_model, features.drop(columns=["account_touch_model"]), labels, EvaluationConfig()
+        )
+
+
+def test_expansion_uses_its_own_label(tables):
+    features, labels, _ = tables
+    model = train_model(
+        features, labels, "expansion", fast_config(monotone_churn={"usage_typo": 1}), SplitConfig(), HORIZON
+    )
+    # the churn-only monotone map is ignored for expansion
+    assert model.label_column == "expanded_within_90d" and "monotone_constraints" not in model.params

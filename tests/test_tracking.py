@@ -1,0 +1,272 @@
+"""MLflow tracking: store resolution, run logging, the registry, the champion rule, promote and rollback.
+
+Every test gets its own SQLite store (a copy of an empty store initialised once per module, so the
+schema migrations run once) through ``MLFLOW_TRACKING_URI``; the repository's mlflow.db is never touched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+
+import numpy as np
+import pytest
+from test_modeling import HORIZON, fast_config, synthetic_tables
+
+from churnml.config import Config, EvaluationConfig, SplitConfig, TrackingConfig, repo_root
+from churnml.errors import ChurnmlError
+from churnml.modeling import evaluate_model, train_model
+from churnml.tracking import (
+    artifact_location,
+    data_version,
+    flatten_params,
+    load_champion,
+    log_training_run,
+    promote,
+    redact_url,
+    rollback,
+    tracking_uri,
+)
+
+NOISE = ["usage_noise_a_30d", "usage_noise_b_30d"]
+
+
+@pytest.fixture(scope="module")
+def empty_store(tmp_path_factory):
+    """An initialised, empty SQLite store to copy per test."""
+    import mlflow
+
+    path = tmp_path_factory.mktemp("template") / "mlflow.db"
+    mlflow.MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture
+def store(tmp_path, empty_store, monkeypatch):
+    db = tmp_path / "store" / "mlflow.db"
+    db.parent.mkdir()
+    shutil.copy(empty_store, db)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}")
+    return tmp_path
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """(features, labels, good model + evaluation, weak model + evaluation) on the synthetic table."""
+    features, labels, truth = synthetic_tables()
+    good = train_model(features, labels, "churn", fast_config(), SplitConfig(), HORIZON)
+    weak = train_model(features, labels, "churn", fast_config(), SplitConfig(), HORIZON, feature_list=NOISE)
+    cfg = EvaluationConfig()
+    return {
+        "features": features,
+        "good": (good, evaluate_model(good, features, labels, cfg, truth=truth["churn"])),
+        "weak": (weak, evaluate_model(weak, features, labels, cfg, truth=truth["churn"])),
+    }
+
+
+def _log(trained, which: str, root, **kwargs):
+    model, evaluation = trained[which]
+    kwargs.setdefault("test_features", trained["features"])
+    params = Config()  # the whole resolved configuration: more than one MLflow batch of params
+    params.warehouse.url = "postgresql+psycopg://scott:tiger@db.example/scores"
+    return log_training_run(model, evaluation, params, "md5-abc", root=root, **kwargs)
+
+
+def _client():
+    import mlflow
+
+    return mlflow.MlflowClient()
+
+
+def _champion_version(name: str = "churnml-churn") -> str:
+    return str(_client().get_model_version_by_alias(name, "champion").version)
+
+
+def _tags(version: str, name: str = "churnml-churn") -> dict[str, str]:
+    return _client().get_model_version(name, version).tags
+
+
+# -------------------------------------------------------------------------------------- store and params
+
+
+def test_store_defaults_to_sqlite_and_artifacts_under_the_repository_root(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))  # a temporary `dvc exp run` copy still logs to the parent
+    root = repo_root()
+    assert root == tmp_path
+    assert tracking_uri(root, TrackingConfig()) == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
+    assert artifact_location(root, TrackingConfig()) == (tmp_path / "mlartifacts").resolve().as_uri()
+
+
+def test_environment_store_wins_and_keeps_artifacts_beside_its_database(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/elsewhere/x.db")
+    assert tracking_uri(tmp_path / "repo", TrackingConfig()) == f"sqlite:///{tmp_path}/elsewhere/x.db"
+    assert (
+        artifact_location(tmp_path / "repo", TrackingConfig())
+        == (tmp_path / "elsewhere" / "mlartifacts").as_uri()
+    )
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.internal:5000")
+    assert artifact_location(tmp_path, TrackingConfig()) is None
+
+
+def test_urls_lose_their_credentials():
+    assert redact_url("postgresql+psycopg://scott:tiger@db:5432/x") == "postgresql+psycopg://db:5432/x"
+    assert redact_url("https://token@host/path?q=1") == "https://host/path?q=1"
+    assert redact_url("sqlite:////tmp/a.db") == "sqlite:////tmp/a.db"
+    assert redact_url("plain text") == "plain text"
+
+
+def test_params_are_flattened_with_urls_redacted():
+    cfg = TrackingConfig()
+    flat = flatten_params(
+        {
+            "tracking": cfg,
+            "model": {"lgbm": {"num_leaves": 31}, "targets": ["churn"], "monotone_churn": {}},
+            "url": "mysql://u:p@h/db",
+        }
+    )
+    assert flat["tracking.experiment"] == "churnml" and flat["tracking.register"] == "True"
+    assert flat["model.lgbm.num_leaves"] == "31"
+    assert flat["model.targets"] == '["churn"]' and flat["model.monotone_churn"] == "{}"
+    assert flat["url"] == "mysql://h/db"
+
+
+def test_data_version_reads_dvc_lock_else_hashes_the_file(tmp_path):
+    features = tmp_path / "data" / "features.parquet"
+    features.parent.mkdir()
+    features.write_bytes(b"not really parquet")
+    assert data_version(features, tmp_path) == hashlib.md5(b"not really parquet").hexdigest()
+    (tmp_path / "dvc.lock").write_text(
+        "schema: '2.0'\nstages:\n  build_features:\n    cmd: python x.py\n    outs:\n"
+        "    - path: data/features.parquet\n      hash: md5\n      md5: 0123456789abcdef0123456789abcdef\n      size: 18\n"
+    )
+    assert data_version(features, tmp_path) == "0123456789abcdef0123456789abcdef"
+    with pytest.raises(ChurnmlError, match="no such file"):
+        data_version(tmp_path / "missing.parquet", tmp_path)
+
+
+# ------------------------------------------------------------------------------------------ logging
+
+
+@pytest.mark.slow
+def test_logged_model_from_the_registry_predicts_the_same_probabilities(store, trained):
+    import mlflow
+
+    model, evaluation = trained["good"]
+    run_id, version = _log(trained, "good", store)
+    assert version == "1" and _champion_version() == "1"
+    rows = trained["features"][trained["features"]["cutoff"].isin(model.split.test)]
+
+    pyfunc = mlflow.pyfunc.load_model("models:/churnml-churn/1")
+    np.testing.assert_array_equal(np.asarray(pyfunc.predict(rows[model.features])), model.predict_proba(rows))
+    loaded, loaded_version = load_champion("churn", root=store)
+    assert loaded_version == "1"
+    np.testing.assert_array_equal(loaded.predict_proba(rows), model.predict_proba(rows))
+    by_version, _ = load_champion("churn", "1", root=store)
+    assert by_version.features == model.features
+
+    run = _client().get_run(run_id)
+    assert run.data.metrics["test.roc_auc"] == pytest.approx(evaluation.metric("roc_auc"))
+    assert "baselines.logistic.test.roc_auc" in run.data.metrics
+    assert "oracle.test.roc_auc" in run.data.metrics and "oracle_lift_ratio" in run.data.metrics
+    assert "by_touch_tier.high_touch.roc_auc" in run.data.metrics
+    assert run.data.params["model.seed"] == "42" and len(run.data.params) > 100
+    assert run.data.params["warehouse.url"] == "postgresql+psycopg://db.example/scores"
+    assert not any("tiger" in v for v in run.data.params.values())
+    assert run.data.tags["data_version"] == "md5-abc"
+    artifacts = {a.path for a in _client().list_artifacts(run_id, "plots")}
+    assert {
+        f"plots/{n}.{ext}" for n in ("roc", "pr", "calibration", "gains") for ext in ("csv", "png")
+    } <= artifacts
+    features_json = json.loads(mlflow.artifacts.load_text(f"runs:/{run_id}/features.json"))
+    assert features_json["features"] == model.features
+    # the store and the artifacts live where the environment says, not in the repository
+    assert (store / "store" / "mlartifacts").is_dir()
+
+
+@pytest.mark.slow
+def test_a_worse_model_does_not_take_the_champion_alias_and_a_better_one_does(store, trained):
+    weak_auc = trained["weak"][1].metric("roc_auc")
+    good_auc = trained["good"][1].metric("roc_auc")
+    assert good_auc > weak_auc + 0.1
+
+    _, v1 = _log(trained, "weak", store)
+    assert _champion_version() == v1 == "1"
+    assert _tags(v1)["promotion_decision"] == "promoted" and _tags(v1)["compared_with"] == "none"
+
+    _, v2 = _log(trained, "good", store)
+    assert _champion_version() == v2 == "2"
+    tags = _tags(v2)
+    assert tags["promotion_decision"] == "promoted" and tags["compared_with"] == "1"
+    assert tags["compared_on"] == "new_test_rows" and tags["previous_champion"] == "1"
+    assert float(tags["champion_metric_value"]) == pytest.approx(weak_auc)
+    assert float(tags["new_metric_value"]) == pytest.approx(good_auc)
+
+    _, v3 = _log(trained, "weak", store)
+    assert _champion_version() == "2"
+    tags = _tags(v3)
+    assert tags["promotion_decision"] == "kept_champion" and tags["compared_with"] == "2"
+    assert float(tags["champion_metric_value"]) == pytest.approx(good_auc)
+    assert "previous_champion" not in tags
+
+
+@pytest.mark.slow
+def test_the_champions_logged_metric_is_used_when_it_cannot_be_rescored(store, trained):
+    _log(trained, "good", store, test_features=None)
+    _, v2 = _log(trained, "weak", store, test_features=None)
+    assert _champion_version() == "1"
+    assert _tags(v2)["compared_on"] == "champion_logged_metric"
+    assert float(_tags(v2)["champion_metric_value"]) == pytest.approx(float(_tags("1")["test_roc_auc"]))
+
+
+@pytest.mark.slow
+def test_promote_and_rollback_move_the_alias_and_leave_tags(store, trained):
+    _log(trained, "weak", store)
+    _log(trained, "good", store)
+    assert _champion_version() == "2"
+
+    assert promote("churn", "1", "A/B test of the simple model", root=store) == "2"
+    assert _champion_version() == "1"
+    tags = _tags("1")
+    assert (
+        tags["promotion_decision"] == "manual" and tags["promotion_reason"] == "A/B test of the simple model"
+    )
+    assert tags["previous_champion"] == "2" and tags["promoted_by"] and tags["promoted_at"]
+
+    assert rollback("churn", "A/B test over", root=store) == "2"
+    assert _champion_version() == "2"
+    assert _tags("1")["rolled_back_to"] == "2" and _tags("1")["rolled_back_reason"] == "A/B test over"
+    assert _tags("2")["restored_from"] == "1"
+    history = json.loads(_client().get_registered_model("churnml-churn").tags["champion_history"])
+    assert [(h["version"], h["how"]) for h in history] == [
+        ("1", "automatic"),
+        ("2", "automatic"),
+        ("1", "manual"),
+        ("2", "rollback"),
+    ]
+
+    # v2 took the alias from v1 automatically: one more rollback returns to v1, then history runs out
+    assert rollback("churn", root=store) == "1"
+    with pytest.raises(ChurnmlError, match="no previous champion"):
+        rollback("churn", root=store)
+    with pytest.raises(ChurnmlError, match="no version 9"):
+        promote("churn", "9", "typo", root=store)
+    assert promote("churn", "2", root=store) == "1"
+    assert _tags("2")["promotion_reason"] == "manual promotion (no reason given)"
+    with pytest.raises(ChurnmlError, match="already the champion"):
+        promote("churn", "2", "again", root=store)
+
+
+def test_loading_a_champion_that_does_not_exist_is_a_clear_error(store):
+    with pytest.raises(ChurnmlError, match="no version with alias 'champion'"):
+        load_champion("churn", root=store)
+    with pytest.raises(ChurnmlError, match="unknown target"):
+        load_champion("upsell", root=store)
+
+
+@pytest.mark.slow
+def test_registration_can_be_turned_off(store, trained):
+    run_id, version = _log(trained, "good", store, tracking=TrackingConfig(register=False))
+    assert version is None and run_id
+    assert _client().search_registered_models() == []
