@@ -248,6 +248,7 @@ class WarehouseConfig:
     scores_table: str = "churn_scores"
     explanations_table: str = "churn_explanations"
     runs_table: str = "score_runs"
+    lock_timeout_s: float = 60.0  # how long a writer waits for another writer of the same file/as-of (0: fail)
 
 
 @dataclass
