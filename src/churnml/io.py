@@ -80,6 +80,23 @@ def write_parquet(frame: pd.DataFrame, path: Path) -> None:
     tmp.replace(path)
 
 
+def read_table(folder: Path, name: str) -> pd.DataFrame:
+    """One contract table from a folder, validated and coerced by its schema."""
+    path = table_path(Path(folder), name)
+    if path is None:
+        raise ChurnmlError(f"{folder}: table {name} missing (expected {name}.parquet or {name}.csv)")
+    return coerce_table(name, read_raw_table(path))
+
+
+def write_table(frame: pd.DataFrame, path: Path, what: str) -> None:
+    """Write a pipeline table (spine, labels, features...) after checking its key is unique."""
+    keys = [c for c in ("account_id", "cutoff") if c in frame.columns]
+    if keys and frame.duplicated(keys).any():
+        dup = frame.loc[frame.duplicated(keys, keep=False), keys].head(3).to_dict("records")
+        raise ChurnmlError(f"{what}: duplicate key ({', '.join(keys)}), e.g. {dup}")
+    write_parquet(frame, path)
+
+
 def read_parquet(path: Path) -> pd.DataFrame:
     """Read a Parquet file, with a one-line error when it is missing."""
     path = Path(path)
