@@ -22,6 +22,8 @@ def _run_once(argv: list[str], env: dict | None, cwd: str | Path | None) -> tupl
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - start
         stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+        if proc.stderr:
+            proc.stderr.close()
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         stdout = out.read().decode(errors="replace")

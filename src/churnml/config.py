@@ -54,7 +54,7 @@ class SimulatorConfig:
 
     accounts: int = 5000
     seed: int = 42
-    start_date: str = "2024-01-01"
+    start_date: str = "2023-12-01"  # the data then ends in November: scoring as of a normal week, not the holidays
     months: int = 24
     label_horizon_days: int = 90  # horizon of the true probabilities written to data/truth/
     # A behaviour shift after this date (concept drift); empty = none.
@@ -144,7 +144,9 @@ class ModelConfig:
     targets: list[str] = field(default_factory=lambda: ["churn", "expansion"])
     seed: int = 42
     class_weight: str = "balanced"  # balanced | none
-    calibration: str = "isotonic"  # isotonic | sigmoid | none
+    # sigmoid (Platt) by default: isotonic's flat steps give many accounts zero probability points,
+    # and so no reasons to show a CSM (see churnml.explain)
+    calibration: str = "sigmoid"  # sigmoid | isotonic | none
     lgbm: LightGBMConfig = field(default_factory=LightGBMConfig)
     # feature name -> +1 (risk rises with it) / -1; applied to the churn model only
     monotone_churn: dict[str, int] = field(default_factory=dict)
@@ -219,10 +221,17 @@ class TiersConfig:
 
 @dataclass
 class DriftConfig:
-    """Population stability index thresholds for scoring's drift guard."""
+    """Population stability index thresholds for scoring's drift guard.
+
+    Any input or score past ``psi_warn`` is reported; a score distribution past ``psi_fail`` or a single
+    input past ``feature_psi_fail`` stops the run before anything is written. Single inputs get a looser
+    bound: some drift by construction (windows truncated at the start of the history), while a broken
+    feed (a metric renamed, a unit changed) moves them far past it.
+    """
 
     psi_warn: float = 0.1
     psi_fail: float = 0.5
+    feature_psi_fail: float = 2.0
     bins: int = 10
 
 
