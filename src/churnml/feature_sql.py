@@ -1,0 +1,670 @@
+"""The feature definitions as SQL (DuckDB dialect, transpilable to Spark SQL with sqlglot), one step per table.
+
+Every step is a ``SELECT`` over named relations; an engine materialises each step under its name, in
+order, then runs :func:`final_sql`. The relations a step may read:
+
+- the contract tables as typed views: ``accounts``, ``subscriptions``, ``usage``, ``support_tickets``,
+  ``nps_responses``, ``csm_activities``, ``contacts``, ``invoices`` (``*_date`` and ``usage.date`` cast to
+  DATE, ``*_at`` timestamps, numbers as DOUBLE);
+- ``spine_keys`` (account_id, cutoff DATE) and ``spine_rows`` (the same with ``row_id``, the caller's order);
+- ``usage_calendar`` (date, cutoff, k, is_next, day_bit and one 0/1 weight per window): a small parameter
+  table derived from the cutoffs by :func:`usage_calendar` (see there);
+- earlier steps, by name.
+
+Portability: only functions DuckDB and Spark share (``DATE_DIFF('day', a, b)`` becomes Spark's
+``DATEDIFF(DAY, a, b)``, ``date - n`` is a date in both, ``MAKE_DATE`` / ``LAST_DAY`` do month arithmetic,
+``BIT_OR`` / ``BIT_COUNT`` count active days); no ``ASOF``, ``PIVOT``, list or struct functions. A test
+transpiles every step.
+
+The usage-window design (the only large input): each usage row joins the calendar on its date (an
+equi-join against a table of a few thousand rows) and so reaches only the cutoffs whose longest window
+contains it, at most ``ceil(lookback / spacing) + 1`` of them, plus the next cutoff after it. One hash
+aggregation per (account, cutoff, metric) then computes every window sum as ``SUM(value * in_<window>)``
+(the weight says whether the day offset ``k = cutoff - date`` lies in the window). Unbounded look-backs
+(days since the last use, the first key-feature use) are the latest / earliest positive day per interval
+between consecutive cutoffs (rows flagged ``is_next``), carried forward over cutoffs by a running ``MAX`` /
+``MIN`` window: no row is ever joined to every cutoff. Engines may run the usage steps per range of
+account ids (``AccountRange``) to bound the aggregation's memory; the result is the same.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from churnml.config import FeaturesConfig
+from churnml.errors import ChurnmlError
+
+ALL_FAMILIES = (
+    "account",
+    "usage",
+    "adoption",
+    "lifecycle",
+    "contract",
+    "support",
+    "nps",
+    "csm",
+    "contacts",
+    "invoices",
+)
+# Tables a family needs beyond the spine; a family whose optional table is absent is skipped.
+FAMILY_TABLES: dict[str, tuple[str, ...]] = {
+    "account": ("accounts",),
+    "usage": ("usage",),
+    "adoption": ("usage", "subscriptions"),
+    "lifecycle": ("usage", "subscriptions"),
+    "contract": ("subscriptions",),
+    "support": ("support_tickets",),
+    "nps": ("nps_responses",),
+    "csm": ("csm_activities",),
+    "contacts": ("contacts",),
+    "invoices": ("invoices",),
+}
+CATEGORICAL = (
+    "account_segment",
+    "account_touch_model",
+    "account_industry",
+    "account_region",
+    "contract_plan",
+    "contract_billing_period",
+    "lifecycle_journey_stage",
+)
+ZSCORE_WINDOW_DAYS = 7  # the recent week compared with the baseline weeks
+CONTRACT_CHANGE_DAYS = 90  # contract_mrr_change_90d compares with the level this many days earlier
+RENEWAL_GAP_DAYS = 30  # a new row starting within this many days of a previous end continues it
+SUPPORT_WINDOWS = (30, 90)
+SUPPORT_HIGH_WINDOW = 30
+SUPPORT_QUALITY_WINDOW = 90  # resolution time and CSAT of tickets resolved in this window
+CSM_WINDOW = 90
+INVOICE_OVERDUE_WINDOW = 90
+INVOICE_LATE_WINDOW = 180
+EXPANSION_UTILISATION = 0.9  # journey stage "expansion" from this license utilisation
+MAX_ACTIVE_DAY_WINDOW = 62  # active days are counted with a BIGINT bit mask
+
+
+@dataclass(frozen=True)
+class SqlStep:
+    """One definition: a SELECT materialised as table ``name``; ``family`` is what it serves."""
+
+    name: str
+    family: str
+    sql: str
+
+
+@dataclass(frozen=True)
+class Windows:
+    """The day windows the usage definitions need, derived from the configuration."""
+
+    sums: tuple[int, ...]  # usage_<m>_sum_<w>d
+    trend: int  # mean, trend, and the adoption windows
+    baseline_weeks: int
+    lookback: int  # the longest look-back: every windowed row lies within it
+
+    @classmethod
+    def from_config(cls, cfg: FeaturesConfig) -> Windows:
+        """Validate and derive the windows."""
+        sums = tuple(sorted({int(w) for w in cfg.windows_days}))
+        trend, weeks = int(cfg.trend_window_days), int(cfg.baseline_weeks)
+        if not sums or sums[0] < 1:
+            raise ChurnmlError(f"features.windows_days must be positive days, got {cfg.windows_days}")
+        if not 1 <= trend <= MAX_ACTIVE_DAY_WINDOW:
+            raise ChurnmlError(f"features.trend_window_days must be 1..{MAX_ACTIVE_DAY_WINDOW}, got {trend}")
+        if weeks < 2:
+            raise ChurnmlError(f"features.baseline_weeks must be at least 2, got {weeks}")
+        lookback = max(max(sums), 2 * trend, ZSCORE_WINDOW_DAYS * (weeks + 1))
+        return cls(sums, trend, weeks, lookback)
+
+    @property
+    def internal_sums(self) -> tuple[int, ...]:
+        """Sums computed: the configured ones plus the trend window."""
+        return tuple(sorted(set(self.sums) | {self.trend}))
+
+
+def sql_literal(text: str) -> str:
+    """A SQL string literal."""
+    return "'" + str(text).replace("'", "''") + "'"
+
+
+def column_token(value: str, what: str) -> str:
+    """A metric or kind as it appears in a column name: lower case, ``[a-z0-9_]``."""
+    token = re.sub(r"[^0-9a-z]+", "_", str(value).lower()).strip("_")
+    if not token:
+        raise ChurnmlError(f"{what} {value!r} gives an empty column name")
+    return token
+
+
+def column_tokens(values: Sequence[str], what: str) -> dict[str, str]:
+    """Value -> column token, refusing two values that would share a column."""
+    out: dict[str, str] = {}
+    seen: dict[str, str] = {}
+    for v in values:
+        t = column_token(v, what)
+        if t in seen and seen[t] != v:
+            raise ChurnmlError(f"{what}s {seen[t]!r} and {v!r} would share the column name {t!r}")
+        seen[t], out[v] = v, t
+    return out
+
+
+# ------------------------------------------------------------------------------------------- usage windows
+
+AccountRange = tuple[str | None, str | None]  # [first, last) account ids of an engine partition; None: open
+ALL_ACCOUNTS: AccountRange = (None, None)
+
+
+def account_range_sql(column: str, accounts: AccountRange) -> str:
+    """The condition selecting ``accounts`` (a half-open range of ids) on ``column``."""
+    first, last = accounts
+    parts = [f"{column} >= {sql_literal(first)}" if first is not None else ""]
+    parts.append(f"{column} < {sql_literal(last)}" if last is not None else "")
+    return " AND ".join(p for p in parts if p) or "TRUE"
+
+
+def _window_columns(win: Windows) -> dict[str, tuple[int, int]]:
+    """Calendar weight column -> the day offsets ``lo < k <= hi`` it covers (one per usage sum)."""
+    t, z = win.trend, ZSCORE_WINDOW_DAYS
+    cols = {f"in_{w}d": (0, w) for w in win.internal_sums}
+    cols[f"in_prev_{t}d"] = (t, 2 * t)
+    for j in range(win.baseline_weeks + 1):
+        if not (j == 0 and z in win.internal_sums):
+            cols[f"in_week_{j}"] = (z * j, z * (j + 1))
+    return cols
+
+
+def usage_calendar(cutoffs: Sequence[pd.Timestamp], win: Windows) -> pd.DataFrame:
+    """The date -> cutoff map the usage aggregation joins on (a parameter table, built from cutoffs only).
+
+    One row per (date, cutoff) with ``1 <= k = cutoff - date <= lookback`` (the date lies in some window
+    of that cutoff), plus one row linking each date to the first cutoff after it (``is_next``), however
+    far. The first date, ``min(cutoff) - lookback - 1``, also stands for every earlier date (the usage
+    query clamps dates to it): those rows only feed the unbounded look-backs.
+
+    Returns:
+        date, cutoff (datetime64[s]), k (int32), is_next (bool), day_bit (int64: ``2**(k-1)`` for
+        ``k <= trend``, else 0) and one 0/1 weight column per window (``in_30d``, ``in_prev_30d``,
+        ``in_week_3`` ...): multiplying by a weight is cheaper than a CASE per window and row.
+    """
+    cuts = np.array(sorted({pd.Timestamp(c).normalize() for c in cutoffs}), dtype="datetime64[D]")
+    if len(cuts) == 0:
+        raise ChurnmlError("features: no cutoffs")
+    lo = cuts[0] - np.timedelta64(win.lookback + 1, "D")
+    dates = np.arange(lo, cuts[-1], dtype="datetime64[D]")
+    next_idx = np.searchsorted(cuts, dates, side="right")  # first cutoff strictly after each date
+    parts = []
+    for i, c in enumerate(cuts):  # one pass per cutoff (a few dozen), vectorised over dates
+        k = (c - dates).astype(np.int64)
+        is_next = next_idx == i
+        keep = ((k >= 1) & (k <= win.lookback)) | is_next
+        parts.append(
+            pd.DataFrame(
+                {
+                    "date": dates[keep].astype("datetime64[s]"),
+                    "cutoff": np.full(keep.sum(), c).astype("datetime64[s]"),
+                    "k": k[keep].astype(np.int32),
+                    "is_next": is_next[keep],
+                }
+            )
+        )
+    cal = pd.concat(parts, ignore_index=True)
+    k = cal["k"].to_numpy()
+    cal["day_bit"] = np.where(k <= win.trend, np.left_shift(1, np.clip(k - 1, 0, 62)), 0).astype(np.int64)
+    for name, (lo_k, hi_k) in _window_columns(win).items():
+        cal[name] = ((k > lo_k) & (k <= hi_k)).astype(np.float64)
+    return cal
+
+
+def usage_agg_sql(win: Windows, lo: str, hi: str, accounts: AccountRange = ALL_ACCOUNTS) -> str:
+    """Per (account, cutoff, metric): window sums, baseline weeks, active-day bits, positive-day bounds.
+
+    Args:
+        win: the windows.
+        lo: the calendar's first date (ISO); earlier usage days are clamped to it.
+        hi: the latest cutoff (ISO); later usage is never read.
+        accounts: the range of account ids to aggregate (the engine's partitions).
+    """
+    sums = [
+        f"SUM(u.value * c.{col}) AS {col.replace('in_', 'sum_', 1).replace('sum_week', 'week')}"
+        for col in _window_columns(win)
+    ]
+    cols = ",\n  ".join(
+        sums
+        + [
+            "MAX(CASE WHEN c.is_next AND u.value > 0 THEN u.date END) AS last_positive_date",
+            "MIN(CASE WHEN c.is_next AND u.value > 0 THEN u.date END) AS first_positive_date",
+            "BIT_OR(CASE WHEN u.value > 0 THEN c.day_bit ELSE 0 END) AS active_day_bits",
+        ]
+    )
+    return f"""
+SELECT u.account_id, c.cutoff, u.metric,
+  {cols}
+FROM usage AS u
+JOIN usage_calendar AS c ON c.date = GREATEST(u.date, DATE '{lo}')
+WHERE u.date < DATE '{hi}' AND {account_range_sql("u.account_id", accounts)}
+GROUP BY u.account_id, c.cutoff, u.metric
+"""
+
+
+def _week0(win: Windows) -> str:
+    return f"sum_{ZSCORE_WINDOW_DAYS}d" if ZSCORE_WINDOW_DAYS in win.internal_sums else "week_0"
+
+
+def usage_metric_sql(win: Windows, accounts: AccountRange = ALL_ACCOUNTS) -> str:
+    """Per spine row and metric: the finished per-metric features and the adoption inputs.
+
+    Args:
+        win: the windows.
+        accounts: the range of account ids (the one ``usage_agg`` holds).
+    """
+    t, b, z = win.trend, win.baseline_weeks, ZSCORE_WINDOW_DAYS
+    agg_cols = [f"sum_{w}d" for w in win.internal_sums] + [f"sum_prev_{t}d"]
+    agg_cols += [f"week_{j}" for j in range(1, b + 1)] + ([] if _week0(win) != "week_0" else ["week_0"])
+    merged = ",\n    ".join(f"COALESCE(a.{c}, 0) AS {c}" for c in agg_cols)
+    mean = " + ".join(f"week_{j}" for j in range(1, b + 1))
+    var = " + ".join(f"(week_{j} - base_mean) * (week_{j} - base_mean)" for j in range(1, b + 1))
+    sums = ",\n  ".join(f"sum_{w}d" for w in win.internal_sums)
+    return f"""
+WITH grid AS (
+  SELECT s.account_id, s.cutoff, m.metric
+  FROM spine_keys AS s CROSS JOIN (SELECT DISTINCT metric FROM usage_agg) AS m
+  WHERE {account_range_sql("s.account_id", accounts)}
+),
+marks AS (
+  -- unbounded look-backs: the positive-day bounds of every interval between cutoffs, and the grid
+  SELECT account_id, metric, cutoff, last_positive_date, first_positive_date, 0 AS is_grid
+  FROM usage_agg WHERE last_positive_date IS NOT NULL
+  UNION ALL
+  SELECT account_id, metric, cutoff, NULL AS last_positive_date, NULL AS first_positive_date, 1 AS is_grid
+  FROM grid
+),
+carried AS (
+  -- carried forward over cutoffs (a RANGE frame includes the interval ending at the row's own cutoff)
+  SELECT account_id, metric, cutoff, is_grid,
+    MAX(last_positive_date) OVER (PARTITION BY account_id, metric ORDER BY cutoff
+      RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS last_positive_to_date,
+    MIN(first_positive_date) OVER (PARTITION BY account_id, metric ORDER BY cutoff
+      RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS first_positive_to_date
+  FROM marks
+),
+windowed AS (
+  SELECT g.account_id, g.cutoff, g.metric,
+    {merged},
+    COALESCE(a.active_day_bits, 0) AS active_day_bits
+  FROM grid AS g
+  LEFT JOIN usage_agg AS a ON a.account_id = g.account_id AND a.cutoff = g.cutoff AND a.metric = g.metric
+),
+scored AS (
+  SELECT w.*, c.last_positive_to_date, c.first_positive_to_date, st.first_start_date,
+    ({mean}) / {b} AS base_mean
+  FROM windowed AS w
+  JOIN carried AS c
+    ON c.account_id = w.account_id AND c.cutoff = w.cutoff AND c.metric = w.metric AND c.is_grid = 1
+  LEFT JOIN contract_state AS st ON st.account_id = w.account_id AND st.cutoff = w.cutoff
+),
+spread AS (
+  SELECT scored.*, SQRT(({var}) / {b - 1}) AS base_std FROM scored
+)
+SELECT account_id, cutoff, metric,
+  {sums},
+  sum_{t}d / {t} AS mean_{t}d,
+  CASE WHEN sum_prev_{t}d > 0 THEN sum_{t}d / sum_prev_{t}d - 1 END AS trend_{t}d,
+  DATE_DIFF('day', last_positive_to_date, cutoff) AS days_since_last,
+  CASE WHEN base_std > 1e-9 AND first_start_date <= cutoff - {z * (b + 1)}
+       THEN ({_week0(win)} - base_mean) / base_std END AS zscore_{z}d,
+  first_positive_to_date,
+  active_day_bits
+FROM spread
+"""
+
+
+def usage_account_sql(
+    win: Windows, metrics: dict[str, str], active_users_metric: str, key_metrics: Sequence[str]
+) -> str:
+    """Per spine row: the usage features pivoted wide, and the adoption / lifecycle inputs."""
+    t, z = win.trend, ZSCORE_WINDOW_DAYS
+    cols = []
+    for metric, token in metrics.items():
+        lit = sql_literal(metric)
+        measures = [(f"sum_{w}d", f"sum_{w}d") for w in win.sums]
+        measures += [(f"mean_{t}d", f"mean_{t}d"), (f"trend_{t}d", f"trend_{t}d")]
+        measures += [("days_since_last", "days_since_last"), (f"zscore_{z}d", f"zscore_{z}d")]
+        for name, src in measures:
+            value = f"MAX(CASE WHEN metric = {lit} THEN {src} END)"
+            # a partition of accounts may lack a metric altogether: no row means no use
+            value = f"COALESCE({value}, 0)" if name.startswith(("sum_", "mean_")) else value
+            cols.append(f"{value} AS usage_{token}_{name}")
+    keys = ", ".join(sql_literal(m) for m in key_metrics) or "NULL"
+    if active_users_metric in metrics:
+        active = f"COALESCE(MAX(CASE WHEN metric = {sql_literal(active_users_metric)} THEN sum_{t}d END), 0)"
+    else:
+        active = "CAST(NULL AS DOUBLE)"
+    cols += [
+        f"{active} AS active_users_sum",
+        f"SUM(CASE WHEN metric IN ({keys}) AND sum_{t}d > 0 THEN 1 ELSE 0 END) AS key_features_used",
+        "BIT_COUNT(BIT_OR(active_day_bits)) AS active_days",
+        f"MIN(CASE WHEN metric IN ({keys}) THEN first_positive_to_date END) AS first_value_date",
+    ]
+    body = ",\n  ".join(cols)
+    return f"""
+SELECT account_id, cutoff,
+  {body}
+FROM usage_metric_features
+GROUP BY account_id, cutoff
+"""
+
+
+def usage_feature_columns(win: Windows, metrics: dict[str, str]) -> list[str]:
+    """The usage family's columns, in order."""
+    t, z = win.trend, ZSCORE_WINDOW_DAYS
+    out = []
+    for token in metrics.values():
+        out += [f"usage_{token}_sum_{w}d" for w in win.sums]
+        out += [f"usage_{token}_mean_{t}d", f"usage_{token}_trend_{t}d"]
+        out += [f"usage_{token}_days_since_last", f"usage_{token}_zscore_{z}d"]
+    return out
+
+
+# --------------------------------------------------------------------------------------------- contracts
+
+
+def contract_state_sql() -> str:
+    """Per spine row: the known contract levels now and ``CONTRACT_CHANGE_DAYS`` earlier, first start.
+
+    A subscription is known once ``start_date < cutoff``; its end date only once ``end_date < cutoff``
+    (a later end date is not yet known, so the row still counts as running).
+    """
+    ref = CONTRACT_CHANGE_DAYS + 1  # the day before (cutoff - 90), as "now" is the day before the cutoff
+    return f"""
+WITH known AS (
+  SELECT s.account_id, s.cutoff, b.start_date, b.mrr, b.seats,
+    CASE WHEN b.end_date < s.cutoff THEN b.end_date END AS known_end_date
+  FROM spine_keys AS s
+  JOIN subscriptions AS b ON b.account_id = s.account_id AND b.start_date < s.cutoff
+)
+SELECT account_id, cutoff,
+  MIN(start_date) AS first_start_date,
+  SUM(CASE WHEN known_end_date IS NULL THEN mrr ELSE 0 END) AS mrr_now,
+  SUM(CASE WHEN known_end_date IS NULL THEN seats ELSE 0 END) AS seats_now,
+  SUM(CASE WHEN start_date <= cutoff - {ref} AND (known_end_date IS NULL OR known_end_date > cutoff - {ref})
+      THEN mrr ELSE 0 END) AS mrr_before,
+  SUM(CASE WHEN start_date <= cutoff - {ref} AND (known_end_date IS NULL OR known_end_date > cutoff - {ref})
+      THEN seats ELSE 0 END) AS seats_before
+FROM known
+GROUP BY account_id, cutoff
+"""
+
+
+def contract_primary_sql() -> str:
+    """Per spine row: the main running contract (largest MRR) and its next scheduled term end.
+
+    The term end is computed from ``start_date`` and ``billing_period`` (every month or every 12
+    months from the start, the first boundary on or after the cutoff), never from ``end_date``.
+    """
+    add = "(MONTH(start_date) - 1 + term_months_ahead)"
+    return f"""
+WITH current_subs AS (
+  SELECT s.account_id, s.cutoff, b.subscription_id, b.plan, b.billing_period, b.start_date, b.mrr,
+    CASE WHEN b.billing_period = 'annual' THEN 12 ELSE 1 END AS period_months,
+    ROW_NUMBER() OVER (PARTITION BY s.account_id, s.cutoff
+                       ORDER BY b.mrr DESC, b.start_date DESC, b.subscription_id DESC) AS rank_in_account
+  FROM spine_keys AS s
+  JOIN subscriptions AS b
+    ON b.account_id = s.account_id AND b.start_date < s.cutoff
+   AND (b.end_date IS NULL OR b.end_date >= s.cutoff)
+),
+elapsed AS (
+  -- months from start to the cutoff's month, plus one when start + that many months is before the cutoff
+  SELECT current_subs.*,
+    (YEAR(cutoff) - YEAR(start_date)) * 12 + MONTH(cutoff) - MONTH(start_date)
+      + CASE WHEN LEAST(DAY(start_date), DAY(LAST_DAY(cutoff))) >= DAY(cutoff) THEN 0 ELSE 1 END
+      AS months_needed
+  FROM current_subs
+  WHERE rank_in_account = 1
+),
+ahead AS (
+  SELECT elapsed.*,
+    GREATEST(CAST(CEIL(months_needed / period_months) AS INTEGER), 1) * period_months AS term_months_ahead
+  FROM elapsed
+),
+term_month AS (
+  SELECT ahead.*, MAKE_DATE(YEAR(start_date) + {add} // 12, {add} % 12 + 1, 1) AS term_month_start
+  FROM ahead
+)
+SELECT account_id, cutoff, plan, billing_period,
+  MAKE_DATE(YEAR(term_month_start), MONTH(term_month_start),
+            LEAST(DAY(start_date), DAY(LAST_DAY(term_month_start)))) AS term_end_date
+FROM term_month
+"""
+
+
+def subscription_changes_sql() -> str:
+    """Per subscription continuing an earlier one (starting within ``RENEWAL_GAP_DAYS`` of its end): MRRs."""
+    return f"""
+SELECT n.account_id, n.subscription_id, n.start_date, n.mrr, p.mrr AS previous_mrr
+FROM subscriptions AS n
+JOIN subscriptions AS p
+  ON p.account_id = n.account_id AND p.subscription_id <> n.subscription_id
+ AND p.end_date <= n.start_date AND p.end_date >= n.start_date - {RENEWAL_GAP_DAYS}
+QUALIFY ROW_NUMBER() OVER (PARTITION BY n.subscription_id
+                           ORDER BY p.end_date DESC, p.mrr DESC, p.subscription_id DESC) = 1
+"""
+
+
+def contract_features_sql() -> str:
+    """The contract family."""
+    d = CONTRACT_CHANGE_DAYS
+    return f"""
+WITH changes AS (
+  SELECT s.account_id, s.cutoff,
+    COUNT(*) AS renewals,
+    SUM(CASE WHEN ch.mrr > ch.previous_mrr THEN 1 ELSE 0 END) AS upgrades,
+    SUM(CASE WHEN ch.mrr < ch.previous_mrr THEN 1 ELSE 0 END) AS downgrades
+  FROM spine_keys AS s
+  JOIN subscription_changes AS ch ON ch.account_id = s.account_id AND ch.start_date < s.cutoff
+  GROUP BY s.account_id, s.cutoff
+)
+SELECT s.account_id, s.cutoff,
+  COALESCE(st.mrr_now, 0) AS contract_mrr,
+  12 * COALESCE(st.mrr_now, 0) AS contract_arr,
+  COALESCE(st.seats_now, 0) AS contract_seats,
+  p.plan AS contract_plan,
+  p.billing_period AS contract_billing_period,
+  DATE_DIFF('day', s.cutoff, p.term_end_date) AS contract_days_to_renewal,
+  COALESCE(ch.renewals, 0) AS contract_renewals_count,
+  COALESCE(ch.upgrades, 0) AS contract_upgrades_count,
+  COALESCE(ch.downgrades, 0) AS contract_downgrades_count,
+  CASE WHEN st.mrr_before > 0 THEN (st.mrr_now - st.mrr_before) / st.mrr_before END AS contract_mrr_change_{d}d
+FROM spine_keys AS s
+LEFT JOIN contract_state AS st ON st.account_id = s.account_id AND st.cutoff = s.cutoff
+LEFT JOIN contract_primary AS p ON p.account_id = s.account_id AND p.cutoff = s.cutoff
+LEFT JOIN changes AS ch ON ch.account_id = s.account_id AND ch.cutoff = s.cutoff
+"""
+
+
+def adoption_features_sql(win: Windows) -> str:
+    """The adoption family: license utilisation, breadth of key features, active days."""
+    t = win.trend
+    return f"""
+SELECT s.account_id, s.cutoff,
+  CASE WHEN st.seats_now > 0 THEN ua.active_users_sum / {t} / st.seats_now END
+    AS adoption_license_utilisation_{t}d,
+  COALESCE(ua.key_features_used, 0) AS adoption_breadth_{t}d,
+  COALESCE(ua.active_days, 0) AS adoption_active_days_{t}d
+FROM spine_keys AS s
+LEFT JOIN usage_account AS ua ON ua.account_id = s.account_id AND ua.cutoff = s.cutoff
+LEFT JOIN contract_state AS st ON st.account_id = s.account_id AND st.cutoff = s.cutoff
+"""
+
+
+def lifecycle_features_sql(win: Windows, onboarding_days: int, usage_start: str | None) -> str:
+    """The lifecycle family: tenure, time to first value, journey stage.
+
+    Args:
+        win: the windows.
+        onboarding_days: tenure below which an account is onboarding.
+        usage_start: the first day of usage data (ISO) or None; the time to first value of an account
+            whose first subscription started before it is unknown (its first use may predate the data).
+    """
+    t = win.trend
+    utilisation = f"COALESCE(ua.active_users_sum, 0) / {t} / st.seats_now"
+    known = f"st.first_start_date >= DATE '{usage_start}'" if usage_start else "TRUE"
+    return f"""
+SELECT s.account_id, s.cutoff,
+  DATE_DIFF('day', st.first_start_date, s.cutoff) AS lifecycle_tenure_days,
+  CASE
+    WHEN st.first_start_date IS NULL OR ua.first_value_date IS NULL
+      OR DATE_DIFF('day', st.first_start_date, s.cutoff) < {int(onboarding_days)} THEN 'onboarding'
+    WHEN (st.seats_now > 0 AND {utilisation} >= {EXPANSION_UTILISATION})
+      OR (st.seats_before > 0 AND st.seats_now > st.seats_before) THEN 'expansion'
+    ELSE 'adoption'
+  END AS lifecycle_journey_stage,
+  CASE WHEN {known} THEN DATE_DIFF('day', st.first_start_date, ua.first_value_date) END
+    AS lifecycle_time_to_first_value_days,
+  CASE WHEN ua.first_value_date IS NULL THEN 0 ELSE 1 END AS lifecycle_first_value_reached
+FROM spine_keys AS s
+LEFT JOIN usage_account AS ua ON ua.account_id = s.account_id AND ua.cutoff = s.cutoff
+LEFT JOIN contract_state AS st ON st.account_id = s.account_id AND st.cutoff = s.cutoff
+"""
+
+
+# ------------------------------------------------------------------------------------------ event tables
+
+
+def support_features_sql() -> str:
+    """The support family: ticket counts, high-priority tickets, resolution time, CSAT, open tickets."""
+    w_short, w_long = SUPPORT_WINDOWS
+    q, h = SUPPORT_QUALITY_WINDOW, SUPPORT_HIGH_WINDOW
+    resolved = f"t.resolved_at < s.cutoff AND t.resolved_at >= s.cutoff - {q}"
+    return f"""
+SELECT s.account_id, s.cutoff,
+  SUM(CASE WHEN t.created_at >= s.cutoff - {w_short} THEN 1 ELSE 0 END) AS support_tickets_count_{w_short}d,
+  SUM(CASE WHEN t.created_at >= s.cutoff - {w_long} THEN 1 ELSE 0 END) AS support_tickets_count_{w_long}d,
+  SUM(CASE WHEN t.created_at >= s.cutoff - {h} AND t.priority IN ('high', 'urgent') THEN 1 ELSE 0 END)
+    AS support_high_priority_count_{h}d,
+  AVG(CASE WHEN {resolved} THEN DATE_DIFF('microsecond', t.created_at, t.resolved_at) / 3600000000.0 END)
+    AS support_resolution_hours_mean_{q}d,
+  AVG(CASE WHEN {resolved} THEN t.csat END) AS support_csat_mean_{q}d,
+  SUM(CASE WHEN t.created_at IS NOT NULL AND (t.resolved_at IS NULL OR t.resolved_at >= s.cutoff)
+      THEN 1 ELSE 0 END) AS support_open_tickets_count
+FROM spine_keys AS s
+LEFT JOIN support_tickets AS t ON t.account_id = s.account_id AND t.created_at < s.cutoff
+GROUP BY s.account_id, s.cutoff
+"""
+
+
+def nps_features_sql() -> str:
+    """The NPS family: latest answer, change from the previous one, days since the latest."""
+    return """
+WITH ranked AS (
+  SELECT s.account_id, s.cutoff, n.score, n.responded_at,
+    ROW_NUMBER() OVER (PARTITION BY s.account_id, s.cutoff
+                       ORDER BY n.responded_at DESC, n.response_id DESC) AS recency
+  FROM spine_keys AS s
+  JOIN nps_responses AS n ON n.account_id = s.account_id AND n.responded_at < s.cutoff
+),
+latest AS (
+  SELECT account_id, cutoff,
+    MAX(CASE WHEN recency = 1 THEN score END) AS latest_score,
+    MAX(CASE WHEN recency = 2 THEN score END) AS previous_score,
+    MAX(CASE WHEN recency = 1 THEN DATE_DIFF('day', CAST(responded_at AS DATE), cutoff) END) AS days_since
+  FROM ranked
+  WHERE recency <= 2
+  GROUP BY account_id, cutoff
+)
+SELECT s.account_id, s.cutoff,
+  l.latest_score AS nps_score_latest,
+  l.latest_score - l.previous_score AS nps_score_change,
+  l.days_since AS nps_days_since_latest
+FROM spine_keys AS s
+LEFT JOIN latest AS l ON l.account_id = s.account_id AND l.cutoff = s.cutoff
+"""
+
+
+def csm_features_sql(kinds: dict[str, str]) -> str:
+    """The CSM family: touches in the window, per kind, and days since the last touch."""
+    w = CSM_WINDOW
+    per_kind = "".join(
+        f"  SUM(CASE WHEN a.occurred_at >= s.cutoff - {w} AND a.kind = {sql_literal(kind)} THEN 1 ELSE 0 END)"
+        f" AS csm_{token}_count_{w}d,\n"
+        for kind, token in kinds.items()
+    )
+    return f"""
+SELECT s.account_id, s.cutoff,
+  SUM(CASE WHEN a.occurred_at >= s.cutoff - {w} THEN 1 ELSE 0 END) AS csm_touches_count_{w}d,
+{per_kind}  DATE_DIFF('day', CAST(MAX(a.occurred_at) AS DATE), s.cutoff) AS csm_days_since_last_touch
+FROM spine_keys AS s
+LEFT JOIN csm_activities AS a ON a.account_id = s.account_id AND a.occurred_at < s.cutoff
+GROUP BY s.account_id, s.cutoff
+"""
+
+
+def contacts_features_sql(sponsor_window: int) -> str:
+    """The contacts family: a sponsor or champion left recently, days since, how many remain."""
+    w = int(sponsor_window)
+    return f"""
+SELECT s.account_id, s.cutoff,
+  MAX(CASE WHEN k.end_date < s.cutoff AND k.end_date >= s.cutoff - {w} THEN 1 ELSE 0 END)
+    AS contacts_sponsor_left_{w}d,
+  DATE_DIFF('day', MAX(CASE WHEN k.end_date < s.cutoff THEN k.end_date END), s.cutoff)
+    AS contacts_days_since_sponsor_left,
+  SUM(CASE WHEN k.start_date < s.cutoff AND (k.end_date IS NULL OR k.end_date >= s.cutoff) THEN 1 ELSE 0 END)
+    AS contacts_champion_count
+FROM spine_keys AS s
+LEFT JOIN contacts AS k
+  ON k.account_id = s.account_id AND k.role IN ('sponsor', 'champion') AND k.start_date < s.cutoff
+GROUP BY s.account_id, s.cutoff
+"""
+
+
+def invoices_features_sql() -> str:
+    """The invoices family: overdue invoices and mean days late (a payment is known once paid_date < cutoff)."""
+    o, late = INVOICE_OVERDUE_WINDOW, INVOICE_LATE_WINDOW
+    return f"""
+SELECT s.account_id, s.cutoff,
+  SUM(CASE WHEN i.due_date >= s.cutoff - {o} AND (i.paid_date IS NULL OR i.paid_date > i.due_date)
+      THEN 1 ELSE 0 END) AS invoices_overdue_count_{o}d,
+  AVG(CASE WHEN i.due_date IS NOT NULL THEN GREATEST(0, DATE_DIFF('day', i.due_date,
+      LEAST(COALESCE(i.paid_date, s.cutoff), s.cutoff))) END) AS invoices_days_late_mean_{late}d
+FROM spine_keys AS s
+LEFT JOIN invoices AS i
+  ON i.account_id = s.account_id AND i.due_date < s.cutoff AND i.due_date >= s.cutoff - {late}
+GROUP BY s.account_id, s.cutoff
+"""
+
+
+def account_features_sql() -> str:
+    """The account family: the account's static attributes."""
+    return """
+SELECT s.account_id, s.cutoff,
+  a.segment AS account_segment,
+  a.touch_model AS account_touch_model,
+  a.industry AS account_industry,
+  a.region AS account_region
+FROM spine_keys AS s
+LEFT JOIN accounts AS a ON a.account_id = s.account_id
+"""
+
+
+def final_sql(family_columns: dict[str, list[str]]) -> str:
+    """Join the families' tables (``<family>_features``) onto the spine, in the spine's row order."""
+    select = ["s.account_id", "CAST(s.cutoff AS TIMESTAMP) AS cutoff"]
+    joins = []
+    for family, cols in family_columns.items():
+        alias = f"f_{family}"
+        table = "usage_account" if family == "usage" else f"{family}_features"
+        select += [
+            f"{alias}.{c}" if c in CATEGORICAL else f"CAST({alias}.{c} AS DOUBLE) AS {c}" for c in cols
+        ]
+        joins.append(
+            f"LEFT JOIN {table} AS {alias} ON {alias}.account_id = s.account_id AND {alias}.cutoff = s.cutoff"
+        )
+    body = ",\n  ".join(select)
+    join_text = "\n".join(joins)
+    return f"""
+SELECT {body}
+FROM spine_rows AS s
+{join_text}
+ORDER BY s.row_id
+"""

@@ -1,0 +1,81 @@
+"""Shared fixtures: a small simulated portfolio and hand-built edge-case tables for spine, labels, features."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from churnml.config import SimulatorConfig
+
+
+def _days(values: list) -> pd.Series:
+    return pd.Series(pd.to_datetime(values), dtype="datetime64[us]")
+
+
+@pytest.fixture(scope="session")
+def sim() -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
+    """(tables, truth) of a 200-account, two-year simulated portfolio."""
+    simulate = pytest.importorskip("churnml.simulate", reason="simulator not written yet").simulate
+    return simulate(SimulatorConfig(accounts=200, months=24, seed=11))
+
+
+@pytest.fixture(scope="session")
+def edge_tables() -> dict[str, pd.DataFrame]:
+    """Contract histories built to hit each label rule once, with events on and around 2024-06-01 (read-only).
+
+    E1 late renewal within grace; E2 renewal after grace (churn 2024-06-10); E3 annual contract ending
+    2025-01-01 whose usage stopped in May 2024; E4 ends exactly on 2024-06-01; E5 seats 10 -> 11 on
+    2024-07-01 (expansion by seats only); E6 MRR 100 -> 85 on 2024-07-01 (contraction); E7 open-ended.
+    Usage runs to 2025-06-30, so the data end is 2025-07-01.
+    """
+    subs = [
+        ("S1a", "E1", "monthly", "2024-01-01", "2024-06-10", 100.0, 10),
+        ("S1b", "E1", "monthly", "2024-06-25", None, 100.0, 10),
+        ("S2a", "E2", "monthly", "2024-01-01", "2024-06-10", 100.0, 10),
+        ("S2b", "E2", "monthly", "2024-07-20", None, 100.0, 10),
+        ("S3", "E3", "annual", "2024-01-01", "2025-01-01", 1000.0, 50),
+        ("S4", "E4", "monthly", "2024-01-15", "2024-06-01", 50.0, 5),
+        ("S5a", "E5", "monthly", "2024-01-01", "2024-07-01", 100.0, 10),
+        ("S5b", "E5", "monthly", "2024-07-01", None, 100.0, 11),
+        ("S6a", "E6", "annual", "2023-07-01", "2024-07-01", 100.0, 10),
+        ("S6b", "E6", "annual", "2024-07-01", None, 85.0, 10),
+        ("S7", "E7", "annual", "2024-02-29", None, 300.0, 20),
+    ]
+    subscriptions = pd.DataFrame(
+        {
+            "subscription_id": [r[0] for r in subs],
+            "account_id": [r[1] for r in subs],
+            "plan": ["pro"] * len(subs),
+            "billing_period": [r[2] for r in subs],
+            "start_date": _days([r[3] for r in subs]),
+            "end_date": _days([r[4] for r in subs]),
+            "mrr": [r[5] for r in subs],
+            "seats": pd.array([r[6] for r in subs], dtype="Int64"),
+        }
+    )
+    ids = sorted({r[1] for r in subs})
+    accounts = pd.DataFrame(
+        {
+            "account_id": ids,
+            "account_name": ids,
+            "segment": ["smb"] * len(ids),
+            "touch_model": ["tech_touch"] * len(ids),
+            "industry": ["retail"] * len(ids),
+            "region": ["emea"] * len(ids),
+            "csm_id": [None] * len(ids),
+            "created_date": _days(["2024-01-01"] * len(ids)),
+        }
+    )
+    usage_days = pd.date_range("2024-01-01", "2025-06-30", freq="D")
+    e3_days = pd.date_range("2024-01-01", "2024-05-15", freq="D")
+    usage = pd.concat(
+        [
+            pd.DataFrame({"account_id": "E7", "date": usage_days, "metric": "logins", "value": 3.0}),
+            pd.DataFrame({"account_id": "E3", "date": e3_days, "metric": "logins", "value": 5.0}),
+            pd.DataFrame(
+                {"account_id": "E3", "date": e3_days[::7], "metric": "feature_reports", "value": 1.0}
+            ),
+        ],
+        ignore_index=True,
+    ).assign(date=lambda d: d["date"].astype("datetime64[us]"))
+    return {"accounts": accounts, "subscriptions": subscriptions, "usage": usage}
