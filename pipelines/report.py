@@ -1,0 +1,38 @@
+"""Stage report: the static portfolio report for CSMs (reports/index.html), self-contained and offline."""
+
+import logging
+
+from churnml.config import load_config, repo_root
+from churnml.io import read_parquet, read_table
+from churnml.report import build_report, portfolio_kpis, weekly_usage
+from churnml.spine import data_end
+from churnml.stage import run_stage
+
+log = logging.getLogger("report")
+
+
+def main() -> None:
+    cfg = load_config()
+    root = repo_root()
+    validated = root / cfg.paths.validated
+    scores = read_parquet(root / cfg.paths.scores)
+    as_of = scores["as_of"].max()
+    kpis = portfolio_kpis(
+        read_table(validated, "subscriptions"), 24, as_of=data_end(validated), grace_days=cfg.labels.grace_days
+    )
+    usage = weekly_usage(read_table(validated, "usage"), as_of=as_of, metric=cfg.features.active_users_metric)
+    path = build_report(
+        scores,
+        read_parquet(root / cfg.paths.reasons),
+        usage,
+        kpis,
+        root / cfg.paths.reports,
+        cfg.scoring.tiers,
+        accounts=read_table(validated, "accounts"),
+        features=read_parquet(root / cfg.paths.scoring_features),
+    )
+    log.info("wrote %s (%d accounts)", path, len(scores))
+
+
+if __name__ == "__main__":
+    run_stage(main)

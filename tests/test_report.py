@@ -1,0 +1,349 @@
+"""Portfolio report: KPIs against hand-computed values, abnormal flags, escaping, and the page in Chromium."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from _env import require_chromium
+
+from churnml.config import TiersConfig
+from churnml.errors import ChurnmlError
+from churnml.report import (
+    arr_at_risk_by_segment,
+    build_report,
+    churn_events,
+    flag_abnormal,
+    line_chart_svg,
+    portfolio_kpis,
+    sparkline_svg,
+    weekly_usage,
+)
+
+XSS_NAME = "<script>alert(1)</script>"
+XSS_IMG = "<img src=x onerror=\"document.body.setAttribute('data-pwned', 1)\">"
+
+
+def _subscriptions() -> pd.DataFrame:
+    rows = [
+        # A: steady 12k ARR
+        ("S1", "A", "2024-01-01", None, 1000.0),
+        # B: ends 2025-03-10, never renews -> churn in March
+        ("S2", "B", "2024-01-01", "2025-03-10", 500.0),
+        # C: lapses 2025-03-25, renews 2025-04-10 (16 days, within grace) at a higher price -> not churn
+        ("S3", "C", "2024-01-01", "2025-03-25", 200.0),
+        ("S4", "C", "2025-04-10", None, 300.0),
+        # D: contracts on 2025-03-05 (abutting rows)
+        ("S5", "D", "2024-01-01", "2025-03-05", 100.0),
+        ("S6", "D", "2025-03-05", None, 50.0),
+        # E: new customer in March
+        ("S7", "E", "2025-03-10", None, 400.0),
+        # F: churns 2025-01-10, comes back 2025-03-01 (50 days later: a churn, then new ARR)
+        ("S8", "F", "2024-01-01", "2025-01-10", 100.0),
+        ("S9", "F", "2025-03-01", None, 100.0),
+    ]
+    frame = pd.DataFrame(rows, columns=["subscription_id", "account_id", "start_date", "end_date", "mrr"])
+    return frame.assign(
+        start_date=pd.to_datetime(frame["start_date"]).astype("datetime64[us]"),
+        end_date=pd.to_datetime(frame["end_date"]).astype("datetime64[us]"),
+    )
+
+
+def test_churn_events_follow_the_label_definition():
+    events = churn_events(_subscriptions(), grace_days=30)
+    assert events.to_dict("records") == [
+        {"account_id": "B", "churn_date": pd.Timestamp("2025-03-10")},
+        {"account_id": "F", "churn_date": pd.Timestamp("2025-01-10")},
+    ]
+
+
+def test_portfolio_kpis_match_hand_computed_values():
+    subs = _subscriptions()
+    before = subs.copy()
+    kpis = portfolio_kpis(subs, months=24, as_of="2025-05-01", grace_days=30).set_index("month")
+    pd.testing.assert_frame_equal(subs, before)
+    assert kpis.index.min() == pd.Timestamp("2024-02-01")  # the first month with a full cohort before it
+    assert kpis.index.max() == pd.Timestamp("2025-04-01")  # the last month ending by the as-of date
+    march = kpis.loc[pd.Timestamp("2025-03-01")]
+    # cohort on Feb 28: A 12,000, B 6,000, C 2,400, D 1,200 (F left in January)
+    assert march["accounts_start"] == 4
+    assert march["arr_start"] == pytest.approx(21600.0)
+    assert march["churned_accounts"] == 1 and march["logo_churn_rate"] == pytest.approx(0.25)
+    assert march["churned_arr"] == pytest.approx(6000.0)
+    # C's lapse is bridged by its renewal (3,600), D contracts to 600
+    assert march["grr"] == pytest.approx((12000 + 2400 + 600) / 21600)
+    assert march["nrr"] == pytest.approx((12000 + 3600 + 600) / 21600)
+    assert march["contraction_arr"] == pytest.approx(600.0)
+    assert march["expansion_arr"] == pytest.approx(1200.0)
+    assert march["new_arr"] == pytest.approx(4800 + 1200)  # E, and F back after a churn
+    assert march["arr"] == pytest.approx(12000 + 600 + 4800 + 1200)  # C is between contracts on Mar 31
+    assert bool(march["final"])
+    january = kpis.loc[pd.Timestamp("2025-01-01")]
+    assert january["accounts_start"] == 5 and january["logo_churn_rate"] == pytest.approx(0.2)
+    assert not bool(kpis.loc[pd.Timestamp("2025-04-01"), "final"])  # renewals may still arrive
+    assert {"logo_churn_rate_abnormal", "grr_robust_z", "nrr_median_12m"} <= set(kpis.columns)
+    with pytest.raises(ChurnmlError, match="lack column"):
+        portfolio_kpis(subs.drop(columns=["mrr"]))
+
+
+def test_abnormal_months_are_flagged_against_their_own_history():
+    months = pd.date_range("2023-01-01", periods=20, freq="MS").astype("datetime64[us]")
+    rng = np.random.default_rng(3)
+    churn = 0.02 + rng.normal(0, 0.002, 20)
+    grr = 0.98 + rng.normal(0, 0.001, 20)
+    churn[15] = 0.05  # a spike: 2.5x the usual, far outside the noise
+    grr[17] = 0.94  # a dip
+    churn[19] = 0.09  # the latest month is provisional: not judged
+    kpis = pd.DataFrame(
+        {
+            "month": months,
+            "logo_churn_rate": churn,
+            "grr": grr,
+            "nrr": grr + 0.02,
+            "final": [True] * 19 + [False],
+        }
+    )
+    flagged = flag_abnormal(kpis)
+    assert list(np.flatnonzero(flagged["logo_churn_rate_abnormal"])) == [15]
+    assert list(np.flatnonzero(flagged["grr_abnormal"])) == [17]
+    assert list(np.flatnonzero(flagged["nrr_abnormal"])) == [17]
+    assert flagged["logo_churn_rate_median_12m"].iloc[:6].isna().all()  # too little history to judge
+    assert flagged["logo_churn_rate_median_12m"].iloc[15] == pytest.approx(np.median(churn[3:15]))
+    assert np.isnan(flagged["logo_churn_rate_robust_z"].iloc[19])
+    # a rise within the noise, or below 1.5x the median, is normal
+    calm = kpis.assign(logo_churn_rate=np.r_[np.full(15, 0.02), 0.027, np.full(4, 0.02)], final=True)
+    assert not flag_abnormal(calm)["logo_churn_rate_abnormal"].any()
+
+
+def test_weekly_usage_is_point_in_time_and_fills_zero_weeks():
+    usage = pd.DataFrame(
+        {
+            "account_id": ["A", "A", "A", "B", "A"],
+            "date": pd.to_datetime(["2025-06-30", "2025-06-24", "2025-06-10", "2025-06-29", "2025-07-01"]),
+            "metric": ["active_users", "active_users", "active_users", "active_users", "active_users"],
+            "value": [14.0, 7.0, 70.0, 21.0, 999.0],  # the last row is on the as-of day: not seen
+        }
+    )
+    out = weekly_usage(usage, as_of="2025-07-01", weeks=4)
+    a = out[out["account_id"] == "A"].set_index("week_start")["value"]
+    assert list(a.index) == list(pd.to_datetime(["2025-06-03", "2025-06-10", "2025-06-17", "2025-06-24"]))
+    assert list(a) == [0.0, 10.0, 0.0, 3.0]  # (70)/7 in the week of June 10; (7 + 14)/7 in the last week
+    assert out[out["account_id"] == "B"]["value"].tolist() == [0.0, 0.0, 0.0, 3.0]
+
+
+def test_svg_charts():
+    spark = sparkline_svg([10, 10, 10, 10, 10, 10, 10, 10, 5, 5, 5, 5])
+    assert spark.startswith("<svg") and 'class="spark down"' in spark and "-50%" in spark
+    assert "no usage data" in sparkline_svg([])
+    months = pd.date_range("2024-01-01", periods=6, freq="MS")
+    chart = line_chart_svg(
+        months,
+        [0.01, 0.02, 0.015, 0.05, 0.02, 0.02],
+        fmt=lambda v: f"{v:.1%}",
+        name="Logo churn rate",
+        abnormal=[False, False, False, True, False, False],
+        final=[True] * 5 + [False],
+    )
+    assert (
+        chart.count("<circle") == 6
+        and chart.count('class="pt bad"') == 1
+        and chart.count('class="pt prov"') == 1
+    )
+    assert "April 2024: Logo churn rate 5.0%, abnormal" in chart
+
+
+# ----------------------------------------------------------------------------------------------- the page
+
+
+def _inputs():
+    as_of = pd.Timestamp("2025-07-01")
+    names = ["Acme Corp", XSS_NAME, XSS_IMG, "Globex & Sons", "Initech", "Umbrella"]
+    n = len(names)
+    ids = [f"A{i}" for i in range(n)]
+    scores = pd.DataFrame(
+        {
+            "account_id": ids,
+            "as_of": [as_of] * n,
+            "churn_probability": [0.62, 0.30, 0.12, 0.05, 0.40, 0.02],
+            "expansion_probability": [0.01, 0.05, 0.2, 0.45, np.nan, 0.1],
+            "arr": [50000.0, 120000.0, 8000.0, 300000.0, 15000.0, 2000.0],
+            "segment": ["mid_market", "enterprise", "smb", "enterprise", "smb", "smb"],
+            "touch_model": [
+                "low_touch",
+                "high_touch",
+                "tech_touch",
+                "high_touch",
+                "tech_touch",
+                "tech_touch",
+            ],
+            "days_to_renewal": [41.0, 200.0, 12.0, 330.0, np.nan, 90.0],
+            "churn_model_version": ["3"] * n,
+            "expansion_model_version": ["2"] * n,
+        }
+    )
+    scores["arr_at_risk"] = scores["arr"] * scores["churn_probability"]
+    accounts = pd.DataFrame(
+        {"account_id": ids, "account_name": names, "csm_id": ["csm_1", "csm_2", None, "csm_2", None, None]}
+    )
+    reasons = pd.DataFrame(
+        {
+            "account_id": ["A0", "A0", "A0", "A1", "A3"],
+            "as_of": [as_of] * 5,
+            "target": ["churn", "churn", "churn", "churn", "expansion"],
+            "rank": [1, 2, 1, 1, 1],
+            "direction": ["raises", "raises", "lowers", "raises", "raises"],
+            "driver": ["usage_active_users", "contacts_sponsor_left", "nps_score", "support_x", "adoption_x"],
+            "family": ["usage", "contacts", "nps", "support", "adoption"],
+            "probability_points": [0.21, 0.08, -0.03, 0.1, 0.2],
+            "reason": [
+                "Active users down 45% vs the previous 4 weeks",
+                "Sponsor left 23 days ago",
+                "Latest NPS answer 9 / 10 (promoter)",
+                f"Ticket titled {XSS_NAME}",
+                "License utilisation 97% (97 of 100 seats active)",
+            ],
+        }
+    )
+    weeks = pd.date_range(end=as_of - pd.Timedelta(days=7), periods=12, freq="7D")
+    usage_weekly = pd.DataFrame(
+        {
+            "account_id": np.repeat(ids, len(weeks)),
+            "week_start": np.tile(weeks, n),
+            "value": np.concatenate([np.linspace(40, 40 - 3 * i, len(weeks)) for i in range(n)]),
+        }
+    )
+    kpis = portfolio_kpis(_subscriptions(), months=24, as_of="2025-05-01")
+    return scores, reasons, usage_weekly, kpis, accounts
+
+
+@pytest.fixture()
+def report(tmp_path) -> Path:
+    scores, reasons, usage_weekly, kpis, accounts = _inputs()
+    return build_report(
+        scores, reasons, usage_weekly, kpis, tmp_path / "reports", TiersConfig(), accounts=accounts
+    )
+
+
+def test_report_is_self_contained_and_lists_accounts_by_arr_at_risk(report):
+    html = report.read_text(encoding="utf-8")
+    assert report.name == "index.html"
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", html)
+    assert "@import" not in html and "url(" not in html
+    names = re.findall(
+        r'<tr data-segment="[^"]*" data-touch="[^"]*" data-csm="[^"]*" data-tier="[^"]*" data-name="([^"]*)"',
+        html,
+    )
+    # ARR at risk, largest first: 36,000 / 31,000 / 15,000 / 6,000 / 960 / 40
+    assert [n.split()[-1] for n in names] == ["a1", "a0", "a3", "a4", "a2", "a5"]
+    assert "Active users down 45% vs the previous 4 weeks" in html and "+21.0 pts" in html
+    assert "Sponsor left 23 days ago" in html and "Renewal in" in html
+    assert "CSM call within 5 days" in html  # A0: critical tier, low touch
+    assert "Business as usual" in html  # the play from the tiers config (low tier, tech touch)
+    # the CSP allows exactly the inline script that is there, by hash, and nothing from the network
+    csp = re.search(r'http-equiv="Content-Security-Policy" content="([^"]+)"', html).group(1)
+    assert "default-src 'none'" in csp
+    script = re.search(r"<script>(.*?)</script>", html, flags=re.DOTALL).group(1)
+    digest = base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode()
+    assert f"'sha256-{digest}'" in csp
+    assert html.count("<script") == 1
+
+
+def test_arr_at_risk_by_segment():
+    scores, *_ = _inputs()
+    seg = arr_at_risk_by_segment(scores).set_index("segment")
+    assert list(seg.index) == ["enterprise", "mid_market", "smb"]  # 51,000 / 31,000 / 7,000 at risk
+    assert seg.loc["enterprise", "arr_at_risk"] == pytest.approx(120000 * 0.30 + 300000 * 0.05)
+    assert seg.loc["smb", "accounts"] == 3
+    assert seg.loc["smb", "share_at_risk"] == pytest.approx((960 + 6000 + 40) / 25000)
+
+
+def test_report_escapes_account_data(report):
+    html = report.read_text(encoding="utf-8")
+    assert XSS_NAME not in html and XSS_IMG not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "&lt;img src=x onerror=" in html
+    assert "Globex &amp; Sons" in html
+
+
+def test_report_respects_max_accounts_and_fails_clearly(tmp_path):
+    scores, reasons, usage_weekly, kpis, accounts = _inputs()
+    # values as a warehouse may return them: nullable objects
+    scores = scores.assign(days_to_renewal=pd.Series([41, None, 12, None, None, 90], dtype=object))
+    path = build_report(scores, None, None, None, tmp_path, accounts=accounts, max_accounts=2)
+    html = path.read_text(encoding="utf-8")
+    assert html.count("<tr data-segment=") == 2 and "of 6" in html
+    with pytest.raises(ChurnmlError, match="lack column.*churn_probability"):
+        build_report(scores.drop(columns=["churn_probability"]), None, None, None, tmp_path)
+    with pytest.raises(ChurnmlError, match="more than one row per account"):
+        build_report(pd.concat([scores, scores]), None, None, None, tmp_path)
+
+
+# ------------------------------------------------------------------------------------------------ browser
+
+
+def _chromium(binary: str, url: str, profile: Path, *args: str) -> subprocess.CompletedProcess:
+    cmd = [
+        binary,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        "--enable-logging=stderr",
+        "--v=0",
+        *args,
+        url,
+    ]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+
+
+def _console_messages(stderr: str) -> list[str]:
+    """Every message the page wrote to the console (Chromium logs them all, errors included, as CONSOLE)."""
+    return [line for line in stderr.splitlines() if ":CONSOLE" in line or "Uncaught" in line]
+
+
+@pytest.mark.chromium
+def test_report_opens_in_chromium_without_console_messages(report, tmp_path):
+    chromium = require_chromium()
+    # the detector works: a page with a script error is caught
+    broken = tmp_path / "broken.html"
+    broken.write_text("<html><body><script>undefinedFunction();</script></body></html>", encoding="utf-8")
+    assert _console_messages(_chromium(chromium, broken.as_uri(), tmp_path / "p0", "--dump-dom").stderr)
+
+    run = _chromium(chromium, report.as_uri(), tmp_path / "p1", "--dump-dom")
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert _console_messages(run.stderr) == []
+    dom = run.stdout
+    assert 'data-ready="1"' in dom  # the script ran to its end
+    # injected markup never became elements (a parsed <img> would serialise as <img src="x" ...>)
+    assert not re.search(r"<body[^>]*data-pwned", dom) and '<img src="x"' not in dom
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in dom
+
+    # filters in the address are applied: only the SMB rows stay visible
+    filtered = _chromium(chromium, report.as_uri() + "#segment=smb", tmp_path / "p2", "--dump-dom")
+    assert _console_messages(filtered.stderr) == []
+    rows = re.findall(r"<tr ([^>]*data-segment=\"(\w+)\"[^>]*)>", filtered.stdout)
+    assert len(rows) == 6
+    assert all(("hidden" in attrs) == (segment != "smb") for attrs, segment in rows)
+
+    shot = tmp_path / "report.png"
+    run = _chromium(
+        chromium,
+        report.as_uri(),
+        tmp_path / "p3",
+        f"--screenshot={shot}",
+        "--window-size=1400,2000",
+        "--hide-scrollbars",
+    )
+    assert _console_messages(run.stderr) == []
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
