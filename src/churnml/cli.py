@@ -147,6 +147,171 @@ def ingest(
         )
 
 
+def _run_script(stage: str, args: list[str]) -> None:
+    """Run a pipeline stage's script (pipelines/<stage>.py) as DVC would, from the repository root."""
+    import runpy
+
+    from churnml.config import repo_root
+
+    root = repo_root()
+    script = root / "pipelines" / f"{stage}.py"
+    if not script.is_file():
+        raise ChurnmlError(f"{script} not found: run `churnml {stage}` inside a churnml checkout")
+    saved = sys.argv
+    sys.argv = [str(script), *args]
+    try:
+        runpy.run_path(str(script), run_name="__main__")
+    finally:
+        sys.argv = saved
+
+
+@app.command()
+def features(
+    folder: Annotated[Path, typer.Argument(help="Folder of contract tables (one that passes `churnml validate`)")],
+    cutoff: Annotated[list[str], typer.Option(help="As-of date YYYY-MM-DD (repeatable)")],
+    out: Annotated[Path, typer.Option("--out", help="Output Parquet file")],
+) -> None:
+    """Point-in-time features for every account active at each cutoff."""
+    cutoffs = [parse_day(c, "--cutoff") for c in cutoff]
+    from churnml.config import load_config
+    from churnml.features import build_features
+    from churnml.io import read_folder, write_table
+    from churnml.spine import build_spine
+    from churnml.validate import validate_tables
+
+    cfg = load_config(check_fresh=False)
+    tables = validate_tables(read_folder(folder)).tables
+    spine = build_spine(tables["subscriptions"], cutoffs)
+    frame = build_features(tables, spine, cfg.features)
+    write_table(frame, out, "features")
+    _echo(f"wrote {len(frame):,} rows x {frame.shape[1] - 2} features to {out}")
+
+
+@app.command()
+def train(target: Annotated[str, typer.Option(help="churn | expansion")] = "churn") -> None:
+    """Stage train: fit and calibrate one target's model (in a checkout, from params.yaml)."""
+    _run_script("train", ["--target", target])
+
+
+@app.command()
+def evaluate(target: Annotated[str, typer.Option(help="churn | expansion")] = "churn") -> None:
+    """Stage evaluate: metrics, plots and the MLflow run with registration and the champion decision."""
+    _run_script("evaluate", ["--target", target])
+
+
+@app.command()
+def explain() -> None:
+    """Stage explain: SHAP drivers and reasons per account, global importance plots."""
+    _run_script("explain", [])
+
+
+@app.command()
+def report() -> None:
+    """Stage report: the static portfolio report (reports/index.html)."""
+    _run_script("report", [])
+
+
+@app.command()
+def score(
+    as_of: Annotated[str | None, typer.Option("--as-of", help="YYYY-MM-DD (default: the day after the data ends)")] = None,
+    data: Annotated[Path | None, typer.Option(help="Folder of contract tables")] = None,
+    source_url: Annotated[str | None, typer.Option(help="Database holding the contract's tables")] = None,
+    warehouse: Annotated[str | None, typer.Option(help="SQLAlchemy URL of the warehouse (default: config)")] = None,
+    churn_version: Annotated[str | None, typer.Option(help="Model version or alias (default: champion)")] = None,
+    expansion_version: Annotated[str | None, typer.Option(help="Model version or alias (default: champion)")] = None,
+    run_kind: Annotated[str, typer.Option(help="scheduled | manual | backtest")] = "manual",
+) -> None:
+    """Score every active account as of a date with the champion models; write scores and reasons."""
+    day = parse_day(as_of, "--as-of") if as_of else None
+    from churnml.scoring import score_accounts
+
+    cfg, tables, url = _score_inputs(data, source_url, warehouse)
+    refs = {k: v for k, v in (("churn", churn_version), ("expansion", expansion_version)) if v}
+    result = score_accounts(tables, cfg, as_of=day, model_refs=refs, warehouse_url=url, run_kind=run_kind)
+    for line in result.warnings:
+        _echo(line)
+    tiers = result.scores["risk_tier"].value_counts().to_dict()
+    _echo(
+        f"scored {len(result.scores):,} accounts as of {result.as_of.date()} (churn model v{result.versions['churn']}, "
+        f"expansion v{result.versions['expansion']}); tiers {tiers}; run {result.run.run_id}"
+    )
+
+
+def _score_inputs(data: Path | None, source_url: str | None, warehouse: str | None):
+    """Config, validated tables and warehouse URL, as the score, backtest and monitor commands read them."""
+    from churnml.config import load_config, repo_root
+    from churnml.scoring import load_tables
+
+    cfg = load_config(check_fresh=False)
+    if data is None and source_url is None:
+        data = repo_root() / cfg.paths.validated
+    return cfg, load_tables(data, source_url), warehouse or os.environ.get("CHURNML_WAREHOUSE_URL")
+
+
+@app.command()
+def backtest(
+    from_: Annotated[str, typer.Option("--from", help="First as-of date, YYYY-MM-DD")],
+    to: Annotated[str, typer.Option("--to", help="Last as-of date, YYYY-MM-DD")],
+    every: Annotated[str, typer.Option(help="Step: <n>mo, <n>w or <n>d")] = "1mo",
+    retrain: Annotated[str, typer.Option(help="as_of: the models of each date; fixed: one model")] = "as_of",
+    data: Annotated[Path | None, typer.Option(help="Folder of contract tables")] = None,
+    source_url: Annotated[str | None, typer.Option(help="Database holding the contract's tables")] = None,
+    warehouse: Annotated[str | None, typer.Option(help="SQLAlchemy URL of the warehouse")] = None,
+) -> None:
+    """Score past as-of dates as the models of that time would have (recorded as backtest runs)."""
+    start, end = parse_day(from_, "--from"), parse_day(to, "--to")
+    from churnml.backtest import backtest as run_backtest
+    from churnml.config import repo_root
+
+    cfg, tables, url = _score_inputs(data, source_url, warehouse)
+    result = run_backtest(tables, cfg, start, end, every, root=repo_root(), warehouse_url=url, retrain=retrain)
+    for r in result.runs.itertuples():
+        _echo(f"{r.as_of.date()} {r.status} churn {r.churn_model_version} ({r.churn_source}) {r.reason}")
+
+
+@app.command()
+def monitor(
+    data: Annotated[Path | None, typer.Option(help="Folder of contract tables")] = None,
+    source_url: Annotated[str | None, typer.Option(help="Database holding the contract's tables")] = None,
+    warehouse: Annotated[str | None, typer.Option(help="SQLAlchemy URL of the warehouse")] = None,
+) -> None:
+    """Realised performance of past scores once their labels matured, and retrain advice (never acted on)."""
+    from churnml.config import repo_root
+    from churnml.monitor import advice_lines, run_monitor
+
+    cfg, tables, url = _score_inputs(data, source_url, warehouse)
+    result = run_monitor(tables, cfg, root=repo_root(), warehouse_url=url)
+    for _, line in advice_lines(result):
+        _echo(line)
+
+
+@app.command()
+def promote(
+    target: Annotated[str, typer.Option(help="churn | expansion")],
+    version: Annotated[str, typer.Option(help="Registered model version")],
+    reason: Annotated[str, typer.Option(help="Why (recorded on the version)")] = "",
+) -> None:
+    """Give the champion alias to a model version by hand (recorded as a tag)."""
+    from churnml.config import load_config
+    from churnml.tracking import promote as do_promote
+
+    previous = do_promote(target, version, reason, cfg=load_config(check_fresh=False).tracking)
+    _echo(f"churnml-{target}: champion is now v{version} (was {previous})")
+
+
+@app.command()
+def rollback(
+    target: Annotated[str, typer.Option(help="churn | expansion")],
+    reason: Annotated[str, typer.Option(help="Why (recorded on the version)")] = "",
+) -> None:
+    """Return the champion alias to the previous champion (recorded as a tag)."""
+    from churnml.config import load_config
+    from churnml.tracking import rollback as do_rollback
+
+    now = do_rollback(target, reason, cfg=load_config(check_fresh=False).tracking)
+    _echo(f"churnml-{target}: champion rolled back to v{now}")
+
+
 def main() -> None:
     """Entry point: expected failures are one line on stderr and exit code 1, never a traceback."""
     _quiet_telemetry()

@@ -35,6 +35,8 @@ class PathsConfig:
     metrics: str = "metrics"
     plots: str = "plots"
     explanations: str = "data/explanations.parquet"
+    reasons: str = "data/reasons.parquet"
+    scoring_features: str = "data/scoring_features.parquet"
     scores: str = "data/scores.parquet"
     reports: str = "reports"
 
@@ -257,7 +259,26 @@ class WarehouseConfig:
     scores_table: str = "churn_scores"
     explanations_table: str = "churn_explanations"
     runs_table: str = "score_runs"
+    performance_table: str = "score_performance"
     lock_timeout_s: float = 60.0  # how long a writer waits for another writer of the same file/as-of (0: fail)
+
+
+@dataclass
+class MonitorConfig:
+    """Realised-performance monitoring and its retrain advice (reported, never acted on)."""
+
+    auc_drop_warn: float = 0.03  # realised ROC-AUC this far below the test ROC-AUC at training: warn
+    auc_drop_retrain: float = 0.05  # ... this far below: recommend retraining
+    ece_warn: float = 0.05
+    ece_retrain: float = 0.10
+    psi_warn: float = 0.25  # score PSI against the training reference
+    min_labeled: int = 200  # matured rows needed (pooled) before judging
+    min_positives: int = 10
+    decision_periods: int = 3  # latest matured as-ofs pooled for the advice (the test period's length)
+    calibration_bins: int = 10
+    bootstrap: int = 200  # resamples of the ROC-AUC interval and of the ECE reached by chance
+    significance_z: float = 1.96  # a drop must also exceed z standard errors (test and realised); 0: off
+    seed: int = 0
 
 
 @dataclass
@@ -285,6 +306,7 @@ class Config:
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     warehouse: WarehouseConfig = field(default_factory=WarehouseConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
 
