@@ -631,3 +631,108 @@ def log_training_run(
             tracking=tracking,
         )
     return run_id, version
+
+
+# ------------------------------------------------------------------------------------------ monitoring
+
+
+def model_versions(
+    target: str, *, root: Path | None = None, cfg: TrackingConfig | None = None
+) -> pd.DataFrame:
+    """Every registered version of a target's model, with what a backtest needs to place it in time.
+
+    Args:
+        target: ``churn`` or ``expansion``.
+        root: the repository root (default :func:`churnml.config.repo_root`).
+        cfg: the tracking section.
+
+    Returns:
+        One row per version: version, run_id, split (the JSON of the periods its training run logged;
+        empty when unknown), test_roc_auc, test_n and test_positives (the test rows and positives it was
+        measured on; NaN when not logged), created_at (UTC). Empty when the local store does not exist
+        yet (a backtest must not create one just to find it empty).
+    """
+    columns = ["version", "run_id", "split", "test_roc_auc", "test_n", "test_positives", "created_at"]
+    cfg = cfg or TrackingConfig()
+    root = Path(root or repo_root())
+    uri = tracking_uri(root, cfg)
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).is_file():
+        return pd.DataFrame(columns=columns)
+    mlflow = _mlflow()
+    client = _client(root, cfg)
+    name = registered_name(target)
+    try:
+        found = client.search_model_versions(f"name = '{name}'")
+    except mlflow.exceptions.MlflowException:
+        return pd.DataFrame(columns=columns)
+    rows = []
+    for mv in found:
+        split, metrics = "", {}
+        try:
+            if mv.run_id:
+                run = client.get_run(mv.run_id)
+                split, metrics = run.data.tags.get("split", ""), run.data.metrics
+        except mlflow.exceptions.MlflowException:
+            log.warning("%s v%s: its training run %s is gone; no split known", name, mv.version, mv.run_id)
+        try:
+            test_auc = float(mv.tags.get("test_roc_auc", "nan"))
+        except ValueError:
+            test_auc = math.nan
+        rows.append(
+            {
+                "version": str(mv.version),
+                "run_id": mv.run_id or "",
+                "split": split,
+                "test_roc_auc": test_auc,
+                "test_n": float(metrics.get("n.test", math.nan)),
+                "test_positives": float(metrics.get("n.test_positives", math.nan)),
+                "created_at": pd.Timestamp(int(mv.creation_timestamp or 0), unit="ms"),
+            }
+        )
+    frame = pd.DataFrame(rows, columns=columns)
+    return frame.sort_values("version", key=lambda v: v.astype(int), ignore_index=True) if rows else frame
+
+
+def log_monitoring(
+    document: Mapping[str, Any],
+    tables: Mapping[str, pd.DataFrame],
+    *,
+    params: Any = None,
+    tracking: TrackingConfig | None = None,
+    root: Path | None = None,
+    run_name: str = "monitor",
+) -> str:
+    """Log one monitoring pass as an MLflow run of the project's experiment.
+
+    Args:
+        document: the ``metrics/monitor.json`` document: its numbers become metrics
+            (``targets.churn.realised_roc_auc``...), the whole of it ``monitor.json``.
+        tables: tables to keep beside it as ``monitor/<name>.csv`` (performance, decay, reliability).
+        params: the resolved monitor configuration (logged flattened), optional.
+        tracking: the tracking section.
+        root: the repository root (default :func:`churnml.config.repo_root`).
+        run_name: the MLflow run name.
+
+    Returns:
+        The run id.
+    """
+    mlflow = _mlflow()
+    tracking = tracking or TrackingConfig()
+    root = Path(root or repo_root())
+    client = _client(root, tracking)
+    experiment_id = _experiment_id(client, root, tracking)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
+        mlflow.set_tags(
+            {
+                "kind": "monitor",
+                "retrain_recommended": str(bool(document.get("retrain_recommended", False))).lower(),
+                "tracking_uri": redact_url(tracking_uri(root, tracking)),
+            }
+        )
+        if params is not None:
+            mlflow.log_params(flatten_params(params))
+        mlflow.log_metrics(flatten_metrics(document))
+        mlflow.log_dict(dict(document), "monitor.json")
+        for name, table in tables.items():
+            mlflow.log_text(table.to_csv(index=False), f"monitor/{name}.csv")
+        return run.info.run_id

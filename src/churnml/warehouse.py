@@ -76,7 +76,7 @@ Frames = pd.DataFrame | Iterable[pd.DataFrame]
 @dataclass(frozen=True)
 class _Col:
     name: str
-    kind: str  # text | date | ts | float | int
+    kind: str  # text | date | ts | float | int | bool
     key: bool = False
     filled: bool = False  # the writer fills it from the run when the frame lacks it
 
@@ -125,7 +125,34 @@ RUNS_COLUMNS: tuple[_Col, ...] = (
     _Col("finished_at", "ts"),
     _Col("error", "text"),
 )
-_COLUMNS = {"scores": SCORES_COLUMNS, "explanations": EXPLANATIONS_COLUMNS, "runs": RUNS_COLUMNS}
+# Realised performance of scores once their labels matured (churnml.monitor): one row per as-of, target, model
+# version and touch model ("all" for every account). Written with write_performance, not by scoring runs.
+PERFORMANCE_COLUMNS: tuple[_Col, ...] = (
+    _Col("as_of", "date", key=True),
+    _Col("target", "text", key=True),
+    _Col("model_version", "text", key=True),
+    _Col("touch_model", "text", key=True),
+    _Col("n", "int"),
+    _Col("n_positive", "int"),
+    _Col("roc_auc", "float"),
+    _Col("pr_auc", "float"),
+    _Col("ece", "float"),
+    _Col("lift_at_k", "float"),
+    _Col("arr_captured", "float"),
+    _Col("psi_score", "float"),
+    _Col("test_roc_auc", "float"),
+    _Col("months_since_training", "float"),
+    _Col("evaluated_at", "ts"),
+    _Col("matured", "bool"),
+)
+_COLUMNS = {
+    "scores": SCORES_COLUMNS,
+    "explanations": EXPLANATIONS_COLUMNS,
+    "runs": RUNS_COLUMNS,
+    "performance": PERFORMANCE_COLUMNS,
+}
+# The tables a scoring run writes (and creates when missing); the performance table is created by its writer.
+_RUN_TABLES = ("scores", "explanations", "runs")
 
 
 # ---------------------------------------------------------------------------------------------- records
@@ -360,6 +387,12 @@ def _arrow_column(series: pd.Series, col: _Col, table: str) -> pa.Array:
             if not ((numbers.dropna() % 1) == 0).all():
                 raise ValueError("not whole numbers")
             return pa.array(numbers.astype("Int64"), type=pa.int64(), from_pandas=True).cast(pa.int32())
+        if col.kind == "bool":
+            if series.isna().any():
+                raise ValueError("missing values")
+            if not series.isin([True, False]).all():
+                raise ValueError("not true/false")
+            return pa.array(series.astype(bool), type=pa.bool_())
         if col.kind == "date":
             stamps = pd.to_datetime(series)
             if stamps.dt.tz is not None:
@@ -431,6 +464,34 @@ def _prepare(frame: pd.DataFrame, table: str, run: RunInfo, scored_at: dt.dateti
     return out
 
 
+def _performance_arrow(frame: pd.DataFrame) -> pa.Table:
+    """A performance frame checked (columns, non-null unique keys) and converted to Arrow in table order."""
+    import pyarrow as pa
+
+    names = [c.name for c in PERFORMANCE_COLUMNS]
+    unknown = [c for c in frame.columns if c not in names]
+    if unknown:
+        raise ChurnmlError(
+            f"performance: unknown column(s) {', '.join(map(str, unknown))} (allowed: {', '.join(names)})"
+        )
+    missing = [c for c in names if c not in frame.columns]
+    if missing:
+        raise ChurnmlError(f"performance: missing column(s) {', '.join(missing)}")
+    keys = [c.name for c in PERFORMANCE_COLUMNS if c.key]
+    arrays = []
+    for col in PERFORMANCE_COLUMNS:
+        array = _arrow_column(frame[col.name], col, "performance")
+        if col.key and array.null_count:
+            raise ChurnmlError(f"performance.{col.name}: {array.null_count} null value(s) in a key column")
+        arrays.append(array)
+    out = pa.Table.from_arrays(arrays, names=names)
+    duplicated = out.select(keys).to_pandas().duplicated()
+    if duplicated.any():
+        first = out.select(keys).slice(int(duplicated.to_numpy().argmax()), 1).to_pylist()[0]
+        raise ChurnmlError(f"performance: key {first} appears more than once")
+    return out
+
+
 def _slices(table: pa.Table, rows: int) -> Iterator[pa.Table]:
     for start in range(0, max(table.num_rows, 1), rows):
         piece = table.slice(start, rows)
@@ -454,6 +515,8 @@ def _normalise(frame: pd.DataFrame, columns: tuple[_Col, ...]) -> pd.DataFrame:
             out[col.name] = pd.to_numeric(values).astype("float64")
         elif col.kind == "int":
             out[col.name] = pd.to_numeric(values).astype("Int64")
+        elif col.kind == "bool":
+            out[col.name] = values.astype("boolean")
         else:
             out[col.name] = values.astype("str")
     return pd.DataFrame(out, index=pd.RangeIndex(len(frame)))
@@ -471,6 +534,7 @@ def _sa_type(kind: str) -> Any:
         "ts": sa.DateTime(timezone=False),  # UTC, without zone
         "float": sa.Double(),
         "int": sa.Integer(),
+        "bool": sa.Boolean(),
     }[kind]
 
 
@@ -536,6 +600,9 @@ class _Session:
     ) -> dict:
         raise NotImplementedError
 
+    def replace_performance(self, table: pa.Table) -> None:
+        raise NotImplementedError
+
 
 class _DuckDBSession(_Session):
     slice_rows = None
@@ -547,6 +614,30 @@ class _DuckDBSession(_Session):
     def ensure_tables(self) -> None:
         for statement in self.wh._ddl():
             self.con.execute(statement)
+
+    def replace_performance(self, table: pa.Table) -> None:
+        """Upsert by key in one transaction (the same result as deleting the keys, then inserting)."""
+        q, wh, con = self.wh._q, self.wh, self.con
+        for statement in wh._ddl(("performance",)):
+            con.execute(statement)
+        view = f"churnml_perf_{uuid.uuid4().hex}"
+        names = wh._qcols(table.column_names)
+        updates = [c.name for c in PERFORMANCE_COLUMNS if not c.key]
+        con.begin()
+        try:
+            con.register(view, table)
+            con.execute(
+                f"INSERT INTO {wh._qtable('performance')} ({names}) SELECT {names} FROM {q(view)} "
+                "ON CONFLICT DO UPDATE SET " + ", ".join(f"{q(c)} = excluded.{q(c)}" for c in updates)
+            )
+            con.commit()
+        except BaseException:
+            with suppress(Exception):  # the original error matters more
+                con.rollback()
+            raise
+        finally:
+            with suppress(Exception):
+                con.unregister(view)
 
     def insert_run(self, record: RunRecord) -> None:
         names = [c.name for c in RUNS_COLUMNS]
@@ -668,7 +759,7 @@ class _SQLSession(_Session):
         self.wh = wh
         self.postgres = engine.dialect.name == "postgresql"
 
-    def ensure_tables(self) -> None:
+    def ensure_tables(self, logicals: Iterable[str] = _RUN_TABLES) -> None:
         import sqlalchemy as sa
 
         with self.engine.begin() as conn:
@@ -677,8 +768,24 @@ class _SQLSession(_Session):
                 conn.execute(
                     sa.select(sa.func.pg_advisory_xact_lock(_hash64(f"churnml-ddl|{self.wh.schema}")))
                 )
-            for element in self.wh._ddl_elements():
+            for element in self.wh._ddl_elements(logicals):
                 conn.execute(element)
+
+    def replace_performance(self, table: pa.Table) -> None:
+        """Delete the frame's keys and insert its rows in one transaction (PostgreSQL: one writer at a time)."""
+        import sqlalchemy as sa
+
+        self.ensure_tables(("performance",))
+        target = self.wh.tables["performance"]
+        keys = [c.name for c in PERFORMANCE_COLUMNS if c.key]
+        rows = table.to_pylist()
+        delete = target.delete().where(*(target.c[k] == sa.bindparam(f"key_{k}") for k in keys))
+        with self.engine.begin() as conn:
+            if self.postgres:
+                lock = _hash64(f"{self.wh._qtable('performance')}|performance")
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(lock)))
+            conn.execute(delete, [{f"key_{k}": row[k] for k in keys} for row in rows])
+            conn.execute(target.insert(), rows)
 
     def insert_run(self, record: RunRecord) -> None:
         with self.engine.begin() as conn:
@@ -789,6 +896,7 @@ class Warehouse:
         scores_table: Name of the scores table.
         explanations_table: Name of the explanations table.
         runs_table: Name of the run records table.
+        performance_table: Name of the realised-performance table (:meth:`write_performance`).
         lock_timeout_s: How long a writer waits for another writer (DuckDB file lock, PostgreSQL advisory
             lock) before failing; 0 fails at once, None waits forever.
         fallback_path: Where a DuckDB run record goes when the file cannot be opened (default
@@ -803,6 +911,7 @@ class Warehouse:
         scores_table: str = "churn_scores",
         explanations_table: str = "churn_explanations",
         runs_table: str = "score_runs",
+        performance_table: str = "score_performance",
         lock_timeout_s: float | None = DEFAULT_LOCK_TIMEOUT_S,
         fallback_path: Path | None = None,
     ):
@@ -818,10 +927,15 @@ class Warehouse:
         if schema:
             validate_identifier(schema, "schema")
         self.schema = schema
-        names = {"scores": scores_table, "explanations": explanations_table, "runs": runs_table}
+        names = {
+            "scores": scores_table,
+            "explanations": explanations_table,
+            "runs": runs_table,
+            "performance": performance_table,
+        }
         for logical, name in names.items():
             validate_identifier(name, f"{logical} table")
-        if len(set(names.values())) < 3:
+        if len(set(names.values())) < len(names):
             raise ChurnmlError(f"warehouse table names must differ: {names}")
         for cols in _COLUMNS.values():
             for col in cols:
@@ -886,6 +1000,7 @@ class Warehouse:
             scores_table=cfg.scores_table,
             explanations_table=cfg.explanations_table,
             runs_table=cfg.runs_table,
+            performance_table=cfg.performance_table,
             lock_timeout_s=lock_timeout_s,
         )
 
@@ -924,16 +1039,16 @@ class Warehouse:
         name = self._q(self.table_names[logical])
         return f"{self._q(self.schema)}.{name}" if self.schema else name
 
-    def _ddl_elements(self) -> list[Any]:
+    def _ddl_elements(self, logicals: Iterable[str] = _RUN_TABLES) -> list[Any]:
         """CREATE SCHEMA / CREATE TABLE IF NOT EXISTS statements, with primary keys."""
         from sqlalchemy.schema import CreateSchema, CreateTable
 
         out: list[Any] = [CreateSchema(self.tables["runs"].schema, if_not_exists=True)] if self.schema else []
-        return out + [CreateTable(table, if_not_exists=True) for table in self.tables.values()]
+        return out + [CreateTable(self.tables[name], if_not_exists=True) for name in logicals]
 
-    def _ddl(self) -> list[str]:
+    def _ddl(self, logicals: Iterable[str] = _RUN_TABLES) -> list[str]:
         """The DDL as text for DuckDB (which accepts PostgreSQL's DDL)."""
-        return [str(e.compile(dialect=self._dialect)).strip() for e in self._ddl_elements()]
+        return [str(e.compile(dialect=self._dialect)).strip() for e in self._ddl_elements(logicals)]
 
     def _engine_for(self) -> sa.Engine:
         import sqlalchemy as sa
@@ -1149,6 +1264,39 @@ class Warehouse:
             return self._write_fallback(record)
         return "marked failed"
 
+    def write_performance(self, frame: pd.DataFrame) -> int:
+        """Replace the realised-performance rows that have the keys of ``frame``; other rows stay.
+
+        Args:
+            frame: rows in the ``score_performance`` layout (:data:`PERFORMANCE_COLUMNS`); key
+                (as_of, target, model_version, touch_model), unique within the frame.
+
+        Returns:
+            The number of rows written.
+
+        Raises:
+            ChurnmlError: on a bad frame (nothing written) or a failed write (rolled back: the previous
+                rows stay).
+        """
+        table = _performance_arrow(frame)
+        if table.num_rows == 0:
+            return 0
+        try:
+            with self._session() as session:
+                session.replace_performance(table)
+        except _Unavailable as exc:
+            raise ChurnmlError(self._scrub(str(exc))) from None
+        except ChurnmlError:
+            raise
+        except Exception as exc:
+            raise ChurnmlError(
+                self._scrub(
+                    f"warehouse {self.url}: performance write failed and was rolled back: {_one_line(exc)}"
+                )
+            ) from None
+        log.info("wrote %d performance rows to %s", table.num_rows, self.url)
+        return table.num_rows
+
     # -------------------------------------------------------------------------------- reading
 
     def _read(self, logical: str, where: dict[str, Any], order: list[str]) -> pd.DataFrame:
@@ -1208,6 +1356,10 @@ class Warehouse:
         where = {} if as_of is None else {"as_of": _to_date(as_of, "as_of")}
         order = ["as_of", "target", "model_version", "account_id", "rank", "feature"]
         return self._read("explanations", where, order)
+
+    def read_performance(self) -> pd.DataFrame:
+        """Realised-performance rows ordered by as-of, target, model version and touch model."""
+        return self._read("performance", {}, ["as_of", "target", "model_version", "touch_model"])
 
     def read_runs(self) -> pd.DataFrame:
         """Run records ordered by start time, including those a DuckDB writer had to put in the fallback file.
