@@ -1,0 +1,138 @@
+"""The whole DVC pipeline on a small portfolio, in a temporary copy of the repository.
+
+Runs `dvc repro` with a network guard loaded into every Python process (tests/netguard), then checks that a
+plain `dvc repro` after an edit under conf/ refuses to run on stale parameters, and that `dvc exp run -S`
+composes conf/ with the override and logs to the parent repository's MLflow store.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+SMALL = [
+    "simulator.accounts=300",
+    "simulator.months=18",
+    "model.lgbm.n_estimators=80",
+    "evaluation.csm_capacity_k=20",
+]
+
+pytestmark = pytest.mark.slow
+
+
+def _run(cmd: list[str], cwd: Path, env: dict, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
+    return proc
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> tuple[Path, dict]:
+    """A fresh copy of the tracked files, as a git repository, with a small portfolio composed."""
+    dest = tmp_path_factory.mktemp("repo")
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    for rel in files.stdout.splitlines():
+        src = ROOT / rel
+        if src.is_file() and not rel.startswith(("notebooks/", "benchmarks/results")):
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    netlog = dest.parent / "netguard.log"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))},
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        "PYTHONPATH": str(ROOT / "tests" / "netguard"),
+        "CHURNML_NETGUARD_LOG": str(netlog),
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "DO_NOT_TRACK": "1",
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.com",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.com",
+    }
+    _run(["git", "init", "-q"], dest, env)
+    # a small portfolio through the git-ignored local overlay, as a user would shrink it
+    local = dest / "conf" / "local"
+    local.mkdir(parents=True)
+    overlay: dict = {}
+    for override in SMALL:
+        key, value = override.split("=")
+        *parents, leaf = key.split(".")
+        node = overlay
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(value)
+    (local / "local.yaml").write_text("# @package _global_\n" + yaml.safe_dump(overlay))
+    _run(["churnml", "params"], dest, env)
+    _run(["git", "add", "-A"], dest, env)
+    _run(["git", "commit", "-qm", "init"], dest, env)
+    return dest, env
+
+
+def test_repro_runs_every_stage_without_network(repo):
+    dest, env = repo
+    netlog = Path(env["CHURNML_NETGUARD_LOG"])
+    _run(["dvc", "repro"], dest, env)
+    assert (dest / "data" / "validated" / "usage.parquet").is_file()
+    for out in [
+        "data/spine.parquet",
+        "data/labels.parquet",
+        "data/features.parquet",
+        "metrics/churn.json",
+        "metrics/expansion.json",
+        "data/explanations.parquet",
+        "reports/index.html",
+    ]:
+        assert (dest / out).is_file(), out
+    assert (dest / "mlflow.db").is_file()
+    assert not netlog.exists() or netlog.read_text() == "", f"non-loopback network use:\n{netlog.read_text()}"
+    status = _run(["dvc", "status"], dest, env)
+    stale = [line for line in status.stdout.splitlines() if "changed" in line and "always changed" not in line]
+    assert not stale, status.stdout  # monitor is always_changed: it reads the warehouse, outside DVC
+
+
+def test_plain_repro_refuses_stale_params(repo):
+    dest, env = repo
+    conf = dest / "conf" / "labels" / "default.yaml"
+    original = conf.read_text()
+    conf.write_text(original.replace("grace_days: 30", "grace_days: 20"))
+    try:
+        proc = _run(["dvc", "repro"], dest, env, check=False)
+        assert proc.returncode != 0
+        assert "stale" in proc.stderr and "make params" in proc.stderr
+        assert "Traceback" not in proc.stderr
+    finally:
+        conf.write_text(original)
+
+
+def _mlflow_runs(dest: Path) -> int:
+    import sqlite3
+
+    with sqlite3.connect(dest / "mlflow.db") as con:
+        return con.execute("select count(*) from runs").fetchone()[0]
+
+
+def test_exp_run_with_override_logs_to_the_parent_store(repo):
+    dest, env = repo
+    runs_before = _mlflow_runs(dest)
+    # conf/ holds the full-size defaults: repeat the small overrides so only the model stages re-run
+    sets = [arg for o in [*SMALL, "model.lgbm.num_leaves=7"] for arg in ("-S", o)]
+    proc = _run(["dvc", "exp", "run", "--temp", *sets], dest, env, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert _mlflow_runs(dest) > runs_before, "the temporary experiment did not log to the repository's store"
+    shown = _run(["dvc", "exp", "show", "--json"], dest, env).stdout
+    assert '"num_leaves": 7' in shown.replace(" ", "").replace('"num_leaves":7', '"num_leaves": 7')
+    diff = _run(["dvc", "metrics", "diff", "--all"], dest, env)
+    assert diff.returncode == 0
