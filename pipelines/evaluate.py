@@ -5,6 +5,7 @@ computed here, so `dvc exp run -S evaluation.*` re-evaluates without retraining.
 """
 
 import argparse
+import json
 import logging
 
 from churnml.config import load_config, repo_root
@@ -40,6 +41,11 @@ def main() -> None:
         root=root,
         test_features=features,
     )
+    # the registration is a side effect DVC cannot see: this record is the stage's output for it, so a
+    # fresh clone (metrics in git, registry empty) re-runs evaluate before scoring asks for the champion
+    record = root / cfg.paths.models / "registry" / f"{target}.json"
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps({"target": target, "run_id": run_id, "version": version}, indent=2) + "\n")
     log.info("%s: MLflow run %s, registered version %s", target, run_id, version)
 
 
