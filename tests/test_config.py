@@ -89,8 +89,13 @@ def test_missing_params_says_what_to_run(repo):
         load_config(repo)
 
 
-def test_repo_root_follows_dvc_root(tmp_path, monkeypatch):
-    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
-    assert repo_root() == tmp_path
+def test_only_the_tracking_store_follows_dvc_root(tmp_path, monkeypatch):
+    from churnml.config import TrackingConfig
+    from churnml.tracking import tracking_uri
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))  # a temporary experiment's parent repository
+    assert repo_root(ROOT / "src" / "churnml") == ROOT  # its data and models stay in its own copy
+    assert tracking_uri(ROOT, TrackingConfig()) == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
     monkeypatch.delenv("DVC_ROOT")
-    assert repo_root(ROOT / "src" / "churnml") == ROOT
+    assert tracking_uri(ROOT, TrackingConfig()) == f"sqlite:///{ROOT}/mlflow.db"

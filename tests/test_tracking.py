@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from test_modeling import HORIZON, fast_config, synthetic_tables
 
-from churnml.config import Config, EvaluationConfig, SplitConfig, TrackingConfig, repo_root
+from churnml.config import Config, EvaluationConfig, SplitConfig, TrackingConfig
 from churnml.errors import ChurnmlError
 from churnml.modeling import evaluate_model, train_model
 from churnml.tracking import (
@@ -93,8 +93,7 @@ def _tags(version: str, name: str = "churnml-churn") -> dict[str, str]:
 def test_store_defaults_to_sqlite_and_artifacts_under_the_repository_root(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setenv("DVC_ROOT", str(tmp_path))  # a temporary `dvc exp run` copy still logs to the parent
-    root = repo_root()
-    assert root == tmp_path
+    root = tmp_path / "exp-copy"  # the experiment's own copy: the store still resolves to the parent
     assert tracking_uri(root, TrackingConfig()) == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
     assert artifact_location(root, TrackingConfig()) == (tmp_path / "mlartifacts").resolve().as_uri()
 

@@ -315,17 +315,22 @@ class StaleParamsError(ChurnmlError):
 
 
 def repo_root(start: Path | None = None) -> Path:
-    """The repository root: DVC's ``DVC_ROOT`` (set to the parent repository even inside temporary and
-    queued ``dvc exp run`` copies), else the nearest folder upwards holding ``dvc.yaml``, else the
-    working directory."""
-    env = os.environ.get("DVC_ROOT")
-    if env:
-        return Path(env)
+    """The repository the stage runs in: the nearest folder upwards holding ``dvc.yaml`` and ``conf/``, else
+    the working directory. Inside a temporary or queued ``dvc exp run`` that is the experiment's own copy
+    (its data and models stay there); the MLflow store alone follows ``DVC_ROOT`` to the parent repository
+    (:func:`churnml.tracking.tracking_uri`)."""
     here = (start or Path.cwd()).resolve()
     for folder in (here, *here.parents):
         if (folder / "dvc.yaml").is_file() and (folder / CONF_DIR).is_dir():
             return folder
     return here
+
+
+def store_root(root: Path) -> Path:
+    """Where the tracking store lives: DVC's ``DVC_ROOT`` (the parent repository, even in temporary and queued
+    experiments, so every run lands in one store), else ``root``."""
+    env = os.environ.get("DVC_ROOT")
+    return Path(env) if env else Path(root)
 
 
 def validate_config(raw: dict[str, Any] | Any) -> Config:

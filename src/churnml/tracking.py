@@ -1,7 +1,7 @@
 """MLflow tracking: the store, run logging, the model registry and the champion alias (the only mlflow importer).
 
 Store. ``MLFLOW_TRACKING_URI`` wins when set; otherwise ``sqlite:///<root>/mlflow.db`` with artifacts in
-``<root>/mlartifacts``, where ``root`` is :func:`churnml.config.repo_root` (which honours ``DVC_ROOT``, so
+``<root>/mlartifacts``, where ``root`` is :func:`churnml.config.store_root` (which honours ``DVC_ROOT``, so
 queued and temporary ``dvc exp run`` copies log to the parent repository's store). With a
 ``sqlite:///`` URI from the environment, artifacts go beside that database file. mlflow is imported
 lazily, after its telemetry is turned off.
@@ -43,7 +43,7 @@ from urllib.parse import urlsplit, urlunsplit
 import numpy as np
 import pandas as pd
 
-from churnml.config import EvaluationConfig, TrackingConfig, repo_root
+from churnml.config import EvaluationConfig, TrackingConfig, repo_root, store_root
 from churnml.errors import ChurnmlError
 from churnml.metrics import HIGHER_IS_BETTER, METRICS, Evaluation, compute_metrics, metrics_json, plot_tables
 from churnml.metrics import figures as draw_figures
@@ -95,7 +95,7 @@ def tracking_uri(root: Path, cfg: TrackingConfig) -> str:
     env = os.environ.get("MLFLOW_TRACKING_URI")
     if env:
         return env
-    return f"sqlite:///{(Path(root) / cfg.store).resolve()}"
+    return f"sqlite:///{(store_root(root) / cfg.store).resolve()}"
 
 
 def artifact_location(root: Path, cfg: TrackingConfig) -> str | None:
@@ -104,7 +104,7 @@ def artifact_location(root: Path, cfg: TrackingConfig) -> str | None:
     if uri.startswith("sqlite:///"):
         db = Path(uri[len("sqlite:///") :])
         folder = (
-            Path(root) / cfg.artifacts
+            store_root(root) / cfg.artifacts
             if "MLFLOW_TRACKING_URI" not in os.environ
             else db.parent / cfg.artifacts
         )
