@@ -8,28 +8,102 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
+TREE_SAMPLE_S = 0.1  # sampling interval of a process tree's memory
 
-def _run_once(argv: list[str], env: dict | None, cwd: str | Path | None) -> tuple[float, float, str]:
-    """Run argv once; return (wall seconds, peak RSS in MB of that process tree's largest member, stdout)."""
+
+def _tree_rss_kib(root: int) -> tuple[int, int]:
+    """(summed resident memory of a process and all its descendants now, the process's own peak), in KiB.
+
+    Read from Linux /proc (zeros elsewhere). The peak is ``VmHWM``: unlike wait4's ``ru_maxrss`` it starts
+    afresh at exec, while ``ru_maxrss`` carries the parent's resident size at fork over.
+    """
+    parents: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    root_hwm = 0
+    for entry in Path("/proc").iterdir() if Path("/proc/self/status").exists() else ():
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = (entry / "status").read_text()
+        except OSError:  # gone meanwhile
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        pid, ppid = int(entry.name), int(fields.get("PPid", "0").strip() or 0)
+        parents.setdefault(ppid, []).append(pid)
+        rss[pid] = int(fields.get("VmRSS", "0 kB").split()[0])  # absent for zombies and kernel threads
+        if pid == root:
+            root_hwm = int(fields.get("VmHWM", "0 kB").split()[0])
+    total, stack = 0, [root]
+    while stack:
+        pid = stack.pop()
+        total += rss.get(pid, 0)
+        stack.extend(parents.get(pid, ()))
+    return total, root_hwm
+
+
+class _TreeSampler(threading.Thread):
+    """Samples a process tree until stopped; ``peak_kib``: the largest summed RSS, or the root's own peak."""
+
+    def __init__(self, pid: int, interval_s: float) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.interval_s, self.peak_kib = pid, interval_s, 0
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            self.peak_kib = max(self.peak_kib, *_tree_rss_kib(self.pid))
+            self.done.wait(self.interval_s)
+
+
+def _run_once(
+    argv: list[str], env: dict | None, cwd: str | Path | None, tree: bool = False
+) -> tuple[float, float, str]:
+    """Run argv once; return (wall seconds, peak RSS in MB, stdout).
+
+    The peak is the process's own (from wait4); with ``tree`` it is the largest summed RSS of the process
+    and all its descendants, sampled every 0.1 s (a JVM or worker processes started by the command count
+    too), or the process's own ``VmHWM`` when larger. ``tree`` also leaves out what wait4 adds: on Linux a
+    child's ``ru_maxrss`` starts from the parent's resident size at fork, so a benchmark process that grew
+    during preparation inflates the peak of every command it starts.
+    """
     full_env = {**os.environ, **(env or {})}
     with tempfile.TemporaryFile() as out:
         start = time.perf_counter()
         proc = subprocess.Popen(argv, env=full_env, cwd=cwd, stdout=out, stderr=subprocess.PIPE)
+        sampler = _TreeSampler(proc.pid, TREE_SAMPLE_S) if tree else None
+        if sampler is not None:
+            sampler.start()
+        # stderr is drained meanwhile: a chatty child (a JVM's log) must not block on a full pipe
+        err_chunks: list[bytes] = []
+
+        def read_stderr() -> None:
+            while chunk := proc.stderr.read1(65536):
+                err_chunks.append(chunk)
+
+        drain = threading.Thread(target=read_stderr, daemon=True)
+        drain.start()
         # wait4 gives the child's own rusage: ru_maxrss is its peak resident set (KiB on Linux)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - start
-        stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-        if proc.stderr:
-            proc.stderr.close()
+        if sampler is not None:
+            sampler.done.set()
+            sampler.join()
+        drain.join(timeout=5)  # a grandchild still holding stderr open must not hang the benchmark
+        stderr = b"".join(err_chunks).decode(errors="replace")
+        proc.stderr.close()
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         stdout = out.read().decode(errors="replace")
     if proc.returncode != 0:
-        raise RuntimeError(f"benchmark command failed ({proc.returncode}): {' '.join(argv)}\n{stderr[-2000:]}")
-    return wall, usage.ru_maxrss / 1024.0, stdout
+        raise RuntimeError(
+            f"benchmark command failed ({proc.returncode}): {' '.join(argv)}\n{stderr[-2000:]}"
+        )
+    peak_kib = sampler.peak_kib if sampler is not None else usage.ru_maxrss
+    return wall, peak_kib / 1024.0, stdout
 
 
 def _timed_from_stdout(stdout: str) -> float | None:
@@ -41,9 +115,16 @@ def _timed_from_stdout(stdout: str) -> float | None:
 
 
 def measure_command(
-    argv: list[str], repeats: int = 3, env: dict | None = None, cwd: str | Path | None = None
+    argv: list[str],
+    repeats: int = 3,
+    env: dict | None = None,
+    cwd: str | Path | None = None,
+    tree: bool = False,
 ) -> dict:
     """Run a command ``repeats`` times in fresh processes.
+
+    ``tree=True`` counts the memory of the processes the command starts too (a Spark JVM and its Python
+    workers), summed over the process tree (see :func:`_run_once`).
 
     Returns:
         {"median_s", "runs_s", "peak_rss_mb"}: the median wall time (or of the ``{"timed_s": x}`` JSON line the
@@ -51,19 +132,23 @@ def measure_command(
     """
     runs, peaks = [], []
     for _ in range(repeats):
-        wall, peak, stdout = _run_once(argv, env, cwd)
+        wall, peak, stdout = _run_once(argv, env, cwd, tree)
         timed = _timed_from_stdout(stdout)
         runs.append(round(timed if timed is not None else wall, 4))
         peaks.append(peak)
     return {"median_s": statistics.median(runs), "runs_s": runs, "peak_rss_mb": round(max(peaks), 1)}
 
 
-def measure_python(code: str, repeats: int = 3, env: dict | None = None, cwd: str | Path | None = None) -> dict:
+def measure_python(
+    code: str, repeats: int = 3, env: dict | None = None, cwd: str | Path | None = None, tree: bool = False
+) -> dict:
     """:func:`measure_command` for ``python -c code`` in a fresh interpreter of this environment."""
-    return measure_command([sys.executable, "-c", code], repeats=repeats, env=env, cwd=cwd)
+    return measure_command([sys.executable, "-c", code], repeats=repeats, env=env, cwd=cwd, tree=tree)
 
 
-def figure(name: str, metric: str, value: float, unit: str, measured: dict, params: dict, note: str = "") -> dict:
+def figure(
+    name: str, metric: str, value: float, unit: str, measured: dict, params: dict, note: str = ""
+) -> dict:
     """One benchmark figure in the shape run.py writes."""
     return {
         "name": name,

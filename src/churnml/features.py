@@ -470,8 +470,12 @@ def build_features(
     Raises:
         ChurnmlError: on a bad spine, a missing required table or column, or an unknown family.
     """
+    if cfg.engine == "spark":
+        from churnml.spark_engine import build_features_spark, spark_session
+
+        return build_features_spark(spark_session(), source, spine, cfg)
     if cfg.engine != "duckdb":
-        raise ChurnmlError(f"features.engine {cfg.engine!r}: only 'duckdb' runs here")
+        raise ChurnmlError(f"features.engine {cfg.engine!r}: expected 'duckdb' or 'spark'")
     keys = _spine_keys(spine)
     temp_dir = tempfile.mkdtemp(prefix="churnml-duckdb-")
     try:
