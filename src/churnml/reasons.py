@@ -28,22 +28,12 @@ import numpy as np
 import pandas as pd
 
 from churnml.errors import ChurnmlError
+from churnml.feature_sql import ALL_FAMILIES
 
 if TYPE_CHECKING:
     from churnml.features import FeatureInfo
 
-FAMILIES = (
-    "account",
-    "usage",
-    "adoption",
-    "lifecycle",
-    "contract",
-    "support",
-    "nps",
-    "csm",
-    "contacts",
-    "invoices",
-)
+FAMILIES = ALL_FAMILIES  # one list: the engine's
 # Aggregations recognised at the end of a name outside the engine's catalogue (before the window).
 _AGGS = ("sum", "mean", "avg", "median", "max", "min", "std", "count", "trend", "zscore", "ratio", "share")
 _AGGS += ("latest", "last", "change", "delta", "slope", "rate", "total")
