@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements/constraints.txt | cksum | cut -d' ' -f1)
-EXTRAS ?= dev
+EXTRAS ?= dev,spark
 # No telemetry, no update checks: nothing leaves the machine.
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1

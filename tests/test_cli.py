@@ -5,10 +5,10 @@ from __future__ import annotations
 import sys
 
 import pytest
+from tables import tiny_tables
 
 from churnml import cli
 from churnml.io import write_folder
-from tables import tiny_tables
 
 
 def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
@@ -63,8 +63,14 @@ def test_quarantine_writes_bad_rows_and_reports_counts(monkeypatch, capsys, tmp_
     tables["subscriptions"] = tables["subscriptions"].assign(mrr=[1.0, -2.0, 3.0])
     write_folder(tables, tmp_path / "in")
     code, _, err = run_cli(
-        monkeypatch, capsys, "validate", str(tmp_path / "in"), "--quarantine", str(tmp_path / "q"),
-        "--out", str(tmp_path / "ok"),
+        monkeypatch,
+        capsys,
+        "validate",
+        str(tmp_path / "in"),
+        "--quarantine",
+        str(tmp_path / "q"),
+        "--out",
+        str(tmp_path / "ok"),
     )
     assert code == 0
     assert "subscriptions: 2 valid, 1 quarantined" in err
@@ -75,3 +81,15 @@ def test_quarantine_writes_bad_rows_and_reports_counts(monkeypatch, capsys, tmp_
 def test_bad_date_is_one_line(monkeypatch, capsys, tmp_path):
     code, _, err = run_cli(monkeypatch, capsys, "generate", "--out", str(tmp_path), "--start", "2024-13-01")
     _one_line_error(code, err, "2024-13-01", "YYYY-MM-DD")
+
+
+def test_spark_score_needs_exactly_one_source(monkeypatch, capsys, tmp_path):
+    out = str(tmp_path / "scores")
+    code, _, err = run_cli(monkeypatch, capsys, "spark-score", "--out", out)
+    _one_line_error(code, err, "exactly one of --data PATH or --database NAME")
+    code, _, err = run_cli(monkeypatch, capsys, "spark-score", "--out", out, "--data", "x", "--database", "y")
+    _one_line_error(code, err, "exactly one of")
+    code, _, err = run_cli(
+        monkeypatch, capsys, "spark-score", "--out", out, "--data", "x", "--as-of", "2025-13-01"
+    )
+    _one_line_error(code, err, "bad --as-of")

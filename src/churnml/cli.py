@@ -237,6 +237,42 @@ def score(
     )
 
 
+@app.command("spark-score")
+def spark_score(
+    out: Annotated[str, typer.Option(help="Scores target: a Parquet path or URI, or a catalog table name")],
+    data: Annotated[str | None, typer.Option(help="Folder or URI of the contract's Parquet tables")] = None,
+    database: Annotated[str | None, typer.Option(help="Spark catalog database with the contract's tables")] = None,
+    as_of: Annotated[str | None, typer.Option("--as-of", help="YYYY-MM-DD (default: the day after the data ends)")] = None,
+    master: Annotated[str, typer.Option(help="Spark master when run outside spark-submit")] = "local[2]",
+    churn_version: Annotated[str | None, typer.Option(help="Model version or alias (default: champion)")] = None,
+    expansion_version: Annotated[str | None, typer.Option(help="Model version or alias (default: champion)")] = None,
+) -> None:
+    """Score on Spark: features from the same SQL, the champion models by mapInPandas, scores written back."""
+    day = parse_day(as_of, "--as-of") if as_of else None
+    if (data is None) == (database is None):
+        raise ChurnmlError("give exactly one of --data PATH or --database NAME")
+    from churnml.config import load_config
+    from churnml.schemas import TABLES
+    from churnml.spark_engine import score_accounts_spark, spark_session
+
+    cfg = load_config(check_fresh=False)
+    spark = spark_session(app="churnml-score", master=master)
+    if database is not None:
+        present = {t.name for t in spark.catalog.listTables(database)}
+        source: object = {name: f"{database}.{name}" for name in TABLES if name in present}
+    else:
+        source = data
+    refs = {k: v for k, v in (("churn", churn_version), ("expansion", expansion_version)) if v}
+    result = score_accounts_spark(spark, source, cfg, out, as_of=day, model_refs=refs)
+    for line in result["warnings"]:
+        _echo(line)
+    _echo(
+        f"scored {result['rows']:,} accounts as of {result['as_of'].date()} on Spark (churn model "
+        f"v{result['versions']['churn']}, expansion v{result['versions']['expansion']}); "
+        f"tiers {result['tiers']}; run {result['run_id']}; written to {out}"
+    )
+
+
 def _score_inputs(data: Path | None, source_url: str | None, warehouse: str | None):
     """Config, validated tables and warehouse URL, as the score, backtest and monitor commands read them."""
     from churnml.config import load_config, repo_root

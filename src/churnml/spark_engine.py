@@ -795,3 +795,116 @@ def write_scores_spark(scores: SparkDataFrame, target: str, *, partition_by: str
             spark.conf.unset("spark.sql.sources.partitionOverwriteMode")
         else:
             spark.conf.set("spark.sql.sources.partitionOverwriteMode", previous)
+
+
+DRIFT_SAMPLE_ROWS = 50_000  # the drift guard's sample, collected to the driver (PSI needs no more)
+
+
+def data_end_spark(spark: SparkSession, source: Mapping[str, Any] | Path | str) -> pd.Timestamp:
+    """The data end as :func:`churnml.spine.data_range` defines it (day after the last usage day or start)."""
+    run = _SparkRun(spark)
+    try:
+        register_sources_spark(spark, source, run)
+        u_max, s_max = run.query(
+            "SELECT (SELECT MAX(date) FROM usage) AS u, (SELECT MAX(start_date) FROM subscriptions) AS s",
+            "data end",
+        ).collect()[0]
+    finally:
+        run.close()
+    if u_max is None:
+        raise ChurnmlError("usage: no rows, so there is no data end")
+    last = max(pd.Timestamp(u_max), pd.Timestamp(s_max) if s_max is not None else pd.Timestamp(u_max))
+    return last.normalize() + pd.Timedelta(days=1)
+
+
+def score_accounts_spark(
+    spark: SparkSession,
+    source: Mapping[str, Any] | Path | str,
+    cfg: Any,
+    out: str,
+    *,
+    as_of: pd.Timestamp | str | None = None,
+    model_refs: Mapping[str, str] | None = None,
+    load_model: Any = None,
+    root: Path | None = None,
+) -> dict[str, Any]:
+    """The nightly scoring job on Spark: spine, features, guards, champion models, scores written back.
+
+    The Spark counterpart of :func:`churnml.scoring.score_accounts`, for portfolios that do not fit one
+    machine: the spine and features are built on the cluster from the same SQL, the guards run on the
+    driver before anything is written (model/feature schema on the whole frame; feature and score drift
+    on a random sample of at most ``DRIFT_SAMPLE_ROWS`` rows), and the scores (the ``churn_scores``
+    layout, reasons included) replace the as-of date's partition of ``out`` (a Parquet path or URI, or a
+    catalog table). A warehouse reached through SQLAlchemy is the single-machine writer's job; on a
+    cluster the scores land where the cluster's other tables live.
+
+    Args:
+        spark: the session.
+        source: see :func:`register_sources_spark` (a folder or URI of Parquet, or catalog table names).
+        cfg: the whole :class:`churnml.config.Config` (features, scoring, tracking sections are read).
+        out: where the scores go.
+        as_of: the as-of day (default: the day after the data ends).
+        model_refs: per target, an MLflow alias or version (default ``cfg.scoring.model_alias``).
+        load_model: ``(target, ref) -> (model, version)``; default loads from the MLflow registry.
+        root: repository root (MLflow store).
+
+    Returns:
+        as_of, versions, rows written, run_id, tiers (counts) and drift warnings.
+
+    Raises:
+        ChurnmlError: a bad as-of date, missing models, a schema mismatch, drift past the fail threshold,
+            or a failed write (nothing written for that date then).
+    """
+    import uuid
+
+    from churnml.scoring import TARGETS, check_drift
+
+    end = data_end_spark(spark, source)
+    day = to_cutoffs([as_of])[0] if as_of is not None and str(as_of) != "" else end
+    if day > end:
+        raise ChurnmlError(
+            f"as-of {day.date()} is after the data end {end.date()}: features would miss the days in between"
+        )
+    if load_model is None:
+        from churnml.tracking import load_champion
+
+        def load_model(target: str, ref: str) -> tuple[Any, str]:
+            return load_champion(target, ref, root=root, cfg=cfg.tracking)
+
+    refs = {t: (model_refs or {}).get(t, cfg.scoring.model_alias) for t in TARGETS}
+    models, versions = {}, {}
+    for target in TARGETS:
+        models[target], versions[target] = load_model(target, refs[target])
+    spine = build_spine_spark(spark, source, [day])
+    features = build_features_spark(spark, source, spine, cfg.features, as_pandas=False)
+    try:
+        total = features.count()
+        if total == 0:
+            raise ChurnmlError(f"no account is active at {day.date()}: nothing to score")
+        _check_inputs(features, models)
+        fraction = min(1.0, DRIFT_SAMPLE_ROWS / total)
+        sample = features.sample(fraction=fraction, seed=0) if fraction < 1.0 else features
+        sample_pd = _tidy(sample.toArrow().to_pandas())
+        for model in models.values():
+            model.prepare(sample_pd.head(1))  # missing model inputs are named before any task runs
+        _, warnings = check_drift(models, sample_pd, cfg.scoring.drift)
+        for line in warnings:
+            log.warning(line)
+        run_id = uuid.uuid4().hex
+        scores = score_spark(spark, features, models, versions, cfg.scoring, run_id=run_id).persist()
+        try:
+            tiers = {r["risk_tier"]: r["count"] for r in scores.groupBy("risk_tier").count().collect()}
+            write_scores_spark(scores, out)
+        finally:
+            scores.unpersist()
+    finally:
+        features.unpersist()
+    log.info("scored %d accounts as of %s into %s", total, day.date(), out)
+    return {
+        "as_of": day,
+        "versions": versions,
+        "rows": int(total),
+        "run_id": run_id,
+        "tiers": tiers,
+        "warnings": warnings,
+    }
