@@ -103,6 +103,37 @@ def test_repro_runs_every_stage_without_network(repo):
     assert not stale, status.stdout  # monitor is always_changed: it reads the warehouse, outside DVC
 
 
+def test_score_after_repro_writes_one_row_per_active_account(repo):
+    """A batch job after `dvc repro`: `churnml score --as-of <last day of data>`, twice, into the DuckDB warehouse."""
+    import duckdb
+    import pandas as pd
+
+    from churnml.io import read_folder
+    from churnml.spine import build_spine, data_range
+
+    dest, env = repo
+    if not (dest / "data" / "warehouse.duckdb").is_file():
+        _run(["dvc", "repro"], dest, env)
+    validated = dest / "data" / "validated"
+    _, end = data_range(validated)
+    last_day = end - pd.Timedelta(days=1)
+    active = build_spine(read_folder(validated)["subscriptions"], [last_day])
+    assert len(active) > 50
+    for _ in range(2):  # the nightly job rerun for the same date replaces its rows
+        proc = _run(["churnml", "score", "--as-of", str(last_day.date())], dest, env)
+        assert f"scored {len(active):,} accounts as of {last_day.date()}" in proc.stderr
+    with duckdb.connect(str(dest / "data" / "warehouse.duckdb"), read_only=True) as con:
+        rows = con.execute(
+            "select account_id, churn_probability, top_reasons from churn_scores where as_of = ?", [last_day.date()]
+        ).df()
+        runs = con.execute("select status from score_runs where as_of = ?", [last_day.date()]).fetchall()
+        default_rows = con.execute("select count(*) from churn_scores where as_of = ?", [end.date()]).fetchone()[0]
+    assert sorted(rows["account_id"]) == sorted(active["account_id"])  # one row each, no duplicate
+    assert rows["churn_probability"].between(0, 1).all() and rows["top_reasons"].str.startswith("[").all()
+    assert [r[0] for r in runs] == ["succeeded", "succeeded"]
+    assert default_rows > 0  # the score stage's own as-of (the day after the data) is still there
+
+
 def test_plain_repro_refuses_stale_params(repo):
     dest, env = repo
     conf = dest / "conf" / "labels" / "default.yaml"
