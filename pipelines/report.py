@@ -1,9 +1,13 @@
 """Stage report: the static portfolio report for CSMs (reports/index.html), self-contained and offline."""
 
+import json
 import logging
+
+import pandas as pd
 
 from churnml.config import load_config, repo_root
 from churnml.io import read_parquet, read_table
+from churnml.monitor import monitor_section
 from churnml.report import build_report, portfolio_kpis, weekly_usage
 from churnml.spine import data_end
 from churnml.stage import run_stage
@@ -21,6 +25,13 @@ def main() -> None:
         read_table(validated, "subscriptions"), 24, as_of=data_end(validated), grace_days=cfg.labels.grace_days
     )
     usage = weekly_usage(read_table(validated, "usage"), as_of=as_of, metric=cfg.features.active_users_metric)
+    # the monitor stage's outputs: realised performance of past scores (absent before its first run)
+    perf_file = root / cfg.paths.plots / "monitor" / "performance.csv"
+    doc_file = root / cfg.paths.metrics / "monitor.json"
+    performance = None
+    if perf_file.is_file() and doc_file.is_file():
+        document = json.loads(doc_file.read_text(encoding="utf-8"))
+        performance = monitor_section(pd.read_csv(perf_file), document)
     path = build_report(
         scores,
         read_parquet(root / cfg.paths.reasons),
@@ -30,6 +41,7 @@ def main() -> None:
         cfg.scoring.tiers,
         accounts=read_table(validated, "accounts"),
         features=read_parquet(root / cfg.paths.scoring_features),
+        performance=performance,
     )
     log.info("wrote %s (%d accounts)", path, len(scores))
 

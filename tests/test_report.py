@@ -15,6 +15,7 @@ from _env import require_chromium
 
 from churnml.config import TiersConfig
 from churnml.errors import ChurnmlError
+from churnml.monitor import monitor_section
 from churnml.report import (
     arr_at_risk_by_segment,
     build_report,
@@ -222,12 +223,70 @@ def _inputs():
     return scores, reasons, usage_weekly, kpis, accounts
 
 
+def _performance() -> dict:
+    """The monitor's section: churn judged on three matured as-of dates (decaying), expansion still waiting."""
+    rows = []
+    for month, (day, auc) in enumerate([("2025-02-01", 0.84), ("2025-03-01", 0.80), ("2025-04-01", 0.71)], 1):
+        for touch, n in (("all", 300), ("high_touch", 60), ("low_touch", 90), ("tech_touch", 150)):
+            rows.append(
+                {"target": "churn", "as_of": day, "touch_model": touch, "model_version": "3", "matured": True,
+                 "n": n, "n_positive": n // 10, "roc_auc": auc, "test_roc_auc": 0.842, "pr_auc": 0.2, "ece": 0.03,
+                 "lift_at_k": 3.1, "arr_captured": 0.4, "psi_score": 0.05, "months_since_training": month}
+            )  # fmt: skip
+    rows.append(
+        {"target": "expansion", "as_of": "2025-07-01", "touch_model": "all", "model_version": "2", "matured": False,
+         "n": 300, "n_positive": None, "roc_auc": None, "test_roc_auc": 0.83, "pr_auc": None, "ece": None,
+         "lift_at_k": None, "arr_captured": None, "psi_score": 0.02, "months_since_training": 0}
+    )  # fmt: skip
+    document = {
+        "retrain_recommended": True,
+        "targets": {
+            "churn": {"status": "retrain", "model_version": "3", "realised_roc_auc": 0.71, "test_roc_auc": 0.842,
+                      "reasons": ["realised ROC-AUC 0.710 is 0.132 below the test ROC-AUC 0.842"]},
+            "expansion": {"status": "awaiting_labels", "model_version": "2",
+                          "reasons": ["no matured label yet (latest as-of 2025-07-01)"]},
+        },
+    }  # fmt: skip
+    return monitor_section(pd.DataFrame(rows), document)
+
+
 @pytest.fixture()
 def report(tmp_path) -> Path:
     scores, reasons, usage_weekly, kpis, accounts = _inputs()
     return build_report(
-        scores, reasons, usage_weekly, kpis, tmp_path / "reports", TiersConfig(), accounts=accounts
+        scores,
+        reasons,
+        usage_weekly,
+        kpis,
+        tmp_path / "reports",
+        TiersConfig(),
+        accounts=accounts,
+        performance=_performance(),
     )
+
+
+def test_report_shows_realised_performance_and_its_decay(report, tmp_path):
+    html = report.read_text(encoding="utf-8")
+    page = html[html.index('<section id="performance"') :]
+    page = page[: page.index("</section>")]
+    assert '<a href="#performance">' in html
+    assert "Retraining recommended" in page and "Retrain recommended" in page
+    assert "retrain: realised ROC-AUC 0.710 vs 0.842 at training" in page
+    # one point per matured as-of, placed by months since training, and the test ROC-AUC as reference
+    tips = re.findall(r"<title>(scored [^<]*)</title>", page)
+    assert tips == [
+        f"scored {d}, {m} months after training: realised ROC-AUC {a}"
+        for d, m, a in (("2025-02-01", 1, "0.840"), ("2025-03-01", 2, "0.800"), ("2025-04-01", 3, "0.710"))
+    ]
+    assert "ROC-AUC on the test period" in page
+    # the latest matured as-of, overall and per touch tier
+    assert "<td>2025-04-01</td>" in page and page.count("<td>&nbsp;&nbsp;") == 3 and "High touch" in page
+    # the expansion model has no matured outcome yet: said, not drawn
+    assert "Awaiting outcomes" in page and "No matured scores yet." in page
+    # without a monitor run the page is left out
+    scores, reasons, usage_weekly, kpis, accounts = _inputs()
+    bare = build_report(scores, reasons, usage_weekly, kpis, tmp_path / "bare", TiersConfig(), accounts=accounts)
+    assert 'id="performance"' not in bare.read_text(encoding="utf-8")
 
 
 def test_report_is_self_contained_and_lists_accounts_by_arr_at_risk(report):

@@ -28,7 +28,7 @@ import datetime as dt
 import hashlib
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -403,6 +403,149 @@ def line_chart_svg(
     return Markup("".join(parts))
 
 
+def decay_chart_svg(
+    months: Sequence[float],
+    realised: Sequence[float],
+    test: Sequence[float],
+    as_of: Sequence[str],
+    *,
+    name: str,
+    width: int = 520,
+    height: int = 190,
+) -> Markup:
+    """Realised ROC-AUC by months since training (one point per matured as-of) against the test ROC-AUC."""
+    mx = np.asarray(months, dtype=float)
+    v = np.asarray(realised, dtype=float)
+    t = np.asarray(test, dtype=float)
+    keep = np.isfinite(mx) & np.isfinite(v)
+    if not keep.any():
+        return Markup('<p class="muted">No matured scores yet.</p>')
+    left, right, top, bottom = 46.0, 12.0, 12.0, 30.0
+    pool = np.concatenate([v[keep], t[np.isfinite(t)]])
+    lo, hi = float(pool.min()), float(pool.max())
+    span = max(hi - lo, 0.02)
+    lo, hi = lo - 0.15 * span, hi + 0.15 * span
+    x_lo, x_hi = float(mx[keep].min()), float(mx[keep].max())
+    x_span = x_hi - x_lo if x_hi > x_lo else 1.0
+    plot_w, plot_h = width - left - right, height - top - bottom
+
+    def x(m: float) -> float:
+        return left + ((m - x_lo) / x_span * plot_w if x_hi > x_lo else plot_w / 2)
+
+    def y(val: float) -> float:
+        return top + (hi - val) / (hi - lo) * plot_h
+
+    parts = [
+        f'<svg class="chart" width="100%" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-label="{escape(name)}: realised ROC-AUC by months since training">'
+    ]
+    for tick in np.linspace(lo + 0.1 * (hi - lo), hi - 0.1 * (hi - lo), 4):
+        parts.append(
+            f'<line class="grid" x1="{left}" x2="{width - right}" y1="{_f(y(tick))}" y2="{_f(y(tick))}"/>'
+            f'<text class="axis" x="{left - 6}" y="{_f(y(tick) + 3.5)}" text-anchor="end">{tick:.2f}</text>'
+        )
+    for m in sorted({float(m) for m in mx[keep]}):
+        parts.append(f'<text class="axis" x="{_f(x(m))}" y="{height - 14}" text-anchor="middle">{m:g}</text>')
+    parts.append(
+        f'<text class="axis" x="{_f(left + plot_w / 2)}" y="{height - 2}" text-anchor="middle">'
+        "months since training</text>"
+    )
+    tests = [(x(m), y(tv)) for m, tv, k in zip(mx, t, keep, strict=True) if k and np.isfinite(tv)]
+    if tests:
+        pts = " ".join(f"{_f(a)},{_f(b)}" for a, b in tests)
+        parts.append(
+            f'<polyline class="median" points="{pts}"><title>ROC-AUC on the test period</title></polyline>'
+        )
+    order = np.argsort(mx[keep], kind="stable")
+    xs, vs, days = mx[keep][order], v[keep][order], np.asarray(as_of, dtype=object)[keep][order]
+    parts.append(
+        '<polyline class="series" points="'
+        + " ".join(f"{_f(x(a))},{_f(y(b))}" for a, b in zip(xs, vs, strict=True))
+        + '"/>'
+    )
+    for m, val, day in zip(xs, vs, days, strict=True):
+        tip = f"scored {day}, {m:g} months after training: realised ROC-AUC {val:.3f}"
+        parts.append(
+            f'<circle class="pt" cx="{_f(x(m))}" cy="{_f(y(val))}" r="2.8"><title>{escape(tip)}</title></circle>'
+        )
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+STATUS_LABELS = {
+    "ok": ("Performing as at training", "ok"),
+    "warn": ("Watch", "warn"),
+    "retrain": ("Retrain recommended", "bad"),
+    "awaiting_labels": ("Awaiting outcomes", "muted"),
+    "insufficient_labels": ("Too few outcomes yet", "muted"),
+}
+
+
+def _metric(v: Any, digits: int = 3) -> str:
+    return f"{v:.{digits}f}" if isinstance(v, int | float) and math.isfinite(v) else "–"
+
+
+def _performance_view(section: Mapping[str, Any]) -> dict[str, Any]:
+    """The monitor's report section (:func:`churnml.monitor.monitor_section`) as template values."""
+    targets = []
+    names = sorted(set(section.get("advice", {})) | set(section.get("latest", {})))
+    for target in names:
+        advice = section.get("advice", {}).get(target, {})
+        label, cls = STATUS_LABELS.get(str(advice.get("status")), (str(advice.get("status") or "–"), "muted"))
+        decay = section.get("decay", {}).get(target)
+        latest = section.get("latest", {}).get(target)
+        tiers = section.get("by_touch_tier", {}).get(target, [])
+
+        def row(r: Mapping[str, Any], first: str) -> dict[str, str]:
+            return {
+                "first": first,
+                "n": f"{int(r['n']):,}" if r.get("n") is not None else "–",
+                "pos": f"{int(r['n_positive']):,}" if r.get("n_positive") is not None else "–",
+                "auc": _metric(r.get("roc_auc")),
+                "test_auc": _metric(r.get("test_roc_auc")),
+                "pr_auc": _metric(r.get("pr_auc")),
+                "ece": _metric(r.get("ece")),
+                "lift": _metric(r.get("lift_at_k"), 2),
+                "arr": _pct(r["arr_captured"]) if isinstance(r.get("arr_captured"), int | float) else "–",
+                "psi": _metric(r.get("psi_score")),
+            }
+
+        targets.append(
+            {
+                "title": "Churn model"
+                if target == "churn"
+                else "Expansion model"
+                if target == "expansion"
+                else target,
+                "version": advice.get("model_version") or (latest or {}).get("model_version") or "",
+                "status": label,
+                "status_class": cls,
+                # the monitor's headline is the bare status when there is no realised ROC-AUC to quote
+                "headline": ""
+                if advice.get("headline") == advice.get("status")
+                else advice.get("headline") or "",
+                "reasons": list(advice.get("reasons") or []),
+                "chart": decay_chart_svg(
+                    decay["months_since_training"],
+                    decay["roc_auc"],
+                    decay["test_roc_auc"],
+                    decay["as_of"],
+                    name=target,
+                )
+                if decay
+                else Markup('<p class="muted">No matured scores yet.</p>'),
+                "latest": row(latest, str(latest["as_of"])) if latest else None,
+                "tiers": [row(r, _nice(r["touch_model"])) for r in tiers],
+            }
+        )
+    return {
+        "retrain": bool(section.get("retrain_recommended")),
+        "awaiting": int(section.get("awaiting") or 0),
+        "note": str(section.get("note") or ""),
+        "targets": targets,
+    }
+
+
 # ------------------------------------------------------------------------------------------------ report
 
 
@@ -601,6 +744,7 @@ def build_report(
     *,
     accounts: pd.DataFrame | None = None,
     features: pd.DataFrame | None = None,
+    performance: Mapping[str, Any] | None = None,
     max_accounts: int = 1000,
     title: str = "Customer portfolio: churn risk and expansion",
     generated_at: dt.datetime | None = None,
@@ -620,6 +764,9 @@ def build_report(
         tiers: Tier thresholds and plays (fill ``risk_tier`` / ``recommended_play`` when absent; legend).
         accounts: The accounts table, for names and CSMs when the scores lack them.
         features: The feature table, for ``contract_days_to_renewal`` when the scores lack ``days_to_renewal``.
+        performance: :func:`churnml.monitor.monitor_section` output: the page on realised performance once
+            labels matured (advice, latest metrics per touch tier, decay by months since training); None
+            leaves it out.
         max_accounts: List at most this many accounts (the largest ARR at risk first); totals cover all.
         title: Page title.
         generated_at: Timestamp shown in the header (default: now, UTC).
@@ -748,6 +895,7 @@ def build_report(
             "csm": sorted({r["csm"] for r in rows if r["csm"]}),
             "tier": [t for t, _ in ordered_tiers],
         },
+        performance=_performance_view(performance) if performance is not None else None,
         css=Markup(_template_text("report.css")),
         script=Markup(script),
         script_hash=script_hash,
