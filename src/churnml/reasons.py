@@ -9,6 +9,10 @@ its members' points (see :mod:`churnml.explain`), and its sentence comes from it
 column of its feature row) and a baseline: the previous period for trends, the account's own norm for
 z-scores, otherwise the median account of the same as-of date.
 
+Context drivers (:data:`CONTEXT_DRIVERS`, every ``account_*`` driver) say when or what the account is (days to
+renewal, tenure, term, plan, size, segment), not why its risk moved: they keep their points but never take a
+reason slot; :func:`reasons_for` returns them beside the reasons, direction ``context``.
+
 All sentence templates live here, in :data:`FAMILY_TEMPLATES` (one function per feature family); every
 feature the engine produces renders, missing values included (tests enforce both). A feature outside the
 engine's catalogue still gets a sentence from its name.
