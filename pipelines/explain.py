@@ -1,7 +1,8 @@
 """Stage explain: SHAP drivers and plain-word reasons per account at the as-of date, and the global view.
 
 On simulator data it also checks the reasons against the truth: the share of test-period churners whose top
-three risk-raising reasons name their dominant churn cause (metrics/explain.json).
+three risk-raising reasons name their dominant churn cause, overall and per cause, with the churners it counts
+(metrics/explain.json). Context (days to renewal, tenure, plan...) is never a reason, so never a hit.
 """
 
 import json
@@ -14,7 +15,7 @@ from churnml.explain import explain_accounts, write_explanations, write_global_v
 from churnml.features import build_features
 from churnml.io import read_parquet, read_table, write_parquet
 from churnml.modeling import TrainedModel
-from churnml.reasons import cause_hit_rate, reasons_for, with_reasons
+from churnml.reasons import cause_hit_summary, cause_hits, reasons_for, with_reasons
 from churnml.spine import build_spine, data_end, to_cutoffs
 from churnml.stage import run_stage
 
@@ -35,7 +36,11 @@ def main() -> None:
         full = explain_accounts(model, features)
         reasons.append(reasons_for(full, features, top=cfg.scoring.top_reasons))
         explanations.append(with_reasons(full[full["rank"] <= TOP_FEATURES], features))
-        write_global_view(model, features.sample(min(len(features), 2000), random_state=0), root / cfg.paths.plots / "explain")
+        write_global_view(
+            model,
+            features.sample(min(len(features), 2000), random_state=0),
+            root / cfg.paths.plots / "explain",
+        )
     write_explanations(pd.concat(explanations, ignore_index=True), root / cfg.paths.explanations)
     write_parquet(pd.concat(reasons, ignore_index=True), root / cfg.paths.reasons)
     write_parquet(features, root / cfg.paths.scoring_features)
@@ -56,8 +61,15 @@ def _cause_check(cfg, root) -> dict:
     reasons = reasons_for(explain_accounts(model, test), test, top=3)
     truth = read_parquet(root / cfg.paths.truth / "accounts.parquet")
     churners = truth[truth["churn_date"].notna() & truth["dominant_cause"].ne("random")]
-    rate = cause_hit_rate(reasons, truth, CAUSE_FAMILIES, top=3, horizon_days=cfg.labels.horizon_days)
-    return {"cause_hit_rate_top3": round(rate, 4), "churners_with_a_cause": int(len(churners))}
+    hits = cause_hit_summary(
+        cause_hits(reasons, truth, CAUSE_FAMILIES, top=3, horizon_days=cfg.labels.horizon_days)
+    )
+    return {
+        "cause_hit_rate_top3": hits["hit_rate"],
+        "churners_with_a_cause": int(len(churners)),
+        "churners_scored": hits["churners"],
+        "cause_hit_rate_top3_by_cause": hits["by_cause"],
+    }
 
 
 if __name__ == "__main__":

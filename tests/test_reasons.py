@@ -16,8 +16,11 @@ from churnml.reasons import (
     FAMILIES,
     FAMILY_TEMPLATES,
     cause_hit_rate,
+    cause_hit_summary,
+    cause_hits,
     driver_of,
     feature_info,
+    is_context,
     reasons_for,
     render_reason,
     top_reasons,
@@ -228,7 +231,7 @@ def _explained():
 def test_drivers_group_one_root_cause_and_rank_by_points():
     ex, features = _explained()
     before = ex.copy(), features.copy()
-    out = reasons_for(ex, features, top=3)
+    out = reasons_for(ex, features, top=3, context=())  # no context: every driver competes for a slot
     pd.testing.assert_frame_equal(ex, before[0])
     pd.testing.assert_frame_equal(features, before[1])
     assert list(out.columns) == [
@@ -261,9 +264,99 @@ def test_drivers_group_one_root_cause_and_rank_by_points():
     assert (out["probability_points"][out["direction"] == "lowers"] < 0).all()
 
 
+def test_context_drivers_never_take_a_reason_slot():
+    ex, features = _explained()
+    out = reasons_for(ex, features, top=3)
+    assert set(out["direction"]) <= {"raises", "lowers", "context"}
+    assert not out.loc[out["direction"] != "context", "driver"].map(is_context).any()
+    assert out.loc[out["direction"] == "context", "driver"].map(is_context).all()
+    a1 = out[out["account_id"] == "A1"]
+    # renewal timing (0.03 points, more than NPS) is context: the third reason slot goes to the NPS answer
+    assert list(a1.loc[a1["direction"] == "raises", "driver"]) == [
+        "usage_logins",
+        "support_high_priority_tickets",
+        "nps_nps_score",
+    ]
+    assert a1.loc[a1["direction"] == "raises", "rank"].tolist() == [1, 2, 3]
+    assert a1.loc[a1["direction"] == "lowers"].empty  # the segment was its only lowering driver
+    ctx = a1[a1["direction"] == "context"]
+    # context keeps its points (sign = which way it moves the score), strongest first, after the reasons
+    assert list(ctx["reason"]) == ["Renewal in 41 days", "SMB segment"]
+    assert ctx["probability_points"].tolist() == pytest.approx([0.03, -0.01])
+    assert ctx["rank"].tolist() == [1, 2]
+    assert list(a1["direction"]) == ["raises"] * 3 + ["context"] * 2
+    a2 = out[out["account_id"] == "A2"]
+    assert list(a2.loc[a2["direction"] == "lowers", "driver"]) == [
+        "nps_nps_score",
+        "usage_logins",
+        "support_high_priority_tickets",
+    ]
+    assert list(a2.loc[a2["direction"] == "context", "reason"]) == ["Renewal in 300 days"]
+    # a context driver ranks first, by far, and still never takes a slot
+    loud = ex.assign(
+        probability_points=ex["probability_points"].where(ex["feature"] != "contract_days_to_renewal", 0.9)
+    )
+    top1 = reasons_for(loud, features, top=1)
+    # A1's one reason is still logins; A2's renewal (now +0.9) raises its risk, yet A2 has no raising reason
+    assert list(top1.loc[top1["direction"] == "raises", "account_id"]) == ["A1"]
+    assert list(top1.loc[top1["direction"] == "raises", "driver"]) == ["usage_logins"]
+    assert list(top1.loc[top1["direction"] == "context", "driver"]) == ["contract_days_to_renewal"] * 2
+
+
+def test_points_of_reasons_and_context_add_up_to_every_contribution():
+    ex, features = _explained()
+    out = reasons_for(ex, features, top=50)
+    total = ex.groupby("account_id")["probability_points"].sum()
+    shown = out.groupby("account_id")["probability_points"].sum()
+    pd.testing.assert_series_equal(shown, total, check_names=False)
+    # the choice of what is phrased as a reason moves no points: context or not, each driver sums the same
+    plain = reasons_for(ex, features, top=50, context=())
+    per = out.set_index(["account_id", "driver"])["probability_points"].sort_index()
+    pd.testing.assert_series_equal(
+        per, plain.set_index(["account_id", "driver"])["probability_points"].sort_index()
+    )
+
+
+def test_context_is_when_or_what_and_contraction_is_a_reason():
+    for name in (
+        "contract_days_to_renewal",
+        "contract_billing_period",
+        "contract_plan",
+        "contract_seats",
+        "contract_arr",
+        "contract_mrr",
+        "contract_renewals_count",
+        "lifecycle_tenure_days",
+        "account_segment",
+        "account_touch_model",
+        "account_industry",
+        "account_region",
+        "account_age_days",
+    ):
+        assert is_context(driver_of(feature_info(name))), name
+    why = [n for n in ENGINE + OTHER if not is_context(driver_of(feature_info(n)))]
+    families = {feature_info(n).family for n in why}
+    assert families == set(FAMILIES) - {"account"}  # every other family has reasons
+    for name in (
+        "contract_mrr_change_90d",  # a contraction, not the size
+        "contract_downgrades_count",
+        "lifecycle_time_to_first_value_days",
+        "lifecycle_first_value_reached",
+        "lifecycle_journey_stage",
+        "adoption_license_utilisation_30d",
+        "usage_logins_trend_30d",
+        "contacts_sponsor_left_90d",
+    ):
+        assert not is_context(driver_of(feature_info(name))), name
+    assert driver_of(feature_info("contract_mrr_change_90d")) == "contract_arr_change"
+    assert is_context("usage_logins", context=["usage_logins"]) and not is_context(
+        "account_segment", context=()
+    )
+
+
 def test_top_reasons_json_and_with_reasons():
     ex, features = _explained()
-    reasons = reasons_for(ex, features, top=3)
+    reasons = reasons_for(ex, features, top=3, context=())
     tops = top_reasons(reasons, top=2)
     assert list(tops.columns) == ["account_id", "as_of", "target", "top_reasons"]
     items = json.loads(tops.set_index("account_id").loc["A1", "top_reasons"])
@@ -277,6 +370,25 @@ def test_top_reasons_json_and_with_reasons():
     assert len(annotated) == len(ex) and annotated["reason"].str.len().gt(3).all()
     sel = annotated[(annotated["account_id"] == "A1") & (annotated["feature"] == "contract_days_to_renewal")]
     assert sel["reason"].iloc[0] == "Renewal in 41 days"
+
+
+def test_top_reasons_json_carries_context_after_the_reasons():
+    ex, features = _explained()
+    tops = top_reasons(reasons_for(ex, features, top=3), top=2).set_index("account_id")["top_reasons"]
+    a1 = json.loads(tops["A1"])
+    assert [i["direction"] for i in a1] == ["raises", "raises", "context", "context"]
+    assert [i["reason"] for i in a1[:2]] == [
+        "Logins down 50% vs the previous 30 days (40 in the last 30 days)",
+        "3 high-priority tickets in the last 30 days",
+    ]
+    assert a1[2] == {"reason": "Renewal in 41 days", "points": 0.03, "direction": "context"}
+    assert a1[3] == {"reason": "SMB segment", "points": -0.01, "direction": "context"}
+    a2 = json.loads(tops["A2"])
+    assert [i["direction"] for i in a2] == ["lowers", "lowers", "context"]
+    # the churn_explanations rows say the same about a context feature as the scores' JSON
+    annotated = with_reasons(ex, features).set_index(["account_id", "feature"])["reason"]
+    assert annotated[("A1", "contract_days_to_renewal")] == a1[2]["reason"]
+    assert annotated[("A1", "account_segment")] == a1[3]["reason"]
 
 
 def test_missing_feature_rows_fail_with_one_line():
@@ -341,3 +453,56 @@ def test_cause_hit_rate():
     assert cause_hit_rate(reasons, truth, families, top=1) == pytest.approx(0.0)
     with pytest.raises(ChurnmlError, match="none of"):
         cause_hit_rate(reasons[reasons["account_id"] == "A4"], truth, families)
+
+
+def test_cause_hits_per_churner_and_summary_by_cause():
+    ex, features = _explained()
+    truth = pd.DataFrame(
+        {
+            "account_id": ["A1", "A2"],
+            "churn_date": pd.to_datetime(["2025-08-15", "2025-07-20"]),
+            "dominant_cause": ["detractor_nps", "sponsor_left"],
+        }
+    )
+    families = {"detractor_nps": ("nps",), "sponsor_left": ("contacts",)}
+    # with renewal timing in a reason slot, A1's NPS answer is 4th: a miss; as context, it is 3rd: a hit
+    plain = cause_hits(reasons_for(ex, features, top=3, context=()), truth, families, top=3)
+    hits = cause_hits(reasons_for(ex, features, top=3), truth, families, top=3)
+    assert list(plain.columns) == ["account_id", "as_of", "churn_date", "dominant_cause", "hit"]
+    assert plain["hit"].tolist() == [False, False]
+    assert hits["hit"].tolist() == [True, False]  # A2: nothing raises its risk, a miss (not left out)
+    assert cause_hit_rate(reasons_for(ex, features, top=3), truth, families, top=3) == pytest.approx(0.5)
+    assert cause_hit_summary(hits) == {
+        "hit_rate": 0.5,
+        "churners": 2,
+        "by_cause": {
+            "detractor_nps": {"hit_rate": 1.0, "churners": 1},
+            "sponsor_left": {"hit_rate": 0.0, "churners": 1},
+        },
+    }
+
+
+def test_context_rows_never_count_as_a_hit():
+    as_of = pd.Timestamp("2025-07-01")
+    reasons = pd.DataFrame(
+        {
+            "account_id": ["A1", "A1", "A2"],
+            "as_of": [as_of] * 3,
+            "target": ["churn"] * 3,
+            "rank": [1, 1, 1],
+            "direction": ["raises", "context", "raises"],
+            "driver": ["usage_logins", "lifecycle_tenure", "lifecycle_first_value_reached"],
+            "family": ["usage", "lifecycle", "lifecycle"],
+            "probability_points": [0.1, 0.2, 0.1],
+            "reason": ["r"] * 3,
+        }
+    )
+    truth = pd.DataFrame(
+        {
+            "account_id": ["A1", "A2"],
+            "churn_date": pd.to_datetime(["2025-08-01", "2025-08-01"]),
+            "dominant_cause": ["stalled_onboarding", "stalled_onboarding"],
+        }
+    )
+    hits = cause_hits(reasons, truth, {"stalled_onboarding": ("lifecycle",)})
+    assert hits.set_index("account_id")["hit"].to_dict() == {"A1": False, "A2": True}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -341,6 +342,51 @@ def test_report_respects_max_accounts_and_fails_clearly(tmp_path):
         build_report(scores.drop(columns=["churn_probability"]), None, None, None, tmp_path)
     with pytest.raises(ChurnmlError, match="more than one row per account"):
         build_report(pd.concat([scores, scores]), None, None, None, tmp_path)
+
+
+def _row_of(html: str, account_id: str) -> str:
+    m = re.search(rf"<tr data-segment=(?:(?!</tr>).)*?{account_id} &middot;.*?</tr>", html, flags=re.DOTALL)
+    assert m, account_id
+    return m.group(0)
+
+
+def test_context_is_shown_beside_the_reasons_not_as_one(tmp_path):
+    scores, reasons, usage_weekly, kpis, accounts = _inputs()
+    context = pd.DataFrame(
+        {
+            "account_id": ["A0", "A0"],
+            "as_of": [reasons["as_of"].iloc[0]] * 2,
+            "target": ["churn", "churn"],
+            "rank": [1, 2],
+            "direction": ["context", "context"],
+            "driver": ["contract_days_to_renewal", "contract_billing_period"],
+            "family": ["contract", "contract"],
+            "probability_points": [0.3, 0.01],
+            "reason": ["Renewal in 41 days", "Billed annually"],
+        }
+    )
+    path = build_report(
+        scores,
+        pd.concat([reasons, context], ignore_index=True),
+        None,
+        None,
+        tmp_path / "a",
+        accounts=accounts,
+    )
+    row = _row_of(path.read_text(encoding="utf-8"), "A0")
+    assert "Context: Renewal in 41 days · Billed annually" in row
+    assert not re.search(r"<li[^>]*>(?:(?!</li>).)*Renewal in 41 days", row, flags=re.DOTALL)
+    assert row.count('<li class="up">') == 2 and row.count('<li class="down">') == 1
+    # the same from the warehouse's JSON column (no reasons frame)
+    items = [
+        {"reason": "Active users down 45% vs the previous 4 weeks", "points": 0.21, "direction": "raises"},
+        {"reason": "Latest NPS answer 9 / 10 (promoter)", "points": -0.03, "direction": "lowers"},
+        {"reason": "Renewal in 41 days", "points": 0.3, "direction": "context"},
+    ]
+    scored = scores.assign(top_reasons=[json.dumps(items)] + ["[]"] * (len(scores) - 1))
+    row = _row_of(build_report(scored, None, None, None, tmp_path / "b", accounts=accounts).read_text(), "A0")
+    assert "Context: Renewal in 41 days" in row
+    assert row.count('<li class="up">') == 1 and row.count('<li class="down">') == 1
 
 
 # ------------------------------------------------------------------------------------------------ browser

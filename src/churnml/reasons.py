@@ -9,6 +9,10 @@ its members' points (see :mod:`churnml.explain`), and its sentence comes from it
 column of its feature row) and a baseline: the previous period for trends, the account's own norm for
 z-scores, otherwise the median account of the same as-of date.
 
+Context drivers (:data:`CONTEXT_DRIVERS`, every ``account_*`` driver) say when or what the account is (days to
+renewal, tenure, term, plan, size, segment), not why its risk moved: they keep their points but never take a
+reason slot; :func:`reasons_for` returns them beside the reasons, direction ``context``.
+
 All sentence templates live here, in :data:`FAMILY_TEMPLATES` (one function per feature family); every
 feature the engine produces renders, missing values included (tests enforce both). A feature outside the
 engine's catalogue still gets a sentence from its name.
@@ -39,6 +43,23 @@ _AGGS = ("sum", "mean", "avg", "median", "max", "min", "std", "count", "trend", 
 _AGGS += ("latest", "last", "change", "delta", "slope", "rate", "total")
 # Members of one root cause that the names keep apart (ARR is 12 x MRR).
 _DRIVER_ALIASES = {("contract", "mrr"): "arr"}
+# Aggregations that make a contract feature a movement (a contraction is a "why"), not the account's size.
+_CHANGE_AGGS = ("change", "delta", "trend", "pct_change", "slope")
+# Drivers that say when or what the account is (its renewal date, tenure, term, plan, size, segment), not why
+# its risk moved: the model may lean on them (annual contracts churn only at the end of the term), so they
+# keep their SHAP values and points, but they are shown beside the reasons as context and never take one of
+# the top reason slots. Every ``account_*`` driver (who the customer is) is context too.
+CONTEXT_DRIVERS = frozenset(
+    {
+        "contract_days_to_renewal",
+        "contract_billing_period",
+        "contract_plan",
+        "contract_seats",
+        "contract_arr",
+        "contract_renewals",
+        "lifecycle_tenure",
+    }
+)
 _WORDS = {
     "api": "API",
     "nps": "NPS",
@@ -50,6 +71,8 @@ _WORDS = {
     "smb": "SMB",
     "utilization": "utilisation",
 }
+DIRECTIONS = ("raises", "lowers", "context")  # the order rows and JSON items come in
+_DIRECTION_ORDER = {d: i for i, d in enumerate(DIRECTIONS)}
 REASON_COLUMNS = [
     "account_id",
     "as_of",
@@ -101,9 +124,29 @@ def feature_info(name: str) -> FeatureInfo:
 
 
 def driver_of(info: FeatureInfo) -> str:
-    """The root-cause key a feature is grouped under: family and metric (``days_since``/``last`` dropped)."""
+    """The root-cause key a feature is grouped under: family and metric (``days_since``/``last`` dropped).
+
+    A change of a contract amount (``contract_mrr_change_90d``) is its own driver (``contract_arr_change``):
+    a contraction is a reason, the amount itself is the account's size (context).
+    """
     metric = re.sub(r"^(days_since_)?(last_)?", "", info.metric) or info.metric
-    return f"{info.family}_{_DRIVER_ALIASES.get((info.family, metric), metric)}"
+    driver = f"{info.family}_{_DRIVER_ALIASES.get((info.family, metric), metric)}"
+    if info.family == "contract" and info.agg in _CHANGE_AGGS:
+        driver += "_change"
+    return driver
+
+
+def is_context(driver: str, context: Iterable[str] | None = None) -> bool:
+    """Whether a driver is context (when/what: shown beside the reasons, never one of them).
+
+    Args:
+        driver: A driver key (:func:`driver_of`).
+        context: The context drivers; None: the default, every ``account_*`` driver and
+            :data:`CONTEXT_DRIVERS`.
+    """
+    if context is None:
+        return driver.startswith("account_") or driver in CONTEXT_DRIVERS
+    return driver in set(context)
 
 
 # ----------------------------------------------------------------------------------------------- formatting
@@ -696,22 +739,35 @@ def _render_rows(
 
 
 def reasons_for(
-    explanations: pd.DataFrame, features: pd.DataFrame, *, top: int = 3, cutoff_col: str = "cutoff"
+    explanations: pd.DataFrame,
+    features: pd.DataFrame,
+    *,
+    top: int = 3,
+    cutoff_col: str = "cutoff",
+    context: Iterable[str] | None = None,
 ) -> pd.DataFrame:
-    """The top drivers raising and lowering each account's score, each with a sentence.
+    """The top drivers raising and lowering each account's score, each with a sentence, and its context.
+
+    Context drivers (:func:`is_context`: days to renewal, tenure, term, plan, size, segment...) say when or what
+    the account is, not why its risk moved: they never take a reason slot, so the ``top`` reasons each way are
+    the strongest of the other drivers. The strongest ``top`` context drivers come as rows of their own
+    (direction ``context``), with their points, to be shown beside the reasons.
 
     Args:
         explanations: Long-form explanations (:func:`churnml.explain.explain_accounts`), ideally with every
             feature (``top_n=None``): a driver's points are the sum over the members present.
         features: The feature table the explanations came from (``account_id``, ``cutoff_col``, features).
-        top: Drivers kept per account, as-of, target and direction.
+        top: Drivers kept per account, as-of, target and direction (context counts as one direction).
         cutoff_col: The as-of column of ``features``.
+        context: The context drivers (None: the default of :func:`is_context`; empty: none).
 
     Returns:
-        ``account_id``, ``as_of``, ``target``, ``rank`` (1 = most points within its direction), ``direction``
-        (``raises`` / ``lowers`` the target's probability), ``driver`` (family_metric), ``family``,
-        ``probability_points`` (summed over the driver's features; probability units), ``reason``.
-        Drivers with exactly zero points are left out.
+        ``account_id``, ``as_of``, ``target``, ``rank`` (1 = most points, by magnitude, within its direction),
+        ``direction`` (``raises`` / ``lowers`` the target's probability, or ``context``: the sign of the
+        points says which way it moves it), ``driver`` (family_metric), ``family``, ``probability_points``
+        (summed over the driver's features; probability units), ``reason``. Rows come raises, lowers, context,
+        each by rank. Drivers with exactly zero points are left out. With every feature explained and ``top``
+        at least the number of drivers, the points of all rows of an account add up to p - p0.
     """
     need = ["account_id", "as_of", "target", "feature", "shap_value", "probability_points"]
     missing = [c for c in need if c not in explanations.columns]
@@ -719,6 +775,7 @@ def reasons_for(
         raise ChurnmlError(f"reasons_for: explanations lack column(s) {', '.join(missing)}")
     if top < 1:
         raise ChurnmlError(f"reasons_for: top must be >= 1, got {top}")
+    context = None if context is None else frozenset(context)
     infos = {f: feature_info(f) for f in explanations["feature"].unique()}
     ex = explanations[need].assign(
         driver=explanations["feature"].map({f: driver_of(i) for f, i in infos.items()}),
@@ -734,8 +791,13 @@ def reasons_for(
     )
     drivers = strongest.join(points).reset_index()
     drivers = drivers[drivers["probability_points"] != 0]
+    contextual = drivers["driver"].map({d: is_context(d, context) for d in drivers["driver"].unique()})
     drivers = drivers.assign(
-        direction=np.where(drivers["probability_points"] > 0, "raises", "lowers"),
+        direction=np.where(
+            contextual.astype(bool),
+            "context",
+            np.where(drivers["probability_points"] > 0, "raises", "lowers"),
+        ),
         magnitude=drivers["probability_points"].abs(),
     ).sort_values(
         ["account_id", "as_of", "target", "direction", "magnitude"],
@@ -743,8 +805,7 @@ def reasons_for(
     )
     drivers["rank"] = drivers.groupby(["account_id", "as_of", "target", "direction"]).cumcount() + 1
     kept = drivers[drivers["rank"] <= top].copy()
-    # raises first, then lowers, each by rank
-    kept["_order"] = (kept["direction"] == "lowers").astype(int)
+    kept["_order"] = kept["direction"].map(_DIRECTION_ORDER)
     kept = kept.sort_values(["account_id", "as_of", "target", "_order", "rank"]).reset_index(drop=True)
     kept["reason"] = pd.Series(_render_rows(kept, features, cutoff_col), index=kept.index, dtype="str")
     out = kept[REASON_COLUMNS].astype(
@@ -770,9 +831,11 @@ def with_reasons(
 def top_reasons(reasons: pd.DataFrame, *, top: int = 3) -> pd.DataFrame:
     """One row per account, as-of and target with ``top_reasons``: a JSON list for the scores table.
 
-    Each item is ``{"reason": str, "points": float, "direction": "raises"|"lowers"}``; ``points`` are
-    probability units rounded to 4 decimals (0.045 = 4.5 percentage points). The list holds the ``top``
-    risk-raising drivers first, then the ``top`` lowering ones, each strongest first.
+    Each item is ``{"reason": str, "points": float, "direction": "raises"|"lowers"|"context"}``; ``points``
+    are probability units rounded to 4 decimals (0.045 = 4.5 percentage points). The list holds the ``top``
+    risk-raising reasons first, then the ``top`` lowering ones, then up to ``top`` context items (when/what
+    the account is, e.g. "Renewal in 41 days": shown beside the reasons, never one of them; the sign of their
+    points says which way they move the score), each strongest first.
     """
     keys = ["account_id", "as_of", "target"]
     if reasons.empty:
@@ -783,9 +846,7 @@ def top_reasons(reasons: pd.DataFrame, *, top: int = 3) -> pd.DataFrame:
             }
         )
     kept = reasons[reasons["rank"] <= top]
-    kept = kept.assign(_order=(kept["direction"] == "lowers").astype(int)).sort_values(
-        [*keys, "_order", "rank"]
-    )
+    kept = kept.assign(_order=kept["direction"].map(_DIRECTION_ORDER)).sort_values([*keys, "_order", "rank"])
     items = [
         {"reason": r, "points": round(float(p), 4), "direction": d}
         for r, p, d in zip(kept["reason"], kept["probability_points"], kept["direction"], strict=True)
@@ -796,7 +857,7 @@ def top_reasons(reasons: pd.DataFrame, *, top: int = 3) -> pd.DataFrame:
     return out.astype({"top_reasons": "str"})
 
 
-def cause_hit_rate(
+def cause_hits(
     reasons: pd.DataFrame,
     truth_accounts: pd.DataFrame,
     cause_families: Mapping[str, Iterable[str]],
@@ -804,20 +865,23 @@ def cause_hit_rate(
     top: int = 3,
     horizon_days: int = 90,
     target: str = "churn",
-) -> float:
-    """Share of churners whose top ``top`` risk-raising reasons name a feature family of their dominant cause.
+) -> pd.DataFrame:
+    """Per churner: whether its top ``top`` risk-raising reasons name a feature family of its dominant cause.
 
     Each churner (``truth_accounts`` rows with a ``churn_date`` and a ``dominant_cause``) is matched with the
     reasons of its latest as-of date ``d`` with ``d <= churn_date < d + horizon_days`` (the prediction that
     covered the churn). Churners without such reasons, and causes mapped to no family (e.g. ``random``), are
-    left out of the denominator.
+    left out. Only ``raises`` rows count: context (:func:`reasons_for`) is never a reason.
+
+    Returns:
+        ``account_id``, ``as_of``, ``churn_date``, ``dominant_cause``, ``hit`` (bool), one row per churner.
 
     Raises:
-        ChurnmlError: when no churner can be scored (the rate would be undefined).
+        ChurnmlError: when no churner can be scored (a rate would be undefined).
     """
     for col in ("account_id", "churn_date", "dominant_cause"):
         if col not in truth_accounts.columns:
-            raise ChurnmlError(f"cause_hit_rate: truth_accounts lacks column {col!r}")
+            raise ChurnmlError(f"cause_hits: truth_accounts lacks column {col!r}")
     churners = truth_accounts.dropna(subset=["churn_date", "dominant_cause"])
     families = {c: set(fs) for c, fs in cause_families.items()}
     churners = churners[churners["dominant_cause"].map(lambda c: bool(families.get(c)))]
@@ -848,4 +912,44 @@ def cause_hit_rate(
         bool(named.get((a, d), set()) & families[c])
         for a, d, c in zip(matched["account_id"], matched["as_of"], matched["dominant_cause"], strict=True)
     ]
-    return float(np.mean(hits))
+    out = matched[["account_id", "as_of", "churn_date", "dominant_cause"]].assign(hit=hits)
+    return out.sort_values("account_id").reset_index(drop=True)
+
+
+def cause_hit_rate(
+    reasons: pd.DataFrame,
+    truth_accounts: pd.DataFrame,
+    cause_families: Mapping[str, Iterable[str]],
+    *,
+    top: int = 3,
+    horizon_days: int = 90,
+    target: str = "churn",
+) -> float:
+    """Share of churners whose top ``top`` risk-raising reasons name a feature family of their dominant cause
+    (the mean of :func:`cause_hits`, which says which churners count).
+
+    Raises:
+        ChurnmlError: when no churner can be scored (the rate would be undefined).
+    """
+    hits = cause_hits(
+        reasons, truth_accounts, cause_families, top=top, horizon_days=horizon_days, target=target
+    )
+    return float(hits["hit"].mean())
+
+
+def cause_hit_summary(hits: pd.DataFrame) -> dict[str, Any]:
+    """The hit rate overall and per cause, from :func:`cause_hits`: the numbers metrics files record.
+
+    Returns:
+        ``{"hit_rate": x, "churners": n, "by_cause": {cause: {"hit_rate": x, "churners": n}}}``, rates
+        rounded to 4 decimals, causes sorted by name.
+    """
+    by = hits.groupby("dominant_cause")["hit"].agg(["mean", "size"]).sort_index()
+    return {
+        "hit_rate": round(float(hits["hit"].mean()), 4),
+        "churners": len(hits),
+        "by_cause": {
+            str(c): {"hit_rate": round(float(r["mean"]), 4), "churners": int(r["size"])}
+            for c, r in by.iterrows()
+        },
+    }

@@ -612,14 +612,15 @@ def _accounts_frame(
 
 
 def _reasons_by_account(reasons: pd.DataFrame | None, scores: pd.DataFrame) -> dict[str, dict[str, list]]:
-    """Per account: churn raising / lowering reasons and expansion signals, each [(text, points)]."""
+    """Per account: churn raising / lowering reasons, churn context and expansion signals, each [(text, points)]."""
     out: dict[str, dict[str, list]] = {}
     if reasons is not None and len(reasons):
         r = reasons.sort_values(["account_id", "target", "direction", "rank"])
         for (acct, target, direction), g in r.groupby(["account_id", "target", "direction"], sort=False):
-            key = {"churn": {"raises": "up", "lowers": "down"}, "expansion": {"raises": "exp"}}.get(
-                target, {}
-            ).get(direction)
+            key = {
+                "churn": {"raises": "up", "lowers": "down", "context": "ctx"},
+                "expansion": {"raises": "exp"},
+            }.get(target, {}).get(direction)
             if key:
                 out.setdefault(str(acct), {}).setdefault(key, []).extend(
                     zip(g["reason"].astype(str), g["probability_points"].astype(float), strict=True)
@@ -629,7 +630,7 @@ def _reasons_by_account(reasons: pd.DataFrame | None, scores: pd.DataFrame) -> d
         for acct, text in zip(scores["account_id"].astype(str), scores["top_reasons"], strict=True):
             if isinstance(text, str) and text:
                 for item in json.loads(text):
-                    key = "up" if item.get("direction") == "raises" else "down"
+                    key = {"raises": "up", "context": "ctx"}.get(item.get("direction"), "down")
                     out.setdefault(acct, {}).setdefault(key, []).append(
                         (str(item["reason"]), float(item["points"]))
                     )
@@ -823,6 +824,8 @@ def build_report(
                 "up": [(t, _pts(p)) for t, p in rs.get("up", [])][:3],
                 "down": [(t, _pts(p)) for t, p in rs.get("down", [])][:2],
                 "exp_reasons": [(t, _pts(p)) for t, p in rs.get("exp", [])][:2],
+                # when/what the account is (renewal timing, term, plan...): beside the reasons, not one of them
+                "context": [t for t, _ in rs.get("ctx", [])][:3],
                 "play": str(rec["recommended_play"] or ""),
             }
         )
