@@ -1,0 +1,205 @@
+"""Nightly scoring of 100,000 accounts with explanations, into DuckDB and PostgreSQL: accounts/s, rows/s, memory.
+
+The measured process does what ``churnml.scoring.score_accounts`` does once the features exist (the feature
+build has its own benchmark): the model/feature schema guard, the drift guard (PSI of every input and of
+both scores), then chunk by chunk (``scoring.chunk_size``) both models' probabilities, tiers, plays, exact
+TreeSHAP explanations and reasons (``score_chunk``), streamed into one warehouse transaction
+(``Warehouse.write_batches``: ``churn_scores``, ten ``churn_explanations`` rows per account and target, the
+``score_runs`` record). Peak memory is the measured process's, so it shows whether chunking bounds it.
+
+Preparation (untimed): a simulated portfolio (2,000 accounts over two years), its features, both models
+trained with the default configuration, and 100,000 scoring rows drawn with replacement from the accounts
+active at the last cutoff, under new account ids (a real portfolio of that size would take the generator
+about twelve minutes, and scoring cost depends on rows and model, not on where the rows came from).
+Quick: 300 accounts over 18 months, 2,000 rows, 60 rounds, one run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+import numpy as np
+from harness import figure, measure_python
+
+N_ROWS, N_ROWS_QUICK = 100_000, 2_000
+SIM = {"accounts": 2_000, "months": 24}
+SIM_QUICK = {"accounts": 300, "months": 18, "n_estimators": 60}
+DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+VERSIONS = {"churn": "1", "expansion": "1"}
+
+CODE = """
+import json, time
+from pathlib import Path
+from churnml.config import ScoringConfig
+from churnml.io import read_parquet
+from churnml.modeling import TrainedModel
+from churnml.scoring import _chunks, check_drift, score_chunk
+from churnml.warehouse import RunInfo, Warehouse
+work, url, schema = Path({work!r}), {url!r}, {schema!r}
+features = read_parquet(work / "scoring.parquet")
+models = {{t: TrainedModel.load(work / "models" / t) for t in ("churn", "expansion")}}
+versions = {versions!r}
+cfg = ScoringConfig()
+if url.startswith("duckdb"):
+    url = "duckdb:///" + str(work / "warehouse-{{}}.duckdb".format(time.time_ns()))
+start = time.perf_counter()
+for model in models.values():
+    model.prepare(features.head(1))
+check_drift(models, features, cfg.drift)
+batches = (score_chunk(chunk, models, versions, cfg) for chunk in _chunks(features, cfg.chunk_size))
+with Warehouse(url, schema=schema) as wh:
+    as_of = features["cutoff"].iloc[0].date()
+    record = wh.write_batches(batches, RunInfo(as_of, versions["churn"], versions["expansion"]))
+elapsed = time.perf_counter() - start
+assert record.scores_rows == len(features), record
+with open(work / "rows.json", "w") as fh:
+    json.dump({{"scores": record.scores_rows, "explanations": record.explanations_rows}}, fh)
+print(json.dumps({{"timed_s": elapsed}}))
+"""
+
+
+def _prepare(work: Path, quick: bool) -> dict:
+    """Portfolio, features, both models, and the scoring rows, under ``work`` (untimed)."""
+    from churnml.config import (
+        FeaturesConfig,
+        LabelsConfig,
+        ModelConfig,
+        SimulatorConfig,
+        SpineConfig,
+        SplitConfig,
+    )
+    from churnml.features import build_features
+    from churnml.io import read_folder, write_parquet
+    from churnml.labels import build_labels
+    from churnml.modeling import train_model
+    from churnml.simulate import generate
+    from churnml.spine import build_spine, data_end, training_cutoffs
+    from churnml.validate import validate_tables
+
+    size = SIM_QUICK if quick else SIM
+    generate(SimulatorConfig(accounts=size["accounts"], months=size["months"]), work / "raw", work / "truth")
+    tables = validate_tables(read_folder(work / "raw")).tables
+    spine = build_spine(tables["subscriptions"], training_cutoffs(tables, SpineConfig()))
+    features = build_features(tables, spine, FeaturesConfig())
+    labels = build_labels(tables["subscriptions"], spine, LabelsConfig(), data_end(tables))
+    model_cfg = ModelConfig()
+    if quick:
+        model_cfg.lgbm.n_estimators = SIM_QUICK["n_estimators"]
+    for target in ("churn", "expansion"):
+        model = train_model(features, labels, target, model_cfg, SplitConfig(), LabelsConfig().horizon_days)
+        model.save(work / "models" / target)
+    last = features[features["cutoff"] == features["cutoff"].max()].reset_index(drop=True)
+    n = N_ROWS_QUICK if quick else N_ROWS
+    rows = last.iloc[np.random.default_rng(7).integers(0, len(last), n)].reset_index(drop=True)
+    rows = rows.assign(account_id=[f"B{i:07d}" for i in range(n)])
+    write_parquet(rows, work / "scoring.parquet")
+    return {
+        "accounts": n,
+        "source_accounts": len(last),
+        "feature_columns": features.shape[1] - 2,
+        "trees_churn": _trees(work / "models" / "churn"),
+        "trees_expansion": _trees(work / "models" / "expansion"),
+    }
+
+
+def _trees(folder: Path) -> int:
+    from churnml.modeling import TrainedModel
+
+    return int(TrainedModel.load(folder).booster.num_trees())
+
+
+def _postgres_url() -> str | None:
+    """CHURNML_PG_URL (or the CI default) when a server answers there."""
+    import sqlalchemy as sa
+
+    url = os.environ.get("CHURNML_PG_URL") or DEFAULT_PG_URL
+    try:
+        engine = sa.create_engine(url, connect_args={"connect_timeout": 3})
+        with engine.connect() as conn:
+            conn.execute(sa.text("select 1"))
+        engine.dispose()
+    except Exception:
+        return None
+    return url
+
+
+def _drop_schema(url: str, schema: str) -> None:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+    engine.dispose()
+
+
+def run(quick: bool) -> list[dict]:
+    """Scoring with explanations into DuckDB, then PostgreSQL when reachable (fresh tables each run)."""
+    from churnml.warehouse import redact_url
+
+    repeats = 1 if quick else 3
+    work = Path(tempfile.mkdtemp(prefix="bench_scoring_"))
+    figures = []
+    try:
+        info = _prepare(work, quick)
+        backends = [("duckdb", "duckdb:///")]
+        pg_url = _postgres_url()
+        if pg_url:
+            backends.append(("postgresql", pg_url))
+        else:
+            print("   postgresql: not reachable (CHURNML_PG_URL), skipped")
+        for backend, url in backends:
+            schema = f"bench_{uuid.uuid4().hex[:12]}" if backend == "postgresql" else ""
+            try:
+                code = CODE.format(work=str(work), url=url, schema=schema, versions=VERSIONS)
+                measured = measure_python(code, repeats=repeats)
+            finally:
+                if schema:
+                    _drop_schema(url, schema)
+            rows = json.loads((work / "rows.json").read_text())
+            where = "a DuckDB file" if backend == "duckdb" else redact_url(url).split("@")[-1]
+            params = {**info, "backend": backend, "explanation_rows": rows["explanations"]}
+            note = (
+                f"schema and drift guards, score_chunk per {_chunk_size():,} rows (both models, tiers, plays, "
+                f"exact SHAP, reasons), one transaction into {where}; each run into new tables"
+            )
+            figures.append(
+                figure(
+                    f"score with explanations, {info['accounts']:,} accounts into {backend}",
+                    "accounts_per_s",
+                    info["accounts"] / measured["median_s"],
+                    "accounts/s",
+                    measured,
+                    params,
+                    note,
+                )
+            )
+            figures.append(
+                figure(
+                    f"score with explanations into {backend}: rows written",
+                    "rows_per_s",
+                    (rows["scores"] + rows["explanations"]) / measured["median_s"],
+                    "rows/s",
+                    measured,
+                    params,
+                    "churn_scores + churn_explanations rows per second of the whole job",
+                )
+            )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return figures
+
+
+def _chunk_size() -> int:
+    from churnml.config import ScoringConfig
+
+    return ScoringConfig().chunk_size
+
+
+if __name__ == "__main__":  # python benchmarks/bench_scoring.py [--quick]
+    print(json.dumps(run("--quick" in sys.argv), indent=1))
