@@ -319,7 +319,7 @@ def _lag_count(periods: UsagePeriods) -> int:
 
 
 def _windowed_sql(win: Windows, periods: UsagePeriods) -> str:
-    """The ``buckets`` and ``windowed`` CTEs: each grid row's window sums and active-day bits.
+    """The ``buckets`` and ``windowed`` CTEs: each grid row of ``carried`` with its window sums and active days.
 
     A cutoff's bucket is the sum of its periods' slots, found by one equi-join per lag (a grid row meets
     each period at most once: no aggregation, no fan-out); each window is a run of buckets.
@@ -353,14 +353,15 @@ def _windowed_sql(win: Windows, periods: UsagePeriods) -> str:
     bucket_cols = ",\n    ".join([*buckets, f"{bits or '0'} AS active_day_bits"])
     window_cols = ",\n    ".join(windows)
     return f"""buckets AS (
-  SELECT g.account_id, g.cutoff, g.metric,
+  SELECT g.account_id, g.cutoff, g.metric, g.last_positive_to_date, g.first_positive_to_date,
     {bucket_cols}
-  FROM grid AS g
+  FROM carried AS g
   JOIN usage_cutoffs AS p ON p.cutoff = g.cutoff
   {joins}
+  WHERE g.is_grid = 1
 ),
 windowed AS (
-  SELECT account_id, cutoff, metric,
+  SELECT account_id, cutoff, metric, last_positive_to_date, first_positive_to_date,
     {window_cols},
     active_day_bits
   FROM buckets
@@ -408,11 +409,8 @@ carried AS (
 ),
 {_windowed_sql(win, periods)},
 scored AS (
-  SELECT w.*, c.last_positive_to_date, c.first_positive_to_date, st.first_start_date,
-    ({mean}) / {b} AS base_mean
+  SELECT w.*, st.first_start_date, ({mean}) / {b} AS base_mean
   FROM windowed AS w
-  JOIN carried AS c
-    ON c.account_id = w.account_id AND c.cutoff = w.cutoff AND c.metric = w.metric AND c.is_grid = 1
   LEFT JOIN contract_state AS st ON st.account_id = w.account_id AND st.cutoff = w.cutoff
 ),
 spread AS (
