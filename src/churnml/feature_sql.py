@@ -399,12 +399,12 @@ marks AS (
   FROM grid
 ),
 carried AS (
-  -- carried forward over cutoffs (a RANGE frame includes the interval ending at the row's own cutoff)
+  -- carried forward over periods (a period ending on a grid row's cutoff sorts before it)
   SELECT account_id, metric, cutoff, is_grid,
-    MAX(last_positive_date) OVER (PARTITION BY account_id, metric ORDER BY cutoff
-      RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS last_positive_to_date,
-    MIN(first_positive_date) OVER (PARTITION BY account_id, metric ORDER BY cutoff
-      RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS first_positive_to_date
+    MAX(last_positive_date) OVER (PARTITION BY account_id, metric ORDER BY cutoff, is_grid
+      ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS last_positive_to_date,
+    MIN(first_positive_date) OVER (PARTITION BY account_id, metric ORDER BY cutoff, is_grid
+      ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS first_positive_to_date
   FROM marks
 ),
 {_windowed_sql(win, periods)},
@@ -432,36 +432,50 @@ FROM spread
 def usage_account_sql(
     win: Windows, metrics: dict[str, str], active_users_metric: str, key_metrics: Sequence[str]
 ) -> str:
-    """Per spine row: the usage features pivoted wide, and the adoption / lifecycle inputs."""
+    """Per spine row: the usage features pivoted wide, and the adoption / lifecycle inputs.
+
+    Each metric's row is joined on (one row per spine row and metric: an equi-join is cheaper than a
+    conditional aggregate per column); the account-wide inputs are one small aggregation.
+    """
     t, z = win.trend, ZSCORE_WINDOW_DAYS
-    cols = []
-    for metric, token in metrics.items():
-        lit = sql_literal(metric)
-        measures = [(f"sum_{w}d", f"sum_{w}d") for w in win.sums]
-        measures += [(f"mean_{t}d", f"mean_{t}d"), (f"trend_{t}d", f"trend_{t}d")]
-        measures += [("days_since_last", "days_since_last"), (f"zscore_{z}d", f"zscore_{z}d")]
-        for name, src in measures:
-            value = f"MAX(CASE WHEN metric = {lit} THEN {src} END)"
+    cols, joins = [], []
+    for i, (metric, token) in enumerate(metrics.items()):
+        measures = [f"sum_{w}d" for w in win.sums] + [f"mean_{t}d", f"trend_{t}d"]
+        measures += ["days_since_last", f"zscore_{z}d"]
+        for name in measures:
             # a partition of accounts may lack a metric altogether: no row means no use
-            value = f"COALESCE({value}, 0)" if name.startswith(("sum_", "mean_")) else value
+            value = f"COALESCE(m{i}.{name}, 0)" if name.startswith(("sum_", "mean_")) else f"m{i}.{name}"
             cols.append(f"{value} AS usage_{token}_{name}")
+        joins.append(
+            f"LEFT JOIN usage_metric_features AS m{i}\n"
+            f"  ON m{i}.account_id = a.account_id AND m{i}.cutoff = a.cutoff AND m{i}.metric = {sql_literal(metric)}"
+        )
     keys = ", ".join(sql_literal(m) for m in key_metrics) or "NULL"
     if active_users_metric in metrics:
-        active = f"COALESCE(MAX(CASE WHEN metric = {sql_literal(active_users_metric)} THEN sum_{t}d END), 0)"
+        active = f"COALESCE(m{list(metrics).index(active_users_metric)}.sum_{t}d, 0)"
     else:
         active = "CAST(NULL AS DOUBLE)"
     cols += [
         f"{active} AS active_users_sum",
-        f"SUM(CASE WHEN metric IN ({keys}) AND sum_{t}d > 0 THEN 1 ELSE 0 END) AS key_features_used",
-        "BIT_COUNT(BIT_OR(active_day_bits)) AS active_days",
-        f"MIN(CASE WHEN metric IN ({keys}) THEN first_positive_to_date END) AS first_value_date",
+        "a.key_features_used",
+        "a.active_days",
+        "a.first_value_date",
     ]
     body = ",\n  ".join(cols)
+    join_text = "\n".join(joins)
     return f"""
-SELECT account_id, cutoff,
+WITH per_account AS (
+  SELECT account_id, cutoff,
+    SUM(CASE WHEN metric IN ({keys}) AND sum_{t}d > 0 THEN 1 ELSE 0 END) AS key_features_used,
+    BIT_COUNT(BIT_OR(active_day_bits)) AS active_days,
+    MIN(CASE WHEN metric IN ({keys}) THEN first_positive_to_date END) AS first_value_date
+  FROM usage_metric_features
+  GROUP BY account_id, cutoff
+)
+SELECT a.account_id, a.cutoff,
   {body}
-FROM usage_metric_features
-GROUP BY account_id, cutoff
+FROM per_account AS a
+{join_text}
 """
 
 
