@@ -30,6 +30,13 @@ use) are the latest / earliest positive day per period, carried forward over per
 to every cutoff whose look-back held it, 3 to 5 of them for monthly cutoffs, and computed every window
 sum per joined row: the same result at about twice the aggregation work.) Engines may run the usage steps
 per range of account ids (``AccountRange``) to bound the aggregation's memory; the result is the same.
+
+Where the time goes (10,000 accounts, 29 M usage rows, 24 monthly cutoffs, 2 threads): the one pass over
+the usage rows is about half (its cost is rows x aggregates: 22 slots for monthly cutoffs, as each period
+meets about 17 bucket edges from the 3 or 4 cutoffs that see it), the per-lag joins and the carry-forward
+window most of the rest. Little work can be shared between cutoffs: with the weekly baseline and the 30 /
+60 / 90-day edges of 24 cutoffs, distinct window edges lie under two days apart, so the bucket sums per
+(account, cutoff, metric) are about as many numbers as the usage rows themselves.
 """
 
 from __future__ import annotations
