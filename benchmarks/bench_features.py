@@ -4,7 +4,9 @@ Sizes: full mode builds every family for 10,000 and 100,000 simulated accounts (
 usage rows) with DuckDB on 2 threads and a 4 GB memory limit; the usage-window features alone are also
 built by a vectorised pandas implementation (below; what a competent user would write: per cutoff, filter
 the window, group by, pivot) on 10,000 accounts, with DuckDB's time on the same data and features, as a
-ratio. Quick mode: 200 accounts, one run each. Before timing, the pandas reference is checked to give the
+ratio (runs interleaved, wall and CPU time). Quick mode: 200 accounts, one run each. ``BENCH_FEATURES_SIZES``
+(comma-separated account counts) and ``BENCH_FEATURES_REPEATS`` narrow a full run (the figures say how many
+runs each median is of). Before timing, the pandas reference is checked to give the
 engine's values on 200 accounts (``reference_checked`` in the figures' parameters).
 
 Data is generated once into a temporary folder (untimed; set ``BENCH_FEATURES_DATA`` to a folder to keep
@@ -23,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
-from harness import figure, measure_python
+from harness import combine, figure, measure_python
 
 FULL_SIZES = (10_000, 100_000)
 PANDAS_SIZE = 10_000
@@ -43,11 +45,11 @@ from churnml.spine import build_spine
 folder, cutoffs, families = {folder!r}, {cutoffs!r}, {families!r}
 cfg = FeaturesConfig(threads={threads}, memory_limit={memory!r}, **({{"families": families}} if families else {{}}))
 spine = build_spine(pd.read_parquet(folder + "/subscriptions.parquet"), cutoffs)
-start = time.perf_counter()
+start, cpu = time.perf_counter(), time.process_time()
 features = build_features(folder, spine, cfg)
-elapsed = time.perf_counter() - start
+elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
 assert len(features) == len(spine)
-print(json.dumps({{"timed_s": elapsed, "rows": len(features), "columns": features.shape[1]}}))
+print(json.dumps({{"timed_s": elapsed, "cpu_s": cpu, "rows": len(features), "columns": features.shape[1]}}))
 """
 
 PANDAS_CODE = """
@@ -60,11 +62,11 @@ folder, cutoffs = {folder!r}, {cutoffs!r}
 usage = pd.read_parquet(folder + "/usage.parquet")
 subs = pd.read_parquet(folder + "/subscriptions.parquet")
 spine = build_spine(subs, cutoffs)
-start = time.perf_counter()
+start, cpu = time.perf_counter(), time.process_time()
 features = pandas_usage_features(usage, subs, spine)
-elapsed = time.perf_counter() - start
+elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
 assert len(features) == len(spine)
-print(json.dumps({{"timed_s": elapsed}}))
+print(json.dumps({{"timed_s": elapsed, "cpu_s": cpu}}))
 """
 
 
@@ -183,8 +185,10 @@ def _duckdb(folder: Path, families: list[str] | None, repeats: int) -> dict:
 def run(quick: bool) -> list[dict]:
     """Generate the data (untimed), then time DuckDB at each size and pandas vs DuckDB on one size."""
     sizes = (QUICK_SIZE,) if quick else FULL_SIZES
+    if not quick and os.environ.get("BENCH_FEATURES_SIZES"):
+        sizes = tuple(int(n) for n in os.environ["BENCH_FEATURES_SIZES"].split(","))
     pandas_size = QUICK_SIZE if quick else PANDAS_SIZE
-    repeats = 1 if quick else 3
+    repeats = 1 if quick else int(os.environ.get("BENCH_FEATURES_REPEATS", "3"))
     cache = os.environ.get("BENCH_FEATURES_DATA")
     work = Path(cache) if cache else Path(tempfile.mkdtemp(prefix="bench_features_"))
     bench_dir = str(Path(__file__).resolve().parent)
@@ -229,10 +233,21 @@ def run(quick: bool) -> list[dict]:
                 )
             )
             if accounts == pandas_size:
-                duck = _duckdb(folder, ["usage"], repeats)
+                # interleaved, one run of each at a time: both see the same (shared, noisy) machine
                 code = PANDAS_CODE.format(bench_dir=bench_dir, folder=str(folder), cutoffs=CUTOFFS)
-                pandas_run = measure_python(code, repeats=repeats)
-                p_params = {**params, "feature_rows": spine_rows, "reference_checked": verified}
+                duck_runs, pandas_runs = [], []
+                for _ in range(repeats):
+                    duck_runs.append(_duckdb(folder, ["usage"], 1))
+                    pandas_runs.append(measure_python(code, repeats=1))
+                duck, pandas_run = combine(duck_runs), combine(pandas_runs)
+                cpu_ratio = pandas_run["median_cpu_s"] / duck["median_cpu_s"]
+                p_params = {
+                    **params,
+                    "feature_rows": spine_rows,
+                    "reference_checked": verified,
+                    "pandas_cpu_s": pandas_run["median_cpu_s"],
+                    "duckdb_cpu_s": duck["median_cpu_s"],
+                }
                 figures.append(
                     figure(
                         f"usage windows {accounts:,} accounts: pandas",
@@ -263,7 +278,18 @@ def run(quick: bool) -> list[dict]:
                         "x",
                         duck,
                         p_params,
-                        "pandas median time / DuckDB median time, same data and features",
+                        "pandas median time / DuckDB median time, same data and features (runs interleaved)",
+                    )
+                )
+                figures.append(
+                    figure(
+                        f"usage windows {accounts:,} accounts: DuckDB speed-up over pandas, CPU time",
+                        "ratio",
+                        cpu_ratio,
+                        "x",
+                        duck,
+                        p_params,
+                        "pandas median CPU s / DuckDB median CPU s (all its threads), same runs",
                     )
                 )
             if accounts != CHECK_SIZE and not cache:

@@ -106,11 +106,12 @@ def _run_once(
     return wall, peak_kib / 1024.0, stdout
 
 
-def _timed_from_stdout(stdout: str) -> float | None:
+def _timed_from_stdout(stdout: str, key: str = "timed_s") -> float | None:
     for line in reversed(stdout.strip().splitlines()):
         line = line.strip()
         if line.startswith("{") and '"timed_s"' in line:
-            return float(json.loads(line)["timed_s"])
+            value = json.loads(line).get(key)
+            return None if value is None else float(value)
     return None
 
 
@@ -128,15 +129,37 @@ def measure_command(
 
     Returns:
         {"median_s", "runs_s", "peak_rss_mb"}: the median wall time (or of the ``{"timed_s": x}`` JSON line the
-        command printed last, when it prints one), every run, and the largest peak RSS seen.
+        command printed last, when it prints one), every run, and the largest peak RSS seen; plus
+        "median_cpu_s" and "cpu_runs_s" when that line also carries ``"cpu_s"`` (the timed section's CPU
+        seconds, every thread: steadier than wall time on a shared machine).
     """
-    runs, peaks = [], []
+    runs, peaks, cpus = [], [], []
     for _ in range(repeats):
         wall, peak, stdout = _run_once(argv, env, cwd, tree)
         timed = _timed_from_stdout(stdout)
         runs.append(round(timed if timed is not None else wall, 4))
         peaks.append(peak)
-    return {"median_s": statistics.median(runs), "runs_s": runs, "peak_rss_mb": round(max(peaks), 1)}
+        cpu = _timed_from_stdout(stdout, "cpu_s")
+        if cpu is not None:
+            cpus.append(round(cpu, 4))
+    out = {"median_s": statistics.median(runs), "runs_s": runs, "peak_rss_mb": round(max(peaks), 1)}
+    if len(cpus) == len(runs):
+        out |= {"median_cpu_s": statistics.median(cpus), "cpu_runs_s": cpus}
+    return out
+
+
+def combine(measured: list[dict]) -> dict:
+    """Single measurements (taken interleaved with another command's) as one ``measure_command`` result."""
+    runs = [r for m in measured for r in m["runs_s"]]
+    out = {
+        "median_s": statistics.median(runs),
+        "runs_s": runs,
+        "peak_rss_mb": max(m["peak_rss_mb"] for m in measured),
+    }
+    if all("cpu_runs_s" in m for m in measured):
+        cpus = [c for m in measured for c in m["cpu_runs_s"]]
+        out |= {"median_cpu_s": statistics.median(cpus), "cpu_runs_s": cpus}
+    return out
 
 
 def measure_python(

@@ -259,6 +259,24 @@ def test_every_family_matches_brute_force_on_simulated_data(sim_features):
     assert len(constant) <= 2, constant
 
 
+@pytest.mark.parametrize("spacing", ["weekly", "irregular"])
+def test_any_cutoff_spacing_matches_brute_force(sim, spacing):
+    # the usage periods are cut from the cutoffs: weekly ones, and days apart next to gaps past the look-back
+    tables, _ = sim
+    monthly = training_cutoffs(tables, SpineConfig())
+    if spacing == "weekly":
+        cuts = list(pd.date_range(monthly[0], monthly[-1], freq="W-MON"))
+    else:
+        mid = monthly[len(monthly) // 2]
+        cuts = [monthly[0], mid - 200 * DAY, mid, mid + DAY, mid + 3 * DAY, mid + 45 * DAY, monthly[-1]]
+    spine = build_spine(tables["subscriptions"], cuts)
+    got = build_features(tables, spine, CFG)
+    pick = spine["cutoff"].isin([cuts[0], cuts[-1]]) | (np.arange(len(spine)) % 31 == 0)
+    want = oracle_features(tables, spine[pick], cuts[-1])
+    assert len(want) > 250
+    assert_matches_oracle(got[pick.to_numpy()], want)
+
+
 def test_contract_of_the_feature_table(sim_features):
     tables, spine, _, got = sim_features
     assert list(got.columns[:2]) == ["account_id", "cutoff"]

@@ -262,20 +262,21 @@ def _build(
 
     columns: dict[str, list[str]] = {}
     if {"usage", "adoption", "lifecycle"} & set(families):
-        cal = fs.usage_calendar(cutoffs, win)
-        con.register("usage_calendar_src", cal)
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE usage_calendar AS SELECT * REPLACE (CAST(date AS DATE) AS date, "
-            "CAST(cutoff AS DATE) AS cutoff) FROM usage_calendar_src"
-        )
-        lo, hi = pd.Timestamp(cal["date"].min()).date().isoformat(), cutoffs[-1].date().isoformat()
-        # per range of accounts: aggregate the usage windows, finish the per-metric features, drop the rest
+        periods = fs.usage_periods(cutoffs, win)
+        for name, frame in (("usage_calendar", periods.calendar), ("usage_cutoffs", periods.cutoffs)):
+            con.register(f"{name}_src", frame)
+            dates = ", ".join(
+                f"CAST({c} AS DATE) AS {c}" for c in frame.columns if frame[c].dtype.kind == "M"
+            )
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * REPLACE ({dates}) FROM {name}_src")
+            con.unregister(f"{name}_src")
+        # per range of accounts: aggregate the usage periods, finish the per-metric features, drop the rest
         starts = []
         passes = _partitions(keys["account_id"].tolist(), len(keys), _groups_per_pass(cfg.memory_limit))
         for i, accounts in enumerate(passes):
-            _materialise(con, SqlStep("usage_agg", "usage", fs.usage_agg_sql(win, lo, hi, accounts)))
+            _materialise(con, SqlStep("usage_agg", "usage", fs.usage_agg_sql(periods, accounts)))
             starts.append(con.execute("SELECT MIN(first_positive_date) FROM usage_agg").fetchone()[0])
-            step = SqlStep("usage_metric_features", "usage", fs.usage_metric_sql(win, accounts))
+            step = SqlStep("usage_metric_features", "usage", fs.usage_metric_sql(win, periods, accounts))
             _materialise(con, step, insert=i > 0)
             con.execute("DROP TABLE usage_agg")
         metrics = fs.column_tokens(
@@ -359,10 +360,11 @@ def all_steps(
     win = Windows.from_config(cfg)
     tokens = fs.column_tokens(list(metrics), "usage metric")
     keys = [m for m in tokens if m.startswith(cfg.key_feature_prefix)] or list(tokens)
+    periods = fs.usage_periods(list(pd.date_range("2024-02-01", "2026-01-01", freq="MS")), win)
     steps = [
         SqlStep("contract_state", "contract", fs.contract_state_sql()),
-        SqlStep("usage_agg", "usage", fs.usage_agg_sql(win, "2024-01-01", "2026-01-01")),
-        SqlStep("usage_metric_features", "usage", fs.usage_metric_sql(win)),
+        SqlStep("usage_agg", "usage", fs.usage_agg_sql(periods)),
+        SqlStep("usage_metric_features", "usage", fs.usage_metric_sql(win, periods)),
         SqlStep("usage_account", "usage", fs.usage_account_sql(win, tokens, cfg.active_users_metric, keys)),
     ]
     kinds = fs.column_tokens(list(csm_kinds), "CSM activity kind")

@@ -380,7 +380,9 @@ def register_sources_spark(
 
 def _dates(values: pd.Series) -> pa.Array:
     """Whole days as Arrow date32: Spark gets DATE values, whatever its session or JVM time zone."""
-    return pa.array(pd.to_datetime(values).to_numpy().astype("datetime64[D]"), type=pa.date32())
+    return pa.array(
+        pd.to_datetime(values).to_numpy().astype("datetime64[D]"), type=pa.date32(), from_pandas=True
+    )
 
 
 def _spine_rows(
@@ -422,15 +424,17 @@ def _spine_rows(
     return cutoffs
 
 
-def _calendar(spark: SparkSession, cutoffs: list[pd.Timestamp], win: Windows, run: _SparkRun) -> pd.DataFrame:
-    """Register ``usage_calendar`` (every column of :func:`churnml.feature_sql.usage_calendar`, dates as DATE)."""
-    cal = fs.usage_calendar(cutoffs, win)
-    table = pa.Table.from_pandas(cal, preserve_index=False)
-    for name in ("date", "cutoff"):
-        table = table.set_column(table.schema.get_field_index(name), name, _dates(cal[name]))
-    run.view("usage_calendar_src", run.from_arrow("usage_calendar", table))
-    run.materialise(SqlStep("usage_calendar", "usage", "SELECT * FROM usage_calendar_src"))
-    return cal
+def _usage_periods(cutoffs: list[pd.Timestamp], win: Windows, run: _SparkRun) -> fs.UsagePeriods:
+    """Register ``usage_calendar`` and ``usage_cutoffs`` (:func:`churnml.feature_sql.usage_periods`, dates as DATE)."""
+    periods = fs.usage_periods(cutoffs, win)
+    for name, frame in (("usage_calendar", periods.calendar), ("usage_cutoffs", periods.cutoffs)):
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        for col in frame.columns:
+            if frame[col].dtype.kind == "M":
+                table = table.set_column(table.schema.get_field_index(col), col, _dates(frame[col]))
+        run.view(f"{name}_src", run.from_arrow(name, table))
+        run.materialise(SqlStep(name, "usage", f"SELECT * FROM {name}_src"))
+    return periods
 
 
 def step_reads(cfg: FeaturesConfig) -> Counter[str]:
@@ -468,14 +472,14 @@ def _build_spark(run: _SparkRun, present: set[str], cutoffs: list[pd.Timestamp],
     columns: dict[str, list[str]] = {}
     usage_start = None
     if {"usage", "adoption", "lifecycle"} & set(families):
-        cal = _calendar(run.spark, cutoffs, win, run)
-        lo, hi = pd.Timestamp(cal["date"].min()).date().isoformat(), cutoffs[-1].date().isoformat()
+        periods = _usage_periods(cutoffs, win, run)
+        hi = periods.hi
         # one pass: Spark's aggregation spills and spreads by itself (DuckDB's account ranges are not needed)
-        materialise(SqlStep("usage_agg", "usage", fs.usage_agg_sql(win, lo, hi)))
+        materialise(SqlStep("usage_agg", "usage", fs.usage_agg_sql(periods)))
         found = run.values("SELECT DISTINCT metric FROM usage_agg", "usage metrics")
         metrics = fs.column_tokens(sorted(str(m) for m in found if m is not None), "usage metric")
         key_metrics = [m for m in metrics if m.startswith(cfg.key_feature_prefix)] or list(metrics)
-        materialise(SqlStep("usage_metric_features", "usage", fs.usage_metric_sql(win)))
+        materialise(SqlStep("usage_metric_features", "usage", fs.usage_metric_sql(win, periods)))
         materialise(
             SqlStep(
                 "usage_account",
