@@ -1,0 +1,579 @@
+"""Model quality on the third-party data (`make bench-quality`): every dataset, its protocol, churnml's model and
+its baselines beside the reference numbers of the data's SOURCE.md.
+
+Writes benchmarks/results/quality_<dataset>.json (dataset, protocol, and per target and model the metrics)
+and the quality table of benchmarks/README.md (between the quality markers).
+
+- crm6_signal, crm6_default (fightchurn ChurnSim, events + subscriptions): the pipeline's own stages, in
+  process: ingest -> validate -> spine -> labels -> build_features -> train -> evaluate, with the
+  configuration composed from conf/ with ``data=fightchurn_crm6_<variant>`` (which brings the SOURCE.md
+  protocol: monthly cutoffs 2022-03..2023-11, 31-day horizon, train before 2023-05 with validation from
+  its last months, test 2023-06..2023-11). LightGBM is trained with ``--seeds`` seeds; the table gives
+  the mean, and a 95% interval from an account-level bootstrap of the test rows (each resample re-scores
+  every seed's predictions, so the interval is that of the seed-mean). For the signal variant the churn
+  model's top SHAP drivers (mean |SHAP| on the test rows) are compared with the simulator's utility
+  weights (sim_config/crm6_utility.csv).
+- telco, bankchurners (one row per customer): tabular mode (:mod:`churnml.tabular`), stratified 5-fold
+  with out-of-fold metrics, seed 0 (the SOURCE.md protocol).
+- ravenstack: ingest, validation with quarantine (counts reported), then the event pipeline end to end
+  with ``data=ravenstack``: a run-through; SOURCE.md says the tables carry no signal.
+
+Usage: python benchmarks/quality.py [--only NAME ...] [--seeds N] [--bootstrap N] [--no-readme]
+Reads ``$CHURNML_SHARED_DATA`` (default ../shared/data from the repository root).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import json
+import math
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from run import machine  # noqa: E402
+
+BEGIN, END = "<!-- quality:begin -->", "<!-- quality:end -->"
+MODELS = ("lightgbm", "logistic", "health_score")
+SHOWN = ("roc_auc", "pr_auc", "log_loss", "brier")
+THREADS = 2
+
+# Reference numbers, copied from each folder's SOURCE.md ("Benchmarks"); None where SOURCE.md gives none.
+REFERENCE = {
+    "crm6_signal": {
+        "churn": {"lightgbm": {"roc_auc": 0.714, "log_loss": 0.082}, "logistic": {"roc_auc": 0.715}},
+        "expansion": {"lightgbm": {"roc_auc": 0.891, "log_loss": 0.078}, "logistic": {"roc_auc": 0.817}},
+    },
+    "crm6_default": {
+        "churn": {"lightgbm": {"roc_auc": 0.542}, "logistic": {"roc_auc": 0.550}},
+        "expansion": {"lightgbm": {"roc_auc": 0.884, "log_loss": 0.101}, "logistic": {"roc_auc": 0.794}},
+    },
+    "telco": {
+        "churn": {
+            "lightgbm": {"roc_auc": 0.8453, "log_loss": 0.4163, "pr_auc": 0.662},
+            "logistic": {"roc_auc": 0.8452, "log_loss": 0.4175},
+        }
+    },
+    "bankchurners": {
+        "churn": {
+            "lightgbm": {"roc_auc": 0.9937, "log_loss": 0.0760, "pr_auc": 0.971},
+            "logistic": {"roc_auc": 0.9234, "log_loss": 0.2364},
+        }
+    },
+    "ravenstack": {"churn": {"lightgbm": {"roc_auc": 0.512}}},
+}
+
+# The tabular tables: the SOURCE.md column rules, and a health score as a CS team would write it from the
+# columns' meaning (chosen by hand, not fitted).
+TABULAR = {
+    "telco": {
+        "folder": "telco_customer_churn_ibm",
+        "file": "Telco-Customer-Churn.csv",
+        "spec": {"label": "Churn", "positive": "Yes", "id": "customerID", "health": {"tenure": 1.0}},
+    },
+    "bankchurners": {
+        "folder": "bankchurners_credit_card",
+        "file": "BankChurners.csv",
+        "spec": {
+            "label": "Attrition_Flag",
+            "positive": "Attrited Customer",
+            "id": "CLIENTNUM",
+            "drop": [
+                "Naive_Bayes_Classifier_Attrition_Flag_Card_Category_Contacts_Count_12_mon_Dependent_count_"
+                "Education_Level_Months_Inactive_12_mon_1",
+                "Naive_Bayes_Classifier_Attrition_Flag_Card_Category_Contacts_Count_12_mon_Dependent_count_"
+                "Education_Level_Months_Inactive_12_mon_2",
+            ],
+            "health": {
+                "Total_Trans_Ct": 1.0,
+                "Total_Ct_Chng_Q4_Q1": 1.0,
+                "Months_Inactive_12_mon": -1.0,
+                "Contacts_Count_12_mon": -1.0,
+            },
+        },
+    },
+}
+
+
+def _clean(value):
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    if isinstance(value, float | np.floating):
+        return None if not math.isfinite(float(value)) else round(float(value), 6)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def _config(overrides: list[str]):
+    from churnml.config import compose, validate_config
+
+    return validate_config(
+        compose(ROOT / "conf", [f"model.lgbm.n_jobs={THREADS}", f"features.threads={THREADS}", *overrides])
+    )
+
+
+def _test_metrics(evaluation) -> dict[str, dict[str, float]]:
+    m = evaluation.metrics
+    rows = m[(m["split"] == "test") & (m["group_kind"] == "all")]
+    return {
+        r["model"]: {k: float(r[k]) for k in SHOWN} | {"n": int(r["n"]), "positives": int(r["positives"])}
+        for _, r in rows.iterrows()
+    }
+
+
+def cluster_bootstrap(scores: pd.DataFrame, n_boot: int, seed: int = 0) -> dict[str, list[float]]:
+    """95% interval of the seed-mean ROC-AUC per model, resampling accounts (all their test rows) with replacement.
+
+    Args:
+        scores: account_id, y, and one score column per (model, seed) named ``<model>|<seed>``, one row per
+            test account-cutoff.
+        n_boot: resamples.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    accounts, inverse = np.unique(scores["account_id"].to_numpy(), return_inverse=True)
+    rows_of = [[] for _ in accounts]
+    for i, a in enumerate(inverse):
+        rows_of[a].append(i)
+    rows_of = [np.asarray(r) for r in rows_of]
+    y = scores["y"].to_numpy()
+    cols = [c for c in scores.columns if "|" in c]
+    models = sorted({c.split("|")[0] for c in cols})
+    rng = np.random.default_rng(seed)
+    draws: dict[str, list[float]] = {m: [] for m in models}
+    for _ in range(n_boot):
+        pick = np.concatenate([rows_of[a] for a in rng.integers(0, len(accounts), len(accounts))])
+        if not 0 < y[pick].sum() < len(pick):
+            continue
+        for m in models:
+            aucs = [roc_auc_score(y[pick], scores[c].to_numpy()[pick]) for c in cols if c.startswith(m + "|")]
+            draws[m].append(float(np.mean(aucs)))
+    return {m: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] for m, v in draws.items() if v}
+
+
+# ------------------------------------------------------------------------------------------------- crm6
+
+
+def _event_of(feature: str) -> str | None:
+    """The fightchurn event type a usage feature counts (``usage_feature_add_contact_sum_30d`` -> add_contact)."""
+    from churnml.reasons import feature_info
+
+    try:
+        info = feature_info(feature)
+    except Exception:  # noqa: BLE001 - a name outside the vocabulary is simply not an event feature
+        return None
+    metric = info.metric
+    for prefix in ("feature_",):
+        if metric.startswith(prefix):
+            return metric[len(prefix) :]
+    return None
+
+
+def shap_vs_utility(models, test: pd.DataFrame, utility: pd.Series, top: int = 10) -> dict:
+    """Top drivers of the churn models by mean |SHAP| on the test rows, against the simulator's utility weights."""
+    from churnml.explain import explain_accounts, global_importance
+
+    tables = []
+    for model in models:
+        tables.append(global_importance(explain_accounts(model, test, num_threads=THREADS)))
+    imp = pd.concat(tables).groupby("feature", as_index=False)["mean_abs_shap"].mean()
+    imp = imp.sort_values("mean_abs_shap", ascending=False, ignore_index=True)
+    weights = utility.drop(labels=[k for k in ("users",) if k in utility.index])
+    behaviours = weights.drop(labels=[k for k in ("mrr",) if k in weights.index])
+    ranked = behaviours.abs().sort_values(ascending=False)
+    top_weighted = list(ranked.index[:6])
+    drivers = []
+    for _, row in imp.head(top).iterrows():
+        event = _event_of(row["feature"])
+        drivers.append(
+            {
+                "feature": row["feature"],
+                "mean_abs_shap": float(row["mean_abs_shap"]),
+                "event_type": event,
+                "utility_weight": float(weights[event]) if event in weights.index else None,
+                "utility_rank_by_abs_weight": int(ranked.index.get_loc(event) + 1)
+                if event in ranked.index
+                else None,
+            }
+        )
+    usage = [d for d in drivers if d["event_type"] is not None]
+    # per behaviour: its count features summed (windows and aggregates split one behaviour over many columns)
+    events = imp.assign(event=imp["feature"].map(_event_of)).dropna(subset=["event"])
+    by_event = events.groupby("event")["mean_abs_shap"].sum().reindex(behaviours.index, fill_value=0.0)
+    by_event = by_event.sort_values(ascending=False)
+    top_events = list(by_event.index[:3])
+    spearman = float(pd.Series(by_event).corr(behaviours.abs().reindex(by_event.index), method="spearman"))
+    return {
+        "top_drivers": drivers,
+        "top_weighted_behaviours": {k: float(weights[k]) for k in top_weighted},
+        "usage_drivers_in_top": len(usage),
+        "usage_drivers_among_top_weighted": sum(d["event_type"] in top_weighted for d in usage),
+        "first_usage_driver": usage[0]["event_type"] if usage else None,
+        "behaviour_importance": {k: float(v) for k, v in by_event.items()},
+        "top3_behaviours": top_events,
+        "top3_behaviours_among_top_weighted": sum(e in top_weighted for e in top_events),
+        "spearman_behaviour_importance_vs_abs_weight": spearman,
+        "rule": f"top {top} features by mean |SHAP| (churn, test rows, mean over seeds); behaviour importance = "
+        "the sum over a behaviour's count features; top-weighted = the 6 behaviours with the largest "
+        "|utility weight| (mrr and users left out)",
+    }
+
+
+def run_crm6(variant: str, shared: Path, work: Path, seeds: int, n_boot: int) -> dict:
+    from churnml.features import build_features
+    from churnml.ingest import ingest
+    from churnml.io import read_folder, read_table, write_folder
+    from churnml.labels import build_labels
+    from churnml.modeling import evaluate_model, train_model
+    from churnml.spine import build_spine, data_end, training_cutoffs
+    from churnml.validate import validate_tables
+
+    folder = shared / f"fightchurn_crm6_{variant}"
+    cfg = _config([f"data=fightchurn_crm6_{variant}"])
+    t0 = time.perf_counter()
+    ingested, validated = work / "ingested", work / "validated"
+    notes = ingest("fightchurn", folder, ingested)["notes"]
+    result = validate_tables(read_folder(ingested), quarantine=cfg.data.quarantine)
+    write_folder(result.tables, validated)
+    cutoffs = training_cutoffs(validated, cfg.spine)
+    spine = build_spine(read_table(validated, "subscriptions"), cutoffs)
+    labels = build_labels(read_table(validated, "subscriptions"), spine, cfg.labels, data_end(validated))
+    features = build_features(validated, spine, cfg.features)
+    prep_s = time.perf_counter() - t0
+    print(
+        f"   {variant}: {len(features):,} feature rows x {features.shape[1] - 2} in {prep_s:.0f} s",
+        flush=True,
+    )
+
+    targets, churn_models, split = {}, [], None
+    for target in ("churn", "expansion"):
+        per_seed, score_cols, base = [], {}, None
+        for seed in range(seeds):
+            model_cfg = dataclasses.replace(cfg.model, seed=seed)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model = train_model(features, labels, target, model_cfg, cfg.split, cfg.labels.horizon_days)
+                evaluation = evaluate_model(model, features, labels, cfg.evaluation)
+            split = model.split
+            per_seed.append(_test_metrics(evaluation))
+            s = evaluation.scores[evaluation.scores["split"] == "test"]
+            if base is None:
+                base = s[s["model"] == "lightgbm"][["account_id", "cutoff", "y"]].reset_index(drop=True)
+            for name in s["model"].unique():
+                score_cols[f"{name}|{seed}"] = s[s["model"] == name]["score"].to_numpy()
+            if target == "churn":
+                churn_models.append(model)
+            print(
+                f"   {variant} {target} seed {seed}: ROC-AUC {per_seed[-1]['lightgbm']['roc_auc']:.4f}",
+                flush=True,
+            )
+        scores = pd.concat([base, pd.DataFrame(score_cols)], axis=1)
+        interval = cluster_bootstrap(scores, n_boot)
+        models = {}
+        for name in per_seed[0]:
+            values = {k: [p[name][k] for p in per_seed] for k in SHOWN}
+            models[name] = {
+                **{k: float(np.mean(v)) for k, v in values.items()},
+                "seed_sd": {k: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for k, v in values.items()},
+                "roc_auc_per_seed": values["roc_auc"],
+                "roc_auc_ci95": interval.get(name),
+                "n": per_seed[0][name]["n"],
+                "positives": per_seed[0][name]["positives"],
+            }
+        targets[target] = {
+            "label": f"{'churned' if target == 'churn' else 'expanded'}_within_{cfg.labels.horizon_days}d",
+            "models": models,
+        }
+
+    out = {
+        "dataset": f"crm6_{variant}",
+        "source": f"fightchurn_crm6_{variant}",
+        "protocol": {
+            "kind": "time_split",
+            "stages": "ingest -> validate -> spine -> labels -> build_features -> train -> evaluate (in process)",
+            "config": f"data=fightchurn_crm6_{variant}",
+            "cutoffs": f"{cfg.spine.frequency} {cfg.spine.start}..{cfg.spine.end}",
+            "horizon_days": cfg.labels.horizon_days,
+            "grace_days": cfg.labels.grace_days,
+            "expansion_threshold": cfg.labels.expansion_threshold,
+            "split": split.to_dict() if split else None,
+            "split_text": split.describe() if split else None,
+            "seeds": seeds,
+            "bootstrap": f"{n_boot} resamples of test accounts (all their test rows), seed-mean ROC-AUC, 2.5/97.5 percentiles",
+            "feature_rows": len(features),
+            "features": features.shape[1] - 2,
+        },
+        "validation_counts": result.counts(),
+        "ingest_notes": {k: v for k, v in notes.items() if isinstance(v, int | str)},
+        "targets": targets,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    if variant == "signal":
+        utility = pd.read_csv(folder / "sim_config" / "crm6_utility.csv", index_col=0).iloc[:, 0]
+        test = features[features["cutoff"].isin(split.test)]
+        out["shap_vs_utility"] = shap_vs_utility(churn_models, test, utility)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- tabular
+
+
+def run_tabular(name: str, shared: Path) -> dict:
+    from churnml.tabular import TabularSpec, evaluate_table, prepare_table, read_table
+
+    info = TABULAR[name]
+    cfg = _config([])
+    spec = TabularSpec(**info["spec"], as_of="2026-01-01")
+    t0 = time.perf_counter()
+    data = prepare_table(read_table(shared / info["folder"] / info["file"]), spec)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = evaluate_table(data, spec, cfg.model, cfg.evaluation)
+    metrics = _test_metrics(result.evaluation)
+    folds = result.folds
+    for model, part in folds.groupby("model"):
+        metrics[model]["roc_auc_per_fold"] = [float(v) for v in part["roc_auc"]]
+    return {
+        "dataset": name,
+        "source": info["folder"],
+        "protocol": {
+            **result.protocol,
+            "spec": spec.to_dict(),
+            "out_of_fold": "metrics on the pooled out-of-fold predictions",
+        },
+        "targets": {"churn": {"label": f"{spec.label} == {spec.positive!r}", "models": metrics}},
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+
+
+# ------------------------------------------------------------------------------------------- ravenstack
+
+
+def run_ravenstack(shared: Path, work: Path) -> dict:
+    from churnml.errors import ChurnmlError
+    from churnml.features import build_features
+    from churnml.ingest import ingest
+    from churnml.io import read_folder, read_table, write_folder
+    from churnml.labels import build_labels
+    from churnml.modeling import evaluate_model, label_column, train_model
+    from churnml.spine import build_spine, data_end, training_cutoffs
+    from churnml.validate import validate_tables
+
+    cfg = _config(["data=ravenstack"])
+    t0 = time.perf_counter()
+    notes = ingest("ravenstack", shared / "ravenstack_saas", work / "ingested")["notes"]
+    result = validate_tables(read_folder(work / "ingested"), quarantine=cfg.data.quarantine)
+    write_folder(result.tables, work / "validated")
+    quarantined = {k: len(v) for k, v in result.quarantined.items() if len(v)}
+    validated = work / "validated"
+    spine = build_spine(read_table(validated, "subscriptions"), training_cutoffs(validated, cfg.spine))
+    labels = build_labels(read_table(validated, "subscriptions"), spine, cfg.labels, data_end(validated))
+    features = build_features(validated, spine, cfg.features)
+    targets, split = {}, None
+    for target in ("churn", "expansion"):
+        column = label_column(target, cfg.labels.horizon_days)
+        known = labels[column].dropna()
+        counts = {"labeled_rows": len(known), "positives": int(known.sum())}
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model = train_model(features, labels, target, cfg.model, cfg.split, cfg.labels.horizon_days)
+                evaluation = evaluate_model(model, features, labels, cfg.evaluation)
+        except ChurnmlError as exc:  # the pipeline's own one-line refusal is the result
+            targets[target] = {"label": column, **counts, "refused": str(exc), "models": {}}
+            continue
+        split = model.split
+        targets[target] = {"label": column, **counts, "models": _test_metrics(evaluation)}
+    # the account table's own churn_flag (SOURCE.md's label candidate) through tabular mode
+    from churnml.tabular import TabularSpec, evaluate_table, prepare_table
+    from churnml.tabular import read_table as read_flat
+
+    spec = TabularSpec(
+        label="churn_flag", id="account_id", drop=["account_name", "signup_date"], as_of="2025-01-01"
+    )
+    data = prepare_table(read_flat(shared / "ravenstack_saas" / "ravenstack_accounts.csv"), spec)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        flat = evaluate_table(data, spec, cfg.model, cfg.evaluation)
+    targets["churn_flag_tabular"] = {
+        "label": "accounts.churn_flag (tabular mode, stratified 5-fold on the account table)",
+        "models": _test_metrics(flat.evaluation),
+    }
+    return {
+        "dataset": "ravenstack",
+        "source": "ravenstack_saas",
+        "protocol": {
+            "kind": "time_split",
+            "stages": "ingest -> validate (quarantine) -> spine -> labels -> build_features -> train -> evaluate",
+            "config": "data=ravenstack (default spine, labels and split)",
+            "horizon_days": cfg.labels.horizon_days,
+            "split_text": split.describe() if split else None,
+            "note": "run-through: SOURCE.md measured no recoverable signal (reference AUC 0.512 is 5-fold CV on "
+            "all-time per-account aggregates, a different protocol)",
+        },
+        "validation_counts": result.counts(),
+        "quarantined": quarantined,
+        "quarantine_reasons": {
+            k: sorted(v["reason"].astype(str).unique().tolist())
+            for k, v in result.quarantined.items()
+            if len(v) and "reason" in v
+        },
+        "ingest_notes": {k: v for k, v in notes.items() if isinstance(v, int | str)},
+        "targets": targets,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+
+
+# ---------------------------------------------------------------------------------------------- report
+
+
+def _fmt(v) -> str:
+    return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.3f}"
+
+
+def render_table(results_dir: Path) -> str:
+    """The quality table over every quality_*.json file."""
+    rows = [
+        "| dataset | target | model | ROC-AUC | 95% CI | PR-AUC | log loss | Brier | reference ROC-AUC (log loss) | protocol |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    head, notes = set(), []
+    for path in sorted(results_dir.glob("quality_*.json")):
+        data = json.loads(path.read_text())
+        m = data["machine"]
+        vers = ", ".join(f"{k} {v}" for k, v in m["versions"].items())
+        head.add(
+            f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB; Python {m['python']}; {vers}; {data['date'][:10]}."
+        )
+        p = data["protocol"]
+        if p["kind"] == "stratified_kfold":
+            protocol = f"stratified {p['folds']}-fold, seed {p['seed']}, out-of-fold"
+        else:
+            protocol = p.get("split_text") or "time split"
+            if p.get("seeds"):
+                protocol += f"; mean of {p['seeds']} seeds, account bootstrap"
+        ref_all = REFERENCE.get(data["dataset"], {})
+        for target, t in data["targets"].items():
+            if t.get("refused"):
+                notes.append(
+                    f"{data['dataset']} {target} ({t['label']}: {t['positives']} positive of {t['labeled_rows']:,} "
+                    f'labeled rows): the pipeline refused to train, as designed: "{t["refused"]}"'
+                )
+            for model in MODELS:
+                if model not in t["models"]:
+                    continue
+                r = t["models"][model]
+                ref = ref_all.get(target, {}).get(model, {})
+                ref_text = (
+                    "-"
+                    if not ref
+                    else _fmt(ref.get("roc_auc"))
+                    + (f" ({_fmt(ref['log_loss'])})" if "log_loss" in ref else "")
+                )
+                ci = r.get("roc_auc_ci95")
+                rows.append(
+                    f"| {data['dataset']} | {target} | {model} | {_fmt(r['roc_auc'])} | "
+                    f"{'-' if not ci else f'{ci[0]:.3f}..{ci[1]:.3f}'} | {_fmt(r['pr_auc'])} | {_fmt(r['log_loss'])} | "
+                    f"{_fmt(r['brier'])} | {ref_text} | {protocol} |"
+                )
+        if "shap_vs_utility" in data:
+            s = data["shap_vs_utility"]
+            shown = ", ".join(
+                f"{d['feature']}"
+                + (f" (weight {d['utility_weight']:+g})" if d["utility_weight"] is not None else "")
+                for d in s["top_drivers"][:6]
+            )
+            notes.append(
+                f"{data['dataset']}: top churn drivers by mean |SHAP|: {shown}. Top-weighted behaviours in the "
+                f"simulator: {', '.join(f'{k} {v:+g}' for k, v in s['top_weighted_behaviours'].items())}; "
+                f"{s['usage_drivers_among_top_weighted']} of the {s['usage_drivers_in_top']} usage features in the top "
+                f"{len(s['top_drivers'])} count a top-weighted behaviour. Per behaviour (its count features summed) "
+                f"the top three are {', '.join(s['top3_behaviours'])} ({s['top3_behaviours_among_top_weighted']} of them "
+                f"top-weighted); Spearman correlation of behaviour importance with |weight| over the 25 behaviours: "
+                f"{s['spearman_behaviour_importance_vs_abs_weight']:.2f}."
+            )
+        if data.get("quarantined") is not None:
+            notes.append(
+                f"{data['dataset']}: validation quarantined {data['quarantined'] or 'no rows'} "
+                f"({'; '.join(f'{k}: {v}' for k, v in data.get('quarantine_reasons', {}).items())}); ran end to end."
+            )
+    return "\n".join([*sorted(head), "", *rows, "", *[f"- {n}" for n in notes]])
+
+
+def write_readme(results_dir: Path) -> None:
+    """Replace (or add) the quality block of benchmarks/README.md."""
+    readme = HERE / "README.md"
+    text = readme.read_text()
+    if BEGIN not in text:
+        text += f"\n## Model quality (`make bench-quality`)\n\n{BEGIN}\n{END}\n"
+    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
+    readme.write_text(text[:start] + "\n" + render_table(results_dir) + "\n" + text[end:])
+
+
+DATASETS = ("crm6_signal", "crm6_default", "telco", "bankchurners", "ravenstack")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--only", nargs="*", choices=DATASETS)
+    parser.add_argument("--seeds", type=int, default=5, help="LightGBM seeds on crm6 (mean reported)")
+    parser.add_argument(
+        "--bootstrap", type=int, default=1000, help="bootstrap resamples of the crm6 test accounts"
+    )
+    parser.add_argument("--results", type=Path, default=HERE / "results")
+    parser.add_argument("--no-readme", action="store_true")
+    args = parser.parse_args(argv)
+    from churnml.ingest import shared_data_dir
+
+    shared = shared_data_dir()
+    if not shared.is_dir():
+        print(f"no third-party data at {shared} (set CHURNML_SHARED_DATA)", file=sys.stderr)
+        return 1
+    args.results.mkdir(parents=True, exist_ok=True)
+    info = machine()
+    for name in args.only or DATASETS:
+        print(f"== {name}", flush=True)
+        with tempfile.TemporaryDirectory(prefix=f"churnml-quality-{name}-") as tmp:
+            if name.startswith("crm6_"):
+                out = run_crm6(name.removeprefix("crm6_"), shared, Path(tmp), args.seeds, args.bootstrap)
+            elif name == "ravenstack":
+                out = run_ravenstack(shared, Path(tmp))
+            else:
+                out = run_tabular(name, shared)
+        out = {
+            **out,
+            "reference": REFERENCE.get(name, {}),
+            "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "machine": info,
+        }
+        for target, t in out["targets"].items():
+            if t.get("refused"):
+                print(f"   {target}: refused: {t['refused']}")
+            for model, r in t["models"].items():
+                print(
+                    f"   {target} {model}: ROC-AUC {_fmt(r['roc_auc'])} PR-AUC {_fmt(r['pr_auc'])} log loss {_fmt(r['log_loss'])}"
+                )
+        (args.results / f"quality_{name}.json").write_text(json.dumps(_clean(out), indent=2) + "\n")
+    if not args.no_readme:
+        write_readme(args.results)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
