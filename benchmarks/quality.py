@@ -12,7 +12,8 @@ and the quality table of benchmarks/README.md (between the quality markers).
   the mean, and a 95% interval from an account-level bootstrap of the test rows (each resample re-scores
   every seed's predictions, so the interval is that of the seed-mean). For the signal variant the churn
   model's top SHAP drivers (mean |SHAP| on the test rows) are compared with the simulator's utility
-  weights (sim_config/crm6_utility.csv).
+  weights as the simulator applies them (per-event weights of sim_config/crm6_conf.yaml scaled by each
+  behaviour's expected monthly total, see :func:`utility_weights`).
 - telco, bankchurners (one row per customer): tabular mode (:mod:`churnml.tabular`), stratified 5-fold
   with out-of-fold metrics, seed 0 (the SOURCE.md protocol).
 - ravenstack: ingest, validation with quarantine (counts reported), then the event pipeline end to end
@@ -168,68 +169,103 @@ def cluster_bootstrap(scores: pd.DataFrame, n_boot: int, seed: int = 0) -> dict[
 # ------------------------------------------------------------------------------------------------- crm6
 
 
-def _event_of(feature: str) -> str | None:
-    """The fightchurn event type a usage feature counts (``usage_feature_add_contact_sum_30d`` -> add_contact)."""
+def utility_weights(sim_config: Path) -> pd.DataFrame:
+    """The simulator's utility weight of each behaviour, raw and as the simulator applies it.
+
+    ChurnSim (``UtilityModel.setExpectations``/``utility_function``) scales each per-event weight by the
+    behaviour's expected monthly total (channel-weighted mean count, times the mean value for behaviours
+    with a ``<b>_value``, times the mean number of users); a behaviour contributes that expected
+    contribution times ``1 - exp(-2 x count / mean)``, so the expected contribution is the weight that
+    decides how much it moves utility (its ceiling). The raw per-event weights in ``crm6_utility.csv``
+    alone rank behaviours differently (win_opportunity: +0.4 per event, but each win carries its value).
+
+    Returns:
+        One row per behaviour: ``raw`` (per event), ``effective`` (expected contribution), sorted by
+        ``|effective|``.
+    """
+    import yaml
+
+    conf = yaml.safe_load((sim_config / "crm6_conf.yaml").read_text(encoding="utf-8"))
+    raw = pd.Series(conf["utility"], dtype=float).drop(labels=["mrr", "users"], errors="ignore")
+    effective = pd.Series(0.0, index=raw.index)
+    for channel, share in conf["population"].items():
+        model = pd.read_csv(sim_config / f"crm6_{channel}_simulation_model.csv", encoding="utf-8-sig")
+        means = model.set_index("behavior")["mean"].astype(float)
+        totals = means.reindex(raw.index)
+        for b in raw.index:
+            if f"{b}_value" in means.index:
+                totals[b] *= means[f"{b}_value"]
+        effective += float(share) * totals * float(means.get("users", 1.0)) * raw
+    out = pd.DataFrame({"raw": raw, "effective": effective})
+    return out.reindex(out["effective"].abs().sort_values(ascending=False).index)
+
+
+def _behaviour_of(feature: str, behaviours) -> str | None:
+    """The behaviour a usage feature measures: ``feature_<b>`` counts and ``<b>_value`` sums (else None)."""
     from churnml.reasons import feature_info
 
     try:
-        info = feature_info(feature)
-    except Exception:  # noqa: BLE001 - a name outside the vocabulary is simply not an event feature
+        metric = feature_info(feature).metric
+    except Exception:  # noqa: BLE001 - a name outside the vocabulary measures no behaviour
         return None
-    metric = info.metric
-    for prefix in ("feature_",):
-        if metric.startswith(prefix):
-            return metric[len(prefix) :]
-    return None
+    name = metric.removeprefix("feature_") if metric.startswith("feature_") else metric.removesuffix("_value")
+    return (
+        name if name in behaviours and (metric.startswith("feature_") or metric.endswith("_value")) else None
+    )
 
 
-def shap_vs_utility(models, test: pd.DataFrame, utility: pd.Series, top: int = 10) -> dict:
+def shap_vs_utility(models, test: pd.DataFrame, weights: pd.DataFrame, top: int = 10) -> dict:
     """Top drivers of the churn models by mean |SHAP| on the test rows, against the simulator's utility weights."""
     from churnml.explain import explain_accounts, global_importance
 
-    tables = []
-    for model in models:
-        tables.append(global_importance(explain_accounts(model, test, num_threads=THREADS)))
+    tables = [global_importance(explain_accounts(m, test, num_threads=THREADS)) for m in models]
     imp = pd.concat(tables).groupby("feature", as_index=False)["mean_abs_shap"].mean()
     imp = imp.sort_values("mean_abs_shap", ascending=False, ignore_index=True)
-    weights = utility.drop(labels=[k for k in ("users",) if k in utility.index])
-    behaviours = weights.drop(labels=[k for k in ("mrr",) if k in weights.index])
-    ranked = behaviours.abs().sort_values(ascending=False)
-    top_weighted = list(ranked.index[:6])
+    behaviours = list(weights.index)
+    rank_eff = {b: i + 1 for i, b in enumerate(weights.index)}
+    rank_raw = {
+        b: i + 1 for i, b in enumerate(weights["raw"].abs().sort_values(ascending=False, kind="stable").index)
+    }
+    top_weighted = behaviours[:6]
     drivers = []
     for _, row in imp.head(top).iterrows():
-        event = _event_of(row["feature"])
+        b = _behaviour_of(row["feature"], behaviours)
         drivers.append(
             {
                 "feature": row["feature"],
                 "mean_abs_shap": float(row["mean_abs_shap"]),
-                "event_type": event,
-                "utility_weight": float(weights[event]) if event in weights.index else None,
-                "utility_rank_by_abs_weight": int(ranked.index.get_loc(event) + 1)
-                if event in ranked.index
-                else None,
+                "behaviour": b,
+                "raw_weight": float(weights.loc[b, "raw"]) if b else None,
+                "effective_weight": float(weights.loc[b, "effective"]) if b else None,
+                "rank_by_effective_weight": rank_eff.get(b),
+                "rank_by_raw_weight": rank_raw.get(b),
             }
         )
-    usage = [d for d in drivers if d["event_type"] is not None]
-    # per behaviour: its count features summed (windows and aggregates split one behaviour over many columns)
-    events = imp.assign(event=imp["feature"].map(_event_of)).dropna(subset=["event"])
-    by_event = events.groupby("event")["mean_abs_shap"].sum().reindex(behaviours.index, fill_value=0.0)
-    by_event = by_event.sort_values(ascending=False)
-    top_events = list(by_event.index[:3])
-    spearman = float(pd.Series(by_event).corr(behaviours.abs().reindex(by_event.index), method="spearman"))
+    usage = [d for d in drivers if d["behaviour"] is not None]
+    # per behaviour: its features summed (windows and aggregates split one behaviour over many columns)
+    mapped = imp.assign(behaviour=imp["feature"].map(lambda f: _behaviour_of(f, behaviours)))
+    by_b = mapped.dropna(subset=["behaviour"]).groupby("behaviour")["mean_abs_shap"].sum()
+    by_b = by_b.reindex(behaviours, fill_value=0.0).sort_values(ascending=False)
+    top3 = list(by_b.index[:3])
     return {
         "top_drivers": drivers,
-        "top_weighted_behaviours": {k: float(weights[k]) for k in top_weighted},
+        "top_weighted_behaviours": {b: float(weights.loc[b, "effective"]) for b in top_weighted},
         "usage_drivers_in_top": len(usage),
-        "usage_drivers_among_top_weighted": sum(d["event_type"] in top_weighted for d in usage),
-        "first_usage_driver": usage[0]["event_type"] if usage else None,
-        "behaviour_importance": {k: float(v) for k, v in by_event.items()},
-        "top3_behaviours": top_events,
-        "top3_behaviours_among_top_weighted": sum(e in top_weighted for e in top_events),
-        "spearman_behaviour_importance_vs_abs_weight": spearman,
-        "rule": f"top {top} features by mean |SHAP| (churn, test rows, mean over seeds); behaviour importance = "
-        "the sum over a behaviour's count features; top-weighted = the 6 behaviours with the largest "
-        "|utility weight| (mrr and users left out)",
+        "usage_drivers_among_top_weighted": sum(d["behaviour"] in top_weighted for d in usage),
+        "first_usage_driver": usage[0]["behaviour"] if usage else None,
+        "behaviour_importance": {k: float(v) for k, v in by_b.items()},
+        "top3_behaviours": top3,
+        "top3_behaviours_among_top_weighted": sum(b in top_weighted for b in top3),
+        "spearman_vs_effective_weight": float(
+            by_b.corr(weights["effective"].abs().reindex(by_b.index), method="spearman")
+        ),
+        "spearman_vs_raw_weight": float(
+            by_b.corr(weights["raw"].abs().reindex(by_b.index), method="spearman")
+        ),
+        "rule": f"top {top} features by mean |SHAP| (churn model, test rows, mean over seeds); a feature's behaviour: "
+        "feature_<b> counts and <b>_value sums; behaviour importance = the sum over its features; top-weighted = "
+        "the 6 behaviours with the largest |effective weight| (the simulator's expected contribution, see "
+        "utility_weights); mrr left out",
     }
 
 
@@ -323,7 +359,7 @@ def run_crm6(variant: str, shared: Path, work: Path, seeds: int, n_boot: int) ->
         "seconds": round(time.perf_counter() - t0, 1),
     }
     if variant == "signal":
-        utility = pd.read_csv(folder / "sim_config" / "crm6_utility.csv", index_col=0).iloc[:, 0]
+        utility = utility_weights(folder / "sim_config")
         test = features[features["cutoff"].isin(split.test)]
         out["shap_vs_utility"] = shap_vs_utility(churn_models, test, utility)
     return out
@@ -493,18 +529,19 @@ def render_table(results_dir: Path) -> str:
         if "shap_vs_utility" in data:
             s = data["shap_vs_utility"]
             shown = ", ".join(
-                f"{d['feature']}"
-                + (f" (weight {d['utility_weight']:+g})" if d["utility_weight"] is not None else "")
+                d["feature"]
+                + (f" ({d['behaviour']}, rank {d['rank_by_effective_weight']})" if d["behaviour"] else "")
                 for d in s["top_drivers"][:6]
             )
             notes.append(
-                f"{data['dataset']}: top churn drivers by mean |SHAP|: {shown}. Top-weighted behaviours in the "
-                f"simulator: {', '.join(f'{k} {v:+g}' for k, v in s['top_weighted_behaviours'].items())}; "
+                f"{data['dataset']}: top churn drivers by mean |SHAP| (behaviour and its rank by the simulator's "
+                f"effective utility weight): {shown}. Top-weighted behaviours (expected utility contribution): "
+                f"{', '.join(f'{k} {v:+,.0f}' for k, v in s['top_weighted_behaviours'].items())}. "
                 f"{s['usage_drivers_among_top_weighted']} of the {s['usage_drivers_in_top']} usage features in the top "
-                f"{len(s['top_drivers'])} count a top-weighted behaviour. Per behaviour (its count features summed) "
-                f"the top three are {', '.join(s['top3_behaviours'])} ({s['top3_behaviours_among_top_weighted']} of them "
-                f"top-weighted); Spearman correlation of behaviour importance with |weight| over the 25 behaviours: "
-                f"{s['spearman_behaviour_importance_vs_abs_weight']:.2f}."
+                f"{len(s['top_drivers'])} measure a top-6 behaviour; per behaviour (its features summed) the top three "
+                f"are {', '.join(s['top3_behaviours'])} ({s['top3_behaviours_among_top_weighted']} in the top 6); "
+                f"Spearman correlation of behaviour importance with |effective weight| "
+                f"{s['spearman_vs_effective_weight']:.2f} (with the raw per-event weight {s['spearman_vs_raw_weight']:.2f})."
             )
         if data.get("quarantined") is not None:
             notes.append(
