@@ -407,7 +407,7 @@ def run_ravenstack(shared: Path, work: Path) -> dict:
     from churnml.labels import build_labels
     from churnml.modeling import evaluate_model, label_column, train_model
     from churnml.spine import build_spine, data_end, training_cutoffs
-    from churnml.validate import validate_tables
+    from churnml.validate import REASON, validate_tables
 
     cfg = _config(["data=ravenstack"])
     t0 = time.perf_counter()
@@ -447,6 +447,7 @@ def run_ravenstack(shared: Path, work: Path) -> dict:
         flat = evaluate_table(data, spec, cfg.model, cfg.evaluation)
     targets["churn_flag_tabular"] = {
         "label": "accounts.churn_flag (tabular mode, stratified 5-fold on the account table)",
+        "protocol": "5-fold CV (tabular mode, accounts table)",
         "models": _test_metrics(flat.evaluation),
     }
     return {
@@ -464,9 +465,9 @@ def run_ravenstack(shared: Path, work: Path) -> dict:
         "validation_counts": result.counts(),
         "quarantined": quarantined,
         "quarantine_reasons": {
-            k: sorted(v["reason"].astype(str).unique().tolist())
+            k: sorted(v[REASON].astype(str).unique().tolist())
             for k, v in result.quarantined.items()
-            if len(v) and "reason" in v
+            if len(v)
         },
         "ingest_notes": {k: v for k, v in notes.items() if isinstance(v, int | str)},
         "targets": targets,
@@ -477,8 +478,8 @@ def run_ravenstack(shared: Path, work: Path) -> dict:
 # ---------------------------------------------------------------------------------------------- report
 
 
-def _fmt(v) -> str:
-    return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.3f}"
+def _fmt(v, digits: int = 3) -> str:
+    return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.{digits}f}"
 
 
 def render_table(results_dir: Path) -> str:
@@ -487,7 +488,7 @@ def render_table(results_dir: Path) -> str:
         "| dataset | target | model | ROC-AUC | 95% CI | PR-AUC | log loss | Brier | reference ROC-AUC (log loss) | protocol |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    head, notes = set(), []
+    head, notes, protocols = set(), [], []
     for path in sorted(results_dir.glob("quality_*.json")):
         data = json.loads(path.read_text())
         m = data["machine"]
@@ -497,11 +498,16 @@ def render_table(results_dir: Path) -> str:
         )
         p = data["protocol"]
         if p["kind"] == "stratified_kfold":
-            protocol = f"stratified {p['folds']}-fold, seed {p['seed']}, out-of-fold"
+            protocol = f"{p['folds']}-fold CV"
+            protocols.append(
+                f"{data['dataset']}: stratified {p['folds']}-fold, seed {p['seed']}, metrics on the pooled out-of-fold predictions"
+            )
         else:
-            protocol = p.get("split_text") or "time split"
+            protocol = f"time split, {p['seeds']} seeds" if p.get("seeds") else "time split"
+            text = f"{data['dataset']}: {p.get('split_text')}; {p.get('config', '')}"
             if p.get("seeds"):
-                protocol += f"; mean of {p['seeds']} seeds, account bootstrap"
+                text += f"; horizon {p['horizon_days']} days; LightGBM mean of {p['seeds']} seeds, 95% CI from {p['bootstrap']}"
+            protocols.append(text)
         ref_all = REFERENCE.get(data["dataset"], {})
         for target, t in data["targets"].items():
             if t.get("refused"):
@@ -522,9 +528,9 @@ def render_table(results_dir: Path) -> str:
                 )
                 ci = r.get("roc_auc_ci95")
                 rows.append(
-                    f"| {data['dataset']} | {target} | {model} | {_fmt(r['roc_auc'])} | "
+                    f"| {data['dataset']} | {target} | {model} | {_fmt(r['roc_auc'], 4)} | "
                     f"{'-' if not ci else f'{ci[0]:.3f}..{ci[1]:.3f}'} | {_fmt(r['pr_auc'])} | {_fmt(r['log_loss'])} | "
-                    f"{_fmt(r['brier'])} | {ref_text} | {protocol} |"
+                    f"{_fmt(r['brier'])} | {ref_text} | {t.get('protocol', protocol)} |"
                 )
         if "shap_vs_utility" in data:
             s = data["shap_vs_utility"]
@@ -548,7 +554,21 @@ def render_table(results_dir: Path) -> str:
                 f"{data['dataset']}: validation quarantined {data['quarantined'] or 'no rows'} "
                 f"({'; '.join(f'{k}: {v}' for k, v in data.get('quarantine_reasons', {}).items())}); ran end to end."
             )
-    return "\n".join([*sorted(head), "", *rows, "", *[f"- {n}" for n in notes]])
+    return "\n".join(
+        [
+            *sorted(head),
+            "",
+            *rows,
+            "",
+            "Protocols:",
+            "",
+            *[f"- {x}" for x in protocols],
+            "",
+            "Notes:",
+            "",
+            *[f"- {n}" for n in notes],
+        ]
+    )
 
 
 def write_readme(results_dir: Path) -> None:
