@@ -32,7 +32,8 @@ def test_crm6_signal_beats_the_reference_on_its_protocol(shared, tmp_path):
     assert out["targets"]["churn"]["models"]["lightgbm"]["roc_auc"] > 0.714
     assert out["targets"]["expansion"]["models"]["lightgbm"]["roc_auc"] > 0.891
     shap = out["shap_vs_utility"]
-    assert shap["first_usage_driver"] in shap["top_weighted_behaviours"]  # the behaviour the simulator weights most
+    # the first behaviour among the SHAP drivers is one the simulator weights most
+    assert shap["first_usage_driver"] in shap["top_weighted_behaviours"]
 
 
 def test_ravenstack_runs_end_to_end_with_its_rows_quarantined(shared, tmp_path):
