@@ -39,5 +39,8 @@ def test_crm6_signal_beats_the_reference_on_its_protocol(shared, tmp_path):
 def test_ravenstack_runs_end_to_end_with_its_rows_quarantined(shared, tmp_path):
     out = quality.run_ravenstack(shared, tmp_path)
     assert out["quarantined"] == {"subscriptions": 13}
-    for target in ("churn", "expansion"):
-        assert 0 <= out["targets"][target]["models"]["lightgbm"]["roc_auc"] <= 1
+    targets = out["targets"]
+    # contract-derived churn has a handful of positives: the pipeline's one-line refusal, not a crash
+    assert targets["churn"]["positives"] < 10 and "both outcomes are needed" in targets["churn"]["refused"]
+    for target in ("expansion", "churn_flag_tabular"):
+        assert 0 <= targets[target]["models"]["lightgbm"]["roc_auc"] <= 1
