@@ -68,6 +68,8 @@ def render_table(results_dir: Path) -> str:
     rows = ["| benchmark | figure | value | median s (runs) | peak RSS MB | params | date | note |", "|---|---|---|---|---|---|---|---|"]
     machines = {}
     for path in sorted(results_dir.glob("*.json")):
+        if path.name.startswith("quality_"):  # model quality, tabulated by quality.py
+            continue
         data = json.loads(path.read_text())
         m = data["machine"]
         machines[f"{m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB"] = m

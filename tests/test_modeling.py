@@ -436,3 +436,29 @@ def test_expansion_uses_its_own_label(tables):
     )
     # the churn-only monotone map is ignored for expansion
     assert model.label_column == "expanded_within_90d" and "monotone_constraints" not in model.params
+
+
+def test_fixed_split_dates_reproduce_a_published_protocol():
+    # the crm6 SOURCE.md protocol: monthly 2022-03..2023-11, train before 2023-05, test 2023-06..2023-11
+    cutoffs = pd.date_range("2022-03-01", "2023-11-01", freq="MS")
+    cfg = SplitConfig(
+        validation_periods=3,
+        purge_days=31,
+        test_start="2023-06-01",
+        test_end="2023-12-01",
+        train_end="2023-05-01",
+    )
+    split = split_periods(cutoffs, cfg, 31)
+    days = split.to_dict()
+    assert days["test"] == [f"2023-{m:02d}-01" for m in range(6, 12)]
+    assert days["validation"] == ["2023-02-01", "2023-03-01", "2023-04-01"]
+    assert days["train"][0] == "2022-03-01" and days["train"][-1] == "2023-01-01"
+    assert "2023-05-01" not in days["train"] + days["validation"] + days["test"]
+
+
+def test_fixed_split_dates_outside_the_data_fail_clearly():
+    cutoffs = pd.date_range("2022-03-01", "2023-11-01", freq="MS")
+    with pytest.raises(ChurnmlError, match=r"no labeled cutoff in \[2030-01-01"):
+        split_periods(cutoffs, SplitConfig(test_start="2030-01-01"), 31)
+    with pytest.raises(ChurnmlError, match="split.train_end"):
+        split_periods(cutoffs, SplitConfig(test_start="2023-06-01", train_end="soon"), 31)

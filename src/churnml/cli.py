@@ -348,6 +348,192 @@ def rollback(
     _echo(f"churnml-{target}: champion rolled back to v{now}")
 
 
+tabular_app = typer.Typer(
+    help="Tabular mode: a table with one row per account and a label column (train, evaluate, explain, score).",
+    no_args_is_help=True,
+)
+app.add_typer(tabular_app, name="tabular")
+
+TableArg = Annotated[Path, typer.Argument(help="CSV (.csv, .csv.gz) or Parquet file, one row per account")]
+
+
+def _tabular_spec(
+    label: str,
+    positive: str | None,
+    id_column: str | None,
+    date: str | None,
+    drop: list[str] | None,
+    categorical: list[str] | None,
+    arr: str | None,
+    health: list[str] | None,
+    target: str,
+    folds: int,
+    seed: int,
+    as_of: str | None,
+):
+    from churnml.tabular import TabularSpec
+
+    weights = {}
+    for item in health or []:
+        name, sep, weight = item.rpartition("=")
+        try:
+            weights[name] = float(weight)
+        except ValueError:
+            sep = ""
+        if not sep or not name:
+            raise ChurnmlError(f"--health {item!r}: expected COLUMN=WEIGHT, e.g. tenure=1 or complaints=-1")
+    if as_of:
+        parse_day(as_of, "--as-of")
+    spec = TabularSpec(
+        label=label,
+        positive=positive,
+        id=id_column,
+        date=date,
+        drop=list(drop or []),
+        categorical=list(categorical or []),
+        arr=arr,
+        health=weights,
+        target=target,
+        folds=folds,
+        seed=seed,
+        as_of=as_of or "",
+    )
+    spec.check()
+    return spec
+
+
+@tabular_app.command("train")
+def tabular_train(
+    table: TableArg,
+    label: Annotated[str, typer.Option(help="The outcome column")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for the model, metrics.json and plots/")],
+    positive: Annotated[
+        str | None, typer.Option(help="The label value meaning the event, e.g. Yes or 'Attrited Customer'")
+    ] = None,
+    id_column: Annotated[str | None, typer.Option("--id", help="Account key column (default: row number)")] = None,
+    date: Annotated[str | None, typer.Option(help="Snapshot date column: time split instead of k-fold")] = None,
+    drop: Annotated[list[str] | None, typer.Option(help="Column to leave out (repeatable): ids, leaked outputs")] = None,
+    categorical: Annotated[list[str] | None, typer.Option(help="Integer-coded column to treat as categorical")] = None,
+    arr: Annotated[str | None, typer.Option(help="Column holding each account's ARR (ARR metrics)")] = None,
+    health: Annotated[
+        list[str] | None, typer.Option(help="Health-score baseline signal COLUMN=WEIGHT (repeatable; + = healthier)")
+    ] = None,
+    target: Annotated[str, typer.Option(help="churn | expansion (what the label means)")] = "churn",
+    folds: Annotated[int, typer.Option(help="Stratified folds when there is no --date")] = 5,
+    seed: Annotated[int, typer.Option(help="Seed of the folds and the validation carve")] = 0,
+    as_of: Annotated[str | None, typer.Option("--as-of", help="As-of day of rows without a date (default today)")] = None,
+    track: Annotated[bool, typer.Option(help="Log the run to MLflow")] = True,
+) -> None:
+    """Evaluate out of fold (or out of time), refit on every row, save the model and log the run."""
+    import dataclasses
+
+    from churnml.config import load_config, repo_root
+    from churnml.tabular import evaluate_table, fit_final, log_run, prepare_table, read_table, save_run
+
+    spec = _tabular_spec(label, positive, id_column, date, drop, categorical, arr, health, target, folds, seed, as_of)
+    cfg = load_config(check_fresh=False)
+    data = prepare_table(read_table(table), spec)
+    result = evaluate_table(data, spec, cfg.model, cfg.evaluation)
+    model = fit_final(data, spec, cfg.model, cfg.evaluation, result.protocol)
+    save_run(out, model, spec, result)
+    doc = result.document()
+    kind = f"stratified {spec.folds}-fold" if not spec.date else "time split"
+    base = ", ".join(
+        f"{name} {doc['baselines'][name]['test']['roc_auc']:.4f}"
+        for name in ("logistic", "health_score")
+        if doc["baselines"][name]["test"]["roc_auc"] is not None
+    )
+    _echo(
+        f"{kind} on {data.counts['labeled_rows']:,} rows ({data.counts['positives']:,} positive): "
+        f"ROC-AUC {doc['test']['roc_auc']:.4f}, PR-AUC {doc['test']['pr_auc']:.4f}, "
+        f"log loss {doc['test']['log_loss']:.4f}, Brier {doc['test']['brier']:.4f}; baselines {base or '-'}"
+    )
+    if data.counts["unlabeled_rows_left_out"]:
+        _echo(f"  {data.counts['unlabeled_rows_left_out']:,} row(s) without a label were left out")
+    if track:
+        params = {"tabular": spec.to_dict(), "model": dataclasses.asdict(cfg.model), "evaluation": cfg.evaluation}
+        run_id = log_run(model, result, data, table, params, cfg.tracking, cfg.evaluation, root=repo_root())
+        _echo(f"  MLflow run {run_id}")
+    _echo(f"wrote {out}")
+
+
+@tabular_app.command("evaluate")
+def tabular_evaluate(
+    table: TableArg,
+    model_dir: Annotated[Path, typer.Option("--model", help="Folder written by `churnml tabular train`")],
+    out: Annotated[Path | None, typer.Option("--out", help="Metrics JSON (default: print only)")] = None,
+) -> None:
+    """Metrics of a trained tabular model on another labeled table (e.g. a later snapshot)."""
+    import json
+
+    from churnml.config import load_config
+    from churnml.metrics import compute_metrics
+    from churnml.tabular import load_run, prepare_table, read_table
+
+    model, spec = load_run(model_dir)
+    cfg = load_config(check_fresh=False)
+    data = prepare_table(read_table(table), spec, model=model)
+    p = model.predict_proba(data.features)
+    values = compute_metrics(data.y, p, data.arr, data.features["cutoff"].to_numpy(), cfg.evaluation)
+    doc = {
+        "test": {k: (None if v != v else v) for k, v in values.items()},
+        "n": {"test": len(data.y), "test_positives": int(data.y.sum())},
+    }
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    _echo(
+        f"{len(data.y):,} rows ({int(data.y.sum()):,} positive): ROC-AUC {values['roc_auc']:.4f}, "
+        f"PR-AUC {values['pr_auc']:.4f}, log loss {values['log_loss']:.4f}, Brier {values['brier']:.4f}"
+    )
+
+
+@tabular_app.command("explain")
+def tabular_explain(
+    table: TableArg,
+    model_dir: Annotated[Path, typer.Option("--model", help="Folder written by `churnml tabular train`")],
+    out: Annotated[Path, typer.Option("--out", help="Parquet file: one row per account and feature")],
+    top: Annotated[int, typer.Option(help="Features kept per account (0 = all)")] = 10,
+) -> None:
+    """Exact SHAP contributions and probability points per account and feature, and the global importance."""
+    from churnml.explain import global_importance
+    from churnml.io import write_parquet
+    from churnml.tabular import explain_table, load_run, prepare_table, read_table
+
+    model, spec = load_run(model_dir)
+    data = prepare_table(read_table(table), spec, require_label=False, model=model)
+    full = explain_table(model, data)
+    write_parquet(full[full["rank"] <= top] if top > 0 else full, out)
+    importance = global_importance(full)
+    write_parquet(importance, out.with_name(out.stem + "_importance.parquet"))
+    shown = ", ".join(importance["feature"].head(5))
+    _echo(f"explained {len(data.features):,} accounts; top drivers: {shown}; wrote {out}")
+
+
+@tabular_app.command("score")
+def tabular_score(
+    table: TableArg,
+    model_dir: Annotated[Path, typer.Option("--model", help="Folder written by `churnml tabular train`")],
+    out: Annotated[Path, typer.Option("--out", help="Output file (.csv or .parquet)")],
+    top: Annotated[int, typer.Option(help="Reasons per account")] = 3,
+) -> None:
+    """Probability, risk tier and top reasons per account (the label column may be absent)."""
+    from churnml.config import load_config
+    from churnml.io import write_parquet
+    from churnml.tabular import load_run, prepare_table, read_table, score_table
+
+    model, spec = load_run(model_dir)
+    cfg = load_config(check_fresh=False)
+    data = prepare_table(read_table(table), spec, require_label=False, model=model)
+    scores = score_table(model, data, cfg.scoring.tiers.thresholds, top=top)
+    if out.suffix.lower() == ".parquet":
+        write_parquet(scores, out)
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        scores.to_csv(out, index=False)
+    _echo(f"scored {len(scores):,} accounts; tiers {scores['risk_tier'].value_counts().to_dict()}; wrote {out}")
+
+
 def main() -> None:
     """Entry point: expected failures are one line on stderr and exit code 1, never a traceback."""
     _quiet_telemetry()

@@ -121,6 +121,10 @@ class SplitConfig:
     test_periods: int = 3
     validation_periods: int = 3
     purge_days: int = 90
+    # Fixed dates instead of "the latest periods" (a published protocol to reproduce); empty = unused.
+    test_start: str = ""  # test = the labeled cutoffs on or after this day (not the latest test_periods)
+    test_end: str = ""  # ... and before this day
+    train_end: str = ""  # train and validation cutoffs lie before this day (validation = its last periods)
 
 
 @dataclass

@@ -99,29 +99,52 @@ class Split:
         return "; ".join(parts)
 
 
+def _day(text: str, key: str) -> pd.Timestamp:
+    try:
+        return pd.Timestamp(text).as_unit("us").normalize()
+    except ValueError:
+        raise ChurnmlError(f"split.{key}: {text!r} is not a date (YYYY-MM-DD)") from None
+
+
 def split_periods(cutoffs: Iterable, cfg: SplitConfig, horizon_days: int) -> Split:
     """Out-of-time split of the cutoffs of labeled rows.
 
     Args:
         cutoffs: cutoffs of the labeled rows (repeats are fine; pass only rows whose label is known).
-        cfg: number of test and validation periods and the purge between train and validation.
+        cfg: number of test and validation periods and the purge between train and validation, and
+            optionally fixed dates (``test_start``, ``test_end``, ``train_end``) to reproduce a protocol.
         horizon_days: label horizon; a validation cutoff's label window must end by the first test cutoff.
 
     Returns:
-        test = the latest ``test_periods`` cutoffs; validation = the latest ``validation_periods``
-        cutoffs with ``cutoff + horizon <= first test cutoff``; train = every cutoff with
-        ``cutoff + purge_days <= first validation cutoff`` (and before it).
+        test = the latest ``test_periods`` cutoffs (or those in ``[test_start, test_end)``); validation =
+        the latest ``validation_periods`` cutoffs (before ``train_end`` when set) with
+        ``cutoff + horizon <= first test cutoff``; train = every cutoff (before ``train_end`` when set)
+        with ``cutoff + purge_days <= first validation cutoff``.
     """
     days = sorted({pd.Timestamp(c).as_unit("us") for c in pd.to_datetime(pd.Series(list(cutoffs))).dropna()})
     if cfg.test_periods < 1 or cfg.validation_periods < 1:
         raise ChurnmlError("split: test_periods and validation_periods must be at least 1")
-    if len(days) < cfg.test_periods:
-        raise ChurnmlError(
-            f"split: {len(days)} labeled cutoff(s), fewer than test_periods={cfg.test_periods}"
-        )
-    test = days[-cfg.test_periods :]
+    if cfg.test_start:
+        first = _day(cfg.test_start, "test_start")
+        stop = _day(cfg.test_end, "test_end") if cfg.test_end else None
+        test = [c for c in days if c >= first and (stop is None or c < stop)]
+        if not test:
+            raise ChurnmlError(
+                f"split: no labeled cutoff in [{cfg.test_start}, {cfg.test_end or 'end'}) "
+                f"({len(days)} labeled cutoffs{f' from {days[0].date()} to {days[-1].date()}' if days else ''})"
+            )
+    else:
+        if len(days) < cfg.test_periods:
+            raise ChurnmlError(
+                f"split: {len(days)} labeled cutoff(s), fewer than test_periods={cfg.test_periods}"
+            )
+        test = days[-cfg.test_periods :]
+    pool = days
+    if cfg.train_end:
+        end = _day(cfg.train_end, "train_end")
+        pool = [c for c in days if c < end]
     horizon = pd.Timedelta(days=horizon_days)
-    candidates = [c for c in days if c + horizon <= test[0]]
+    candidates = [c for c in pool if c + horizon <= test[0]]
     validation = candidates[-cfg.validation_periods :]
     if len(validation) < cfg.validation_periods:
         raise ChurnmlError(
@@ -129,7 +152,7 @@ def split_periods(cutoffs: Iterable, cfg: SplitConfig, horizon_days: int) -> Spl
             f"first test cutoff {test[0].date()}; validation_periods={cfg.validation_periods} needs more history"
         )
     purge = pd.Timedelta(days=cfg.purge_days)
-    train = [c for c in days if c < validation[0] and c + purge <= validation[0]]
+    train = [c for c in pool if c < validation[0] and c + purge <= validation[0]]
     if not train:
         raise ChurnmlError(
             f"split: no training cutoff is {cfg.purge_days} days before the first validation cutoff "
@@ -588,8 +611,6 @@ def train_model(
         from the whole feature table given (the vocabulary known at training time). The calibrator is
         fitted on the validation period, unweighted.
     """
-    import lightgbm as lgb
-
     label = label_column(target, horizon)
     columns = list(feature_list) if feature_list is not None else feature_columns(features)
     missing = [c for c in columns if c not in features.columns]
@@ -602,22 +623,66 @@ def train_model(
         raise ChurnmlError(f"no labeled rows for {label}: features and labels share no (account_id, cutoff)")
     split = split_periods(data["cutoff"], split_cfg, horizon)
     period = split.assign(data["cutoff"])
+    train_rows, valid_rows = data[period == "train"], data[period == "validation"]
+    if train_rows["y"].sum() == 0:
+        raise ChurnmlError(f"{label}: no positive example in the train period ({split.describe()})")
+    return fit_rows(
+        train_rows,
+        valid_rows,
+        target,
+        label,
+        columns,
+        _categorical_levels(features, columns),
+        cfg,
+        info={"split": split.to_dict()},
+    )
+
+
+def fit_rows(
+    train_rows: pd.DataFrame,
+    valid_rows: pd.DataFrame,
+    target: str,
+    label: str,
+    columns: list[str],
+    categories: dict[str, list[str]],
+    cfg: ModelConfig,
+    *,
+    info: dict[str, Any] | None = None,
+) -> TrainedModel:
+    """Fit and calibrate LightGBM on given train and validation rows (the core of :func:`train_model`).
+
+    The caller decides the rows: :func:`train_model` takes them from the out-of-time split,
+    :mod:`churnml.tabular` from stratified folds or a time split of a one-row-per-account table.
+
+    Args:
+        train_rows: rows holding ``columns`` and the 0/1 outcome ``y``; boosting fits on them.
+        valid_rows: the same for early stopping and calibration (both outcomes needed).
+        target: ``churn`` or ``expansion`` (monotone constraints apply to ``churn``).
+        label: the outcome's name, recorded on the model.
+        columns: the model inputs, in order.
+        categories: levels of each categorical input (fixed from now on).
+        cfg: the model section.
+        info: recorded first in ``model.info`` (e.g. the split); training facts are added to it.
+
+    Returns:
+        The calibrated model (class weights, early stopping, optional Optuna search: see :func:`train_model`).
+    """
+    import lightgbm as lgb
 
     model = TrainedModel(
         booster=None,
         target=target,
         label_column=label,
         features=columns,
-        categories=_categorical_levels(features, columns),
+        categories=categories,
         calibrator=Calibrator("none"),
         distributions={},
         params={},
         info={},
     )
-    train_rows, valid_rows = data[period == "train"], data[period == "validation"]
     y_train, y_valid = train_rows["y"].to_numpy(), valid_rows["y"].to_numpy()
     if y_train.sum() == 0:
-        raise ChurnmlError(f"{label}: no positive example in the train period ({split.describe()})")
+        raise ChurnmlError(f"{label}: no positive example among the {len(y_train)} training rows")
     x_train, x_valid = model.prepare(train_rows), model.prepare(valid_rows)
     w_train, w_valid = _class_weights(y_train, cfg.class_weight), _class_weights(y_valid, cfg.class_weight)
 
@@ -664,7 +729,7 @@ def train_model(
     }
     model.params = {**params, "num_boost_round": cfg.lgbm.n_estimators, "best_iteration": int(best)}
     model.info = {
-        "split": split.to_dict(),
+        **(info or {}),
         "n_train": len(train_rows),
         "n_validation": len(valid_rows),
         "positives_train": int(y_train.sum()),
@@ -790,17 +855,17 @@ class Baselines:
     model: TrainedModel
     logistic: Any
     logistic_calibrator: Calibrator
-    health: HealthScore
-    health_calibrator: Calibrator
+    health: HealthScore | None
+    health_calibrator: Calibrator | None
 
     def predict_proba(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
-        """Calibrated probabilities of each baseline: ``logistic``, ``health_score``."""
+        """Calibrated probabilities of each baseline: ``logistic``, ``health_score`` (when it has signals)."""
         prepared = self.model.prepare(frame)
         raw_logistic = self.logistic.decision_function(_logistic_input(prepared, list(self.model.categories)))
-        return {
-            "logistic": self.logistic_calibrator.transform(raw_logistic),
-            "health_score": self.health_calibrator.transform(self.health.score(frame)),
-        }
+        out = {"logistic": self.logistic_calibrator.transform(raw_logistic)}
+        if self.health is not None and self.health_calibrator is not None:
+            out["health_score"] = self.health_calibrator.transform(self.health.score(frame))
+        return out
 
 
 def fit_baselines(
@@ -809,7 +874,17 @@ def fit_baselines(
     """Fit the logistic regression and the health score on the model's train period and features."""
     data = labeled_frame(features, labels, model.label_column)
     period = model.split.assign(data["cutoff"])
-    train, valid = data[period == "train"], data[period == "validation"]
+    return fit_baselines_rows(model, data[period == "train"], data[period == "validation"], cfg)
+
+
+def fit_baselines_rows(
+    model: TrainedModel, train: pd.DataFrame, valid: pd.DataFrame, cfg: EvaluationConfig
+) -> Baselines:
+    """Fit the baselines on given train rows and calibrate them on given validation rows (with ``y``).
+
+    The health score is left out (None) when ``cfg.health_score.weights`` is empty: a table without
+    customer-health signals has no rule to compare with.
+    """
     categorical = list(model.categories)
     numeric = [c for c in model.features if c not in model.categories]
     pipe = _logistic_pipeline(numeric, categorical, int(model.info.get("seed", 0)))
@@ -821,15 +896,18 @@ def fit_baselines(
     method = model.calibrator.method
     raw_valid = pipe.decision_function(_logistic_input(model.prepare(valid), categorical))
     y_valid = valid["y"].to_numpy()
-    health = HealthScore.fit(train, cfg.health_score.weights, model.target)
+    health, health_calibrator = None, None
+    if cfg.health_score.weights:
+        health = HealthScore.fit(train, cfg.health_score.weights, model.target)
+        health_calibrator = Calibrator.fit(
+            "sigmoid" if method == "none" else method, health.score(valid), y_valid
+        )
     return Baselines(
         model=model,
         logistic=pipe,
         logistic_calibrator=Calibrator.fit(method, raw_valid, y_valid),
         health=health,
-        health_calibrator=Calibrator.fit(
-            "sigmoid" if method == "none" else method, health.score(valid), y_valid
-        ),
+        health_calibrator=health_calibrator,
     )
 
 
