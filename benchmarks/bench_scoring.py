@@ -17,7 +17,6 @@ Quick: 300 accounts over 18 months, 2,000 rows, 60 rounds, one run.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 import tempfile
@@ -25,12 +24,11 @@ import uuid
 from pathlib import Path
 
 import numpy as np
-from harness import figure, measure_python
+from harness import figure, measure_python, postgres_url
 
 N_ROWS, N_ROWS_QUICK = 100_000, 2_000
 SIM = {"accounts": 2_000, "months": 24}
 SIM_QUICK = {"accounts": 300, "months": 18, "n_estimators": 60}
-DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 VERSIONS = {"churn": "1", "expansion": "1"}
 
 CODE = """
@@ -114,21 +112,6 @@ def _trees(folder: Path) -> int:
     return int(TrainedModel.load(folder).booster.num_trees())
 
 
-def _postgres_url() -> str | None:
-    """CHURNML_PG_URL (or the CI default) when a server answers there."""
-    import sqlalchemy as sa
-
-    url = os.environ.get("CHURNML_PG_URL") or DEFAULT_PG_URL
-    try:
-        engine = sa.create_engine(url, connect_args={"connect_timeout": 3})
-        with engine.connect() as conn:
-            conn.execute(sa.text("select 1"))
-        engine.dispose()
-    except Exception:
-        return None
-    return url
-
-
 def _drop_schema(url: str, schema: str) -> None:
     import sqlalchemy as sa
 
@@ -148,7 +131,7 @@ def run(quick: bool) -> list[dict]:
     try:
         info = _prepare(work, quick)
         backends = [("duckdb", "duckdb:///")]
-        pg_url = _postgres_url()
+        pg_url = postgres_url()
         if pg_url:
             backends.append(("postgresql", pg_url))
         else:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 import uuid
@@ -11,11 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from harness import figure, measure_python
+from harness import figure, measure_python, postgres_url
 
 N_SCORES, N_SCORES_QUICK = 100_000, 2_000
 REASONS_PER_ACCOUNT = 3
-DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 FEATURES = ["usage_active_users_trend_30d", "adoption_license_utilisation_30d", "support_high_priority_count_30d",
             "nps_score_latest", "contacts_sponsor_left_90d", "contract_days_to_renewal", "csm_touches_count_90d"]  # fmt: skip
 
@@ -104,20 +102,6 @@ def synthetic_frames(n_scores: int, seed: int = 0) -> tuple[pd.DataFrame, pd.Dat
     return scores, explanations
 
 
-def _postgres_url() -> str | None:
-    """CHURNML_PG_URL (or the CI default) when a server answers there."""
-    import sqlalchemy as sa
-
-    url = os.environ.get("CHURNML_PG_URL") or DEFAULT_PG_URL
-    try:
-        engine = sa.create_engine(url, connect_args={"connect_timeout": 3})
-        with engine.connect() as conn:
-            conn.execute(sa.text("select 1"))
-        engine.dispose()
-    except Exception:
-        return None
-    return url
-
 
 def run(quick: bool) -> list[dict]:
     """Figures for DuckDB (and PostgreSQL when reachable), fresh tables and a replacing rerun."""
@@ -133,7 +117,7 @@ def run(quick: bool) -> list[dict]:
         scores.to_parquet(folder / "scores.parquet")
         expl.to_parquet(folder / "explanations.parquet")
         backends = [("duckdb", f"duckdb:///{folder / 'replace.duckdb'}")]
-        pg_url = _postgres_url()
+        pg_url = postgres_url()
         if pg_url:
             backends.append(("postgresql", pg_url))
         else:

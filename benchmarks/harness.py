@@ -184,3 +184,21 @@ def figure(
         "params": params,
         "note": note,
     }
+
+
+DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+def postgres_url() -> str | None:
+    """CHURNML_PG_URL (or the CI default) when a PostgreSQL server answers there, else None."""
+    import sqlalchemy as sa
+
+    url = os.environ.get("CHURNML_PG_URL") or DEFAULT_PG_URL
+    try:
+        engine = sa.create_engine(url, connect_args={"connect_timeout": 3})
+        with engine.connect() as conn:
+            conn.execute(sa.text("select 1"))
+        engine.dispose()
+    except Exception:
+        return None
+    return url

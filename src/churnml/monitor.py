@@ -655,7 +655,10 @@ def write_monitor_outputs(result: MonitorResult, metrics_file: Path, plots_dir: 
     """Write ``metrics_file`` (the document) and ``plots_dir``/{decay,reliability,performance}.csv."""
     metrics_file = Path(metrics_file)
     metrics_file.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(result.document, indent=2, allow_nan=False) + "\n"
+    # the time of evaluation stays in the warehouse rows and MLflow: a DVC metrics file that depends only on
+    # its inputs keeps a no-op `dvc repro` (monitor is always_changed) from re-running the report after it
+    document = {k: v for k, v in result.document.items() if k != "evaluated_at"}
+    text = json.dumps(document, indent=2, allow_nan=False) + "\n"
     metrics_file.write_text(text, encoding="utf-8")
     plots_dir = Path(plots_dir)
     plots_dir.mkdir(parents=True, exist_ok=True)

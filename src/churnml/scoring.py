@@ -200,6 +200,41 @@ def load_tables(data: Path | None, source_url: str | None) -> dict[str, pd.DataF
     return validate_tables(raw).tables
 
 
+def scoring_day(as_of: pd.Timestamp | str | None, end: pd.Timestamp) -> pd.Timestamp:
+    """The as-of day of a scoring run: the given day (never past the data end) or, by default, the data end."""
+    from churnml.spine import to_cutoffs
+
+    day = to_cutoffs([as_of])[0] if as_of is not None and str(as_of) != "" else end
+    if day > end:
+        raise ChurnmlError(
+            f"as-of {day.date()} is after the data end {end.date()}: features would miss the days in between"
+        )
+    return day
+
+
+def load_models(
+    cfg: Config,
+    model_refs: Mapping[str, str] | None,
+    load_model: Callable[[str, str], tuple[Any, str]] | None,
+    root: Path | None,
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Both targets' models and versions: ``model_refs`` (alias or version) or ``cfg.scoring.model_alias``.
+
+    ``load_model(target, ref) -> (model, version)`` defaults to the MLflow registry.
+    """
+    if load_model is None:
+        from churnml.tracking import load_champion
+
+        def load_model(target: str, ref: str) -> tuple[Any, str]:
+            return load_champion(target, ref, root=root, cfg=cfg.tracking)
+
+    refs = {t: (model_refs or {}).get(t, cfg.scoring.model_alias) for t in TARGETS}
+    models, versions = {}, {}
+    for target in TARGETS:
+        models[target], versions[target] = load_model(target, refs[target])
+    return models, versions
+
+
 def score_accounts(
     tables: Mapping[str, pd.DataFrame],
     cfg: Config,
@@ -231,25 +266,12 @@ def score_accounts(
     """
     from churnml.config import repo_root
     from churnml.features import build_features
-    from churnml.spine import build_spine, data_range, to_cutoffs
+    from churnml.spine import build_spine, data_range
 
     root = root or repo_root()
     start, end = data_range(tables)
-    day = to_cutoffs([as_of])[0] if as_of is not None and str(as_of) != "" else end
-    if day > end:
-        raise ChurnmlError(
-            f"as-of {day.date()} is after the data end {end.date()}: features would miss the days in between"
-        )
-    if load_model is None:
-        from churnml.tracking import load_champion
-
-        def load_model(target: str, ref: str) -> tuple[Any, str]:
-            return load_champion(target, ref, root=root, cfg=cfg.tracking)
-
-    refs = {t: (model_refs or {}).get(t, cfg.scoring.model_alias) for t in TARGETS}
-    models, versions = {}, {}
-    for target in TARGETS:
-        models[target], versions[target] = load_model(target, refs[target])
+    day = scoring_day(as_of, end)
+    models, versions = load_models(cfg, model_refs, load_model, root)
     spine = build_spine(tables["subscriptions"], [day])
     if spine.empty:
         raise ChurnmlError(f"no account is active at {day.date()}: nothing to score")

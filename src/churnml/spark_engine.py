@@ -861,24 +861,10 @@ def score_accounts_spark(
     """
     import uuid
 
-    from churnml.scoring import TARGETS, check_drift
+    from churnml.scoring import check_drift, load_models, scoring_day
 
-    end = data_end_spark(spark, source)
-    day = to_cutoffs([as_of])[0] if as_of is not None and str(as_of) != "" else end
-    if day > end:
-        raise ChurnmlError(
-            f"as-of {day.date()} is after the data end {end.date()}: features would miss the days in between"
-        )
-    if load_model is None:
-        from churnml.tracking import load_champion
-
-        def load_model(target: str, ref: str) -> tuple[Any, str]:
-            return load_champion(target, ref, root=root, cfg=cfg.tracking)
-
-    refs = {t: (model_refs or {}).get(t, cfg.scoring.model_alias) for t in TARGETS}
-    models, versions = {}, {}
-    for target in TARGETS:
-        models[target], versions[target] = load_model(target, refs[target])
+    day = scoring_day(as_of, data_end_spark(spark, source))
+    models, versions = load_models(cfg, model_refs, load_model, root)
     spine = build_spine_spark(spark, source, [day])
     features = build_features_spark(spark, source, spine, cfg.features, as_pandas=False)
     try:
