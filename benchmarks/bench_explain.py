@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
 from harness import figure, measure_python
 
 N_ACCOUNTS, N_ACCOUNTS_QUICK = 100_000, 2_000

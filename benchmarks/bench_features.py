@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
+
 from harness import combine, figure, measure_python
 
 FULL_SIZES = (10_000, 100_000)

@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 import pyarrow.parquet as pq
+
 from harness import figure, measure_command
 
 N_ACCOUNTS, N_ACCOUNTS_QUICK = 100_000, 2_000

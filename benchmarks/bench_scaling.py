@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
+
 from harness import figure, measure_python
 
 SIZES = {"1x": 5_000, "4x": 20_000, "16x": 80_000}

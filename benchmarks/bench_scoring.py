@@ -24,6 +24,7 @@ import uuid
 from pathlib import Path
 
 import numpy as np
+
 from harness import figure, measure_python, postgres_url
 
 N_ROWS, N_ROWS_QUICK = 100_000, 2_000

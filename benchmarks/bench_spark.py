@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
+
 from harness import figure, measure_python
 
 ACCOUNTS, QUICK_ACCOUNTS = 3_000, 150

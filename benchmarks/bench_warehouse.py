@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
 from harness import figure, measure_python, postgres_url
 
 N_SCORES, N_SCORES_QUICK = 100_000, 2_000
@@ -100,7 +101,6 @@ def synthetic_frames(n_scores: int, seed: int = 0) -> tuple[pd.DataFrame, pd.Dat
         }
     )
     return scores, explanations
-
 
 
 def run(quick: bool) -> list[dict]:

@@ -65,7 +65,10 @@ def load(path: Path):
 
 def render_table(results_dir: Path) -> str:
     """Markdown table over every results JSON file."""
-    rows = ["| benchmark | figure | value | median s (runs) | peak RSS MB | params | date | note |", "|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| benchmark | figure | value | median s (runs) | peak RSS MB | params | date | note |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     machines = {}
     for path in sorted(results_dir.glob("*.json")):
         if path.name.startswith("quality_"):  # model quality, tabulated by quality.py
@@ -108,7 +111,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== {name}", flush=True)
         figures = load(path).run(quick=args.quick)
         for f in figures:
-            print(f"   {f['name']}: {f['value']:,.3g} {f['unit']} (median {f['median_s']:.3g} s, peak {f['peak_rss_mb']:,.0f} MB)")
+            print(
+                f"   {f['name']}: {f['value']:,.3g} {f['unit']} (median {f['median_s']:.3g} s, peak {f['peak_rss_mb']:,.0f} MB)"
+            )
         out = {
             "benchmark": name,
             "quick": args.quick,

@@ -28,9 +28,13 @@ def main() -> None:
     features = read_parquet(root / cfg.paths.features)
     labels = read_parquet(root / cfg.paths.labels)
     # the oracle exists only for simulator data; a stale truth folder must never meet real data
-    truth = read_parquet(root / cfg.paths.truth / "monthly.parquet") if cfg.data.source == "simulator" else None
+    truth = (
+        read_parquet(root / cfg.paths.truth / "monthly.parquet") if cfg.data.source == "simulator" else None
+    )
     evaluation = evaluate_model(model, features, labels, cfg.evaluation, truth=truth)
-    write_dvc_outputs(evaluation, root / cfg.paths.metrics / f"{target}.json", root / cfg.paths.plots / target)
+    write_dvc_outputs(
+        evaluation, root / cfg.paths.metrics / f"{target}.json", root / cfg.paths.plots / target
+    )
     run_id, version = log_training_run(
         model,
         evaluation,

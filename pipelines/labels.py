@@ -18,7 +18,11 @@ def main() -> None:
     spine = read_parquet(root / cfg.paths.spine)
     labels = build_labels(read_table(validated, "subscriptions"), spine, cfg.labels, data_end(validated))
     write_table(labels, root / cfg.paths.labels, "labels")
-    log.info("%d rows; positive rates: %s", len(labels), labels.drop(columns=["account_id", "cutoff"]).mean().round(4).to_dict())
+    log.info(
+        "%d rows; positive rates: %s",
+        len(labels),
+        labels.drop(columns=["account_id", "cutoff"]).mean().round(4).to_dict(),
+    )
 
 
 if __name__ == "__main__":

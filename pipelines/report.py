@@ -22,7 +22,10 @@ def main() -> None:
     scores = read_parquet(root / cfg.paths.scores)
     as_of = scores["as_of"].max()
     kpis = portfolio_kpis(
-        read_table(validated, "subscriptions"), 24, as_of=data_end(validated), grace_days=cfg.labels.grace_days
+        read_table(validated, "subscriptions"),
+        24,
+        as_of=data_end(validated),
+        grace_days=cfg.labels.grace_days,
     )
     usage = weekly_usage(read_table(validated, "usage"), as_of=as_of, metric=cfg.features.active_users_metric)
     # the monitor stage's outputs: realised performance of past scores (absent before its first run)

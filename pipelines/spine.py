@@ -17,7 +17,9 @@ def main() -> None:
     cutoffs = training_cutoffs(validated, cfg.spine)
     spine = build_spine(read_table(validated, "subscriptions"), cutoffs)
     write_table(spine, root / cfg.paths.spine, "spine")
-    log.info("%d rows over %d cutoffs (%s to %s)", len(spine), len(cutoffs), cutoffs[0].date(), cutoffs[-1].date())
+    log.info(
+        "%d rows over %d cutoffs (%s to %s)", len(spine), len(cutoffs), cutoffs[0].date(), cutoffs[-1].date()
+    )
 
 
 if __name__ == "__main__":

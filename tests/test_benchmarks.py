@@ -27,7 +27,14 @@ def test_results_table_is_rendered_from_json(tmp_path):
     measured = {"median_s": 2.0, "runs_s": [1.9, 2.0, 2.2], "peak_rss_mb": 123.0}
     fig = harness.figure("generate 1k", "rows_per_s", 5e5, "rows/s", measured, {"accounts": 1000})
     (tmp_path / "x.json").write_text(
-        json.dumps({"benchmark": "x", "date": "2026-11-23T00:00:00", "machine": bench_run.machine(), "figures": [fig]})
+        json.dumps(
+            {
+                "benchmark": "x",
+                "date": "2026-11-23T00:00:00",
+                "machine": bench_run.machine(),
+                "figures": [fig],
+            }
+        )
     )
     table = bench_run.render_table(tmp_path)
     assert "| x | generate 1k | 5e+05 rows/s | 2 (1.9, 2, 2.2) | 123 | accounts=1000 |" in table

@@ -5,10 +5,11 @@ from __future__ import annotations
 import sys
 
 import pytest
-from tables import tiny_tables
 
 from churnml import cli
 from churnml.io import write_folder
+
+from tables import tiny_tables
 
 
 def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:

@@ -331,7 +331,9 @@ def test_save_and_load_give_identical_predictions_without_pickles(tmp_path, tabl
     folder = churn_model.save(tmp_path / "models" / "churn")
     assert sorted(p.name for p in folder.iterdir()) == ["model.json", "model.txt"]
     meta = json.loads((folder / "model.json").read_text())
-    assert meta["calibrator"]["method"] == ModelConfig().calibration and meta["features"] == churn_model.features
+    assert (
+        meta["calibrator"]["method"] == ModelConfig().calibration and meta["features"] == churn_model.features
+    )
     assert (folder / "model.txt").read_text().startswith("tree")
     loaded = TrainedModel.load(folder)
     rows = features  # every row, unlabeled included

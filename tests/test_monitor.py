@@ -13,7 +13,6 @@ import uuid
 import numpy as np
 import pandas as pd
 import pytest
-from _env import require_postgres
 
 from churnml.backtest import ModelCard, backtest, candidate_of
 from churnml.config import Config, LabelsConfig, LightGBMConfig, ModelConfig, SimulatorConfig
@@ -40,6 +39,8 @@ from churnml.monitor import (
     write_monitor_outputs,
 )
 from churnml.warehouse import Warehouse
+
+from _env import require_postgres
 
 NOW = dt.datetime(2026, 1, 1, 12, 0, 0)
 DAY = pd.Timestamp

@@ -99,7 +99,9 @@ def test_repro_runs_every_stage_without_network(repo):
     assert (dest / "mlflow.db").is_file()
     assert not netlog.exists() or netlog.read_text() == "", f"non-loopback network use:\n{netlog.read_text()}"
     status = _run(["dvc", "status"], dest, env)
-    stale = [line for line in status.stdout.splitlines() if "changed" in line and "always changed" not in line]
+    stale = [
+        line for line in status.stdout.splitlines() if "changed" in line and "always changed" not in line
+    ]
     assert not stale, status.stdout  # monitor is always_changed: it reads the warehouse, outside DVC
 
 
@@ -124,10 +126,13 @@ def test_score_after_repro_writes_one_row_per_active_account(repo):
         assert f"scored {len(active):,} accounts as of {last_day.date()}" in proc.stderr
     with duckdb.connect(str(dest / "data" / "warehouse.duckdb"), read_only=True) as con:
         rows = con.execute(
-            "select account_id, churn_probability, top_reasons from churn_scores where as_of = ?", [last_day.date()]
+            "select account_id, churn_probability, top_reasons from churn_scores where as_of = ?",
+            [last_day.date()],
         ).df()
         runs = con.execute("select status from score_runs where as_of = ?", [last_day.date()]).fetchall()
-        default_rows = con.execute("select count(*) from churn_scores where as_of = ?", [end.date()]).fetchone()[0]
+        default_rows = con.execute(
+            "select count(*) from churn_scores where as_of = ?", [end.date()]
+        ).fetchone()[0]
     assert sorted(rows["account_id"]) == sorted(active["account_id"])  # one row each, no duplicate
     assert rows["churn_probability"].between(0, 1).all() and rows["top_reasons"].str.startswith("[").all()
     assert [r[0] for r in runs] == ["succeeded", "succeeded"]

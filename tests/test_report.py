@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from _env import require_chromium
 
 from churnml.config import TiersConfig
 from churnml.errors import ChurnmlError
@@ -27,6 +26,8 @@ from churnml.report import (
     sparkline_svg,
     weekly_usage,
 )
+
+from _env import require_chromium
 
 XSS_NAME = "<script>alert(1)</script>"
 XSS_IMG = "<img src=x onerror=\"document.body.setAttribute('data-pwned', 1)\">"
@@ -286,7 +287,9 @@ def test_report_shows_realised_performance_and_its_decay(report, tmp_path):
     assert "Awaiting outcomes" in page and "No matured scores yet." in page
     # without a monitor run the page is left out
     scores, reasons, usage_weekly, kpis, accounts = _inputs()
-    bare = build_report(scores, reasons, usage_weekly, kpis, tmp_path / "bare", TiersConfig(), accounts=accounts)
+    bare = build_report(
+        scores, reasons, usage_weekly, kpis, tmp_path / "bare", TiersConfig(), accounts=accounts
+    )
     assert 'id="performance"' not in bare.read_text(encoding="utf-8")
 
 

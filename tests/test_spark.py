@@ -9,7 +9,6 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 import pytest
-from _env import require_java
 
 from churnml.config import (
     FeaturesConfig,
@@ -28,6 +27,8 @@ from churnml.labels import build_labels
 from churnml.modeling import train_model
 from churnml.scoring import score_chunk
 from churnml.spine import build_spine, data_end, training_cutoffs
+
+from _env import require_java
 
 # pyspark 4.0 passes pandas a keyword that pandas 3 deprecates
 pytestmark = pytest.mark.filterwarnings("ignore:The copy keyword is deprecated")

@@ -9,6 +9,7 @@ from churnml.errors import ChurnmlError
 from churnml.io import read_folder, write_folder
 from churnml.schemas import TABLES
 from churnml.validate import REASON, validate_tables
+
 from tables import tiny_tables
 
 
@@ -34,7 +35,10 @@ def test_valid_tables_pass_and_are_typed():
 @pytest.mark.parametrize(
     ("tables", "expected"),
     [
-        (_with("subscriptions", mrr=(0, "ten")), ["subscriptions", "'mrr'", "type number", "subscription_id=S1"]),
+        (
+            _with("subscriptions", mrr=(0, "ten")),
+            ["subscriptions", "'mrr'", "type number", "subscription_id=S1"],
+        ),
         (_with("accounts", created_date=(1, "yesterday")), ["accounts", "'created_date'", "account_id=A2"]),
         (_with("subscriptions", account_id=(1, None)), ["subscriptions", "'account_id'", "not_nullable"]),
         (_with("accounts", account_id=(1, "A1")), ["accounts", "duplicate key", "account_id=A1"]),
@@ -46,12 +50,21 @@ def test_valid_tables_pass_and_are_typed():
             _with("subscriptions", end_date=(0, "2023-12-01")),
             ["subscriptions", "'end_date'", "end_date > start_date", "subscription_id=S1"],
         ),
-        (_with("subscriptions", mrr=(2, -5.0)), ["subscriptions", "'mrr'", "greater_than_or_equal_to(0)", "S3"]),
+        (
+            _with("subscriptions", mrr=(2, -5.0)),
+            ["subscriptions", "'mrr'", "greater_than_or_equal_to(0)", "S3"],
+        ),
         (_with("invoices", amount=(0, -1.0)), ["invoices", "'amount'", "invoice_id=I1"]),
-        (_with("usage", account_id=(2, "A404")), ["usage", "'account_id'", "known account", "account_id=A404"]),
+        (
+            _with("usage", account_id=(2, "A404")),
+            ["usage", "'account_id'", "known account", "account_id=A404"],
+        ),
         (_with("accounts", segment=(0, "startup")), ["accounts", "'segment'", "isin", "account_id=A1"]),
         (_with("nps_responses", score=(0, 11)), ["nps_responses", "'score'", "response_id=N1"]),
-        (_with("usage", date=(0, "2024-01-02 13:00")), ["usage", "'date'", "whole day", "date=2024-01-02 13:00"]),
+        (
+            _with("usage", date=(0, "2024-01-02 13:00")),
+            ["usage", "'date'", "whole day", "date=2024-01-02 13:00"],
+        ),
     ],
     ids=[
         "wrong-type",

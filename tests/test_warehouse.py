@@ -21,12 +21,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from _env import require_postgres
 
 from churnml.config import WarehouseConfig
 from churnml.errors import ChurnmlError
 from churnml.schemas import DATE
 from churnml.warehouse import RunInfo, Warehouse, redact_url
+
+from _env import require_postgres
 
 AS_OF = dt.date(2025, 3, 1)
 BACKENDS = ["duckdb", pytest.param("postgresql", marks=pytest.mark.postgres), "sqlite"]

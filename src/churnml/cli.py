@@ -64,7 +64,9 @@ def _echo(text: str) -> None:
 
 @app.command()
 def params(
-    overrides: Annotated[list[str] | None, typer.Argument(help="Hydra overrides, e.g. model.lgbm.num_leaves=63")] = None,
+    overrides: Annotated[
+        list[str] | None, typer.Argument(help="Hydra overrides, e.g. model.lgbm.num_leaves=63")
+    ] = None,
 ) -> None:
     """Compose conf/ (Hydra) into params.yaml, the parameters DVC tracks."""
     from churnml.config import repo_root, write_params
@@ -80,7 +82,9 @@ def generate(
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same data)")] = 42,
     months: Annotated[int, typer.Option(min=1, help="Months of history")] = 24,
     start: Annotated[str, typer.Option(help="First day of the data, YYYY-MM-DD")] = "2024-01-01",
-    truth: Annotated[Path | None, typer.Option(help="Folder for the ground truth (default: OUT/../truth)")] = None,
+    truth: Annotated[
+        Path | None, typer.Option(help="Folder for the ground truth (default: OUT/../truth)")
+    ] = None,
 ) -> None:
     """Write a synthetic SaaS portfolio (the contract's tables) and its ground truth."""
     parse_day(start, "--start")
@@ -167,7 +171,9 @@ def _run_script(stage: str, args: list[str]) -> None:
 
 @app.command()
 def features(
-    folder: Annotated[Path, typer.Argument(help="Folder of contract tables (one that passes `churnml validate`)")],
+    folder: Annotated[
+        Path, typer.Argument(help="Folder of contract tables (one that passes `churnml validate`)")
+    ],
     cutoff: Annotated[list[str], typer.Option(help="As-of date YYYY-MM-DD (repeatable)")],
     out: Annotated[Path, typer.Option("--out", help="Output Parquet file")],
 ) -> None:
@@ -213,12 +219,20 @@ def report() -> None:
 
 @app.command()
 def score(
-    as_of: Annotated[str | None, typer.Option("--as-of", help="YYYY-MM-DD (default: the day after the data ends)")] = None,
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="YYYY-MM-DD (default: the day after the data ends)")
+    ] = None,
     data: Annotated[Path | None, typer.Option(help="Folder of contract tables")] = None,
     source_url: Annotated[str | None, typer.Option(help="Database holding the contract's tables")] = None,
-    warehouse: Annotated[str | None, typer.Option(help="SQLAlchemy URL of the warehouse (default: config)")] = None,
-    churn_version: Annotated[str | None, typer.Option(help="Model version or alias (default: champion)")] = None,
-    expansion_version: Annotated[str | None, typer.Option(help="Model version or alias (default: champion)")] = None,
+    warehouse: Annotated[
+        str | None, typer.Option(help="SQLAlchemy URL of the warehouse (default: config)")
+    ] = None,
+    churn_version: Annotated[
+        str | None, typer.Option(help="Model version or alias (default: champion)")
+    ] = None,
+    expansion_version: Annotated[
+        str | None, typer.Option(help="Model version or alias (default: champion)")
+    ] = None,
     run_kind: Annotated[str, typer.Option(help="scheduled | manual | backtest")] = "manual",
 ) -> None:
     """Score every active account as of a date with the champion models; write scores and reasons."""
@@ -241,11 +255,19 @@ def score(
 def spark_score(
     out: Annotated[str, typer.Option(help="Scores target: a Parquet path or URI, or a catalog table name")],
     data: Annotated[str | None, typer.Option(help="Folder or URI of the contract's Parquet tables")] = None,
-    database: Annotated[str | None, typer.Option(help="Spark catalog database with the contract's tables")] = None,
-    as_of: Annotated[str | None, typer.Option("--as-of", help="YYYY-MM-DD (default: the day after the data ends)")] = None,
+    database: Annotated[
+        str | None, typer.Option(help="Spark catalog database with the contract's tables")
+    ] = None,
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="YYYY-MM-DD (default: the day after the data ends)")
+    ] = None,
     master: Annotated[str, typer.Option(help="Spark master when run outside spark-submit")] = "local[2]",
-    churn_version: Annotated[str | None, typer.Option(help="Model version or alias (default: champion)")] = None,
-    expansion_version: Annotated[str | None, typer.Option(help="Model version or alias (default: champion)")] = None,
+    churn_version: Annotated[
+        str | None, typer.Option(help="Model version or alias (default: champion)")
+    ] = None,
+    expansion_version: Annotated[
+        str | None, typer.Option(help="Model version or alias (default: champion)")
+    ] = None,
 ) -> None:
     """Score on Spark: features from the same SQL, the champion models by mapInPandas, scores written back."""
     day = parse_day(as_of, "--as-of") if as_of else None
@@ -300,7 +322,9 @@ def backtest(
     from churnml.config import repo_root
 
     cfg, tables, url = _score_inputs(data, source_url, warehouse)
-    result = run_backtest(tables, cfg, start, end, every, root=repo_root(), warehouse_url=url, retrain=retrain)
+    result = run_backtest(
+        tables, cfg, start, end, every, root=repo_root(), warehouse_url=url, retrain=retrain
+    )
     for r in result.runs.itertuples():
         _echo(f"{r.as_of.date()} {r.status} churn {r.churn_model_version} ({r.churn_source}) {r.reason}")
 
@@ -410,18 +434,29 @@ def tabular_train(
     positive: Annotated[
         str | None, typer.Option(help="The label value meaning the event, e.g. Yes or 'Attrited Customer'")
     ] = None,
-    id_column: Annotated[str | None, typer.Option("--id", help="Account key column (default: row number)")] = None,
-    date: Annotated[str | None, typer.Option(help="Snapshot date column: time split instead of k-fold")] = None,
-    drop: Annotated[list[str] | None, typer.Option(help="Column to leave out (repeatable): ids, leaked outputs")] = None,
-    categorical: Annotated[list[str] | None, typer.Option(help="Integer-coded column to treat as categorical")] = None,
+    id_column: Annotated[
+        str | None, typer.Option("--id", help="Account key column (default: row number)")
+    ] = None,
+    date: Annotated[
+        str | None, typer.Option(help="Snapshot date column: time split instead of k-fold")
+    ] = None,
+    drop: Annotated[
+        list[str] | None, typer.Option(help="Column to leave out (repeatable): ids, leaked outputs")
+    ] = None,
+    categorical: Annotated[
+        list[str] | None, typer.Option(help="Integer-coded column to treat as categorical")
+    ] = None,
     arr: Annotated[str | None, typer.Option(help="Column holding each account's ARR (ARR metrics)")] = None,
     health: Annotated[
-        list[str] | None, typer.Option(help="Health-score baseline signal COLUMN=WEIGHT (repeatable; + = healthier)")
+        list[str] | None,
+        typer.Option(help="Health-score baseline signal COLUMN=WEIGHT (repeatable; + = healthier)"),
     ] = None,
     target: Annotated[str, typer.Option(help="churn | expansion (what the label means)")] = "churn",
     folds: Annotated[int, typer.Option(help="Stratified folds when there is no --date")] = 5,
     seed: Annotated[int, typer.Option(help="Seed of the folds and the validation carve")] = 0,
-    as_of: Annotated[str | None, typer.Option("--as-of", help="As-of day of rows without a date (default today)")] = None,
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="As-of day of rows without a date (default today)")
+    ] = None,
     track: Annotated[bool, typer.Option(help="Log the run to MLflow")] = True,
 ) -> None:
     """Evaluate out of fold (or out of time), refit on every row, save the model and log the run."""
@@ -430,7 +465,9 @@ def tabular_train(
     from churnml.config import load_config, repo_root
     from churnml.tabular import evaluate_table, fit_final, log_run, prepare_table, read_table, save_run
 
-    spec = _tabular_spec(label, positive, id_column, date, drop, categorical, arr, health, target, folds, seed, as_of)
+    spec = _tabular_spec(
+        label, positive, id_column, date, drop, categorical, arr, health, target, folds, seed, as_of
+    )
     cfg = load_config(check_fresh=False)
     data = prepare_table(read_table(table), spec)
     result = evaluate_table(data, spec, cfg.model, cfg.evaluation)
@@ -451,7 +488,11 @@ def tabular_train(
     if data.counts["unlabeled_rows_left_out"]:
         _echo(f"  {data.counts['unlabeled_rows_left_out']:,} row(s) without a label were left out")
     if track:
-        params = {"tabular": spec.to_dict(), "model": dataclasses.asdict(cfg.model), "evaluation": cfg.evaluation}
+        params = {
+            "tabular": spec.to_dict(),
+            "model": dataclasses.asdict(cfg.model),
+            "evaluation": cfg.evaluation,
+        }
         run_id = log_run(model, result, data, table, params, cfg.tracking, cfg.evaluation, root=repo_root())
         _echo(f"  MLflow run {run_id}")
     _echo(f"wrote {out}")
@@ -531,7 +572,9 @@ def tabular_score(
     else:
         out.parent.mkdir(parents=True, exist_ok=True)
         scores.to_csv(out, index=False)
-    _echo(f"scored {len(scores):,} accounts; tiers {scores['risk_tier'].value_counts().to_dict()}; wrote {out}")
+    _echo(
+        f"scored {len(scores):,} accounts; tiers {scores['risk_tier'].value_counts().to_dict()}; wrote {out}"
+    )
 
 
 def main() -> None:

@@ -56,7 +56,9 @@ class SimulatorConfig:
 
     accounts: int = 5000
     seed: int = 42
-    start_date: str = "2023-12-01"  # the data then ends in November: scoring as of a normal week, not the holidays
+    start_date: str = (
+        "2023-12-01"  # the data then ends in November: scoring as of a normal week, not the holidays
+    )
     months: int = 24
     label_horizon_days: int = 90  # horizon of the true probabilities written to data/truth/
     # A behaviour shift after this date (concept drift); empty = none.
@@ -264,7 +266,9 @@ class WarehouseConfig:
     explanations_table: str = "churn_explanations"
     runs_table: str = "score_runs"
     performance_table: str = "score_performance"
-    lock_timeout_s: float = 60.0  # how long a writer waits for another writer of the same file/as-of (0: fail)
+    lock_timeout_s: float = (
+        60.0  # how long a writer waits for another writer of the same file/as-of (0: fail)
+    )
 
 
 @dataclass

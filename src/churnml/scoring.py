@@ -63,7 +63,9 @@ def recommended_play(tiers: np.ndarray, touch_models: np.ndarray, cfg: TiersConf
     return plays
 
 
-def check_drift(models: Mapping[str, Any], features: pd.DataFrame, cfg: DriftConfig) -> tuple[pd.DataFrame, list[str]]:
+def check_drift(
+    models: Mapping[str, Any], features: pd.DataFrame, cfg: DriftConfig
+) -> tuple[pd.DataFrame, list[str]]:
     """PSI of every model input and of each model's score against its training reference.
 
     Returns:
@@ -78,7 +80,9 @@ def check_drift(models: Mapping[str, Any], features: pd.DataFrame, cfg: DriftCon
         parts.append(table)
     drift = pd.concat(parts, ignore_index=True)
     bound = np.where(drift["kind"] == "score", cfg.psi_fail, cfg.feature_psi_fail)
-    drift["status"] = np.select([drift["psi"] >= bound, drift["psi"] >= cfg.psi_warn], ["fail", "warn"], default="ok")
+    drift["status"] = np.select(
+        [drift["psi"] >= bound, drift["psi"] >= cfg.psi_warn], ["fail", "warn"], default="ok"
+    )
     failed = drift[drift["status"] == "fail"].sort_values("psi", ascending=False)
     if len(failed):
         shown = ", ".join(f"{r.target}:{r.feature} {r.psi:.2f}" for r in failed.head(5).itertuples())
@@ -87,7 +91,9 @@ def check_drift(models: Mapping[str, Any], features: pd.DataFrame, cfg: DriftCon
             f"{cfg.psi_fail}, input bound {cfg.feature_psi_fail}); nothing written"
         )
     warned = drift[drift["status"] == "warn"].sort_values("psi", ascending=False)
-    warnings = [f"drift warning: {r.target}:{r.feature} PSI {r.psi:.2f}" for r in warned.head(10).itertuples()]
+    warnings = [
+        f"drift warning: {r.target}:{r.feature} PSI {r.psi:.2f}" for r in warned.head(10).itertuples()
+    ]
     return drift, warnings
 
 
@@ -159,7 +165,9 @@ def read_source_url(url: str) -> dict[str, pd.DataFrame]:
             if not Path(path).is_file():
                 raise ChurnmlError(f"source {url}: no such DuckDB file")
             with duckdb.connect(path, read_only=True) as con:
-                present = {r[0] for r in con.execute("select table_name from information_schema.tables").fetchall()}
+                present = {
+                    r[0] for r in con.execute("select table_name from information_schema.tables").fetchall()
+                }
                 for name in TABLES:
                     if name in present:
                         tables[name] = con.execute(f'select * from "{name}"').df()
@@ -296,7 +304,9 @@ def score_accounts(
 
     kept: list[pd.DataFrame] = []
 
-    def keep(batch: Iterator[tuple[pd.DataFrame, pd.DataFrame]]) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
+    def keep(
+        batch: Iterator[tuple[pd.DataFrame, pd.DataFrame]],
+    ) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
         for scores, explanations in batch:
             kept.append(scores)
             yield scores, explanations
@@ -310,7 +320,10 @@ def score_accounts(
         data_end=(end - pd.Timedelta(days=1)).date(),
     )
     warehouse = Warehouse.from_config(
-        cfg.warehouse, url_override=warehouse_url or None, root=root, lock_timeout_s=cfg.warehouse.lock_timeout_s
+        cfg.warehouse,
+        url_override=warehouse_url or None,
+        root=root,
+        lock_timeout_s=cfg.warehouse.lock_timeout_s,
     )
     with warehouse:
         result.run = warehouse.write_batches(keep(batches()), run)

@@ -74,7 +74,14 @@ def _parse_types(name: str, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataF
         bad = raw.notna() & values.isna()
         if bad.any():
             failures.append(
-                pd.DataFrame({"column": column, "check": rule, "failure_case": raw[bad].astype(str), "index": raw.index[bad]})
+                pd.DataFrame(
+                    {
+                        "column": column,
+                        "check": rule,
+                        "failure_case": raw[bad].astype(str),
+                        "index": raw.index[bad],
+                    }
+                )
             )
         parsed[column] = values
     frame = frame.assign(**parsed)
@@ -107,16 +114,16 @@ def _key_text(frame: pd.DataFrame, name: str, index_labels: list) -> str:
 def describe_failures(name: str, frame: pd.DataFrame, failures: pd.DataFrame) -> str:
     """One line: table, column, rule, how many rows, and a few offending keys."""
     first = failures.iloc[0]
-    same = failures[(failures["column"].astype(str) == str(first["column"])) & (failures["check"] == first["check"])]
+    same = failures[
+        (failures["column"].astype(str) == str(first["column"])) & (failures["check"] == first["check"])
+    ]
     labels = [i for i in same["index"].dropna().unique().tolist() if i in frame.index]
     column = first["column"] if pd.notna(first["column"]) else "(table)"
     where = f"; e.g. {_key_text(frame, name, labels)}" if labels else ""
     value = f" (value {first['failure_case']!r})" if pd.notna(first["failure_case"]) and not labels else ""
     more = failures[["column", "check"]].drop_duplicates()
     extra = f" [+{len(more) - 1} other failing rule(s)]" if len(more) > 1 else ""
-    return (
-        f"{name}: column {column!r} fails rule {first['check']!r} in {max(len(labels), 1)} row(s){value}{where}{extra}"
-    )
+    return f"{name}: column {column!r} fails rule {first['check']!r} in {max(len(labels), 1)} row(s){value}{where}{extra}"
 
 
 def _bad_rows(name: str, frame: pd.DataFrame, failures: pd.DataFrame) -> pd.Series:
@@ -180,7 +187,9 @@ def validate_tables(tables: dict[str, pd.DataFrame], quarantine: bool = False) -
                         f"in {int(orphan.sum())} row(s); e.g. {keys}"
                     )
                 labels = good.index[orphan]
-                moved = frame.loc[labels].assign(**{REASON: "account_id: known account (present in accounts)"})
+                moved = frame.loc[labels].assign(
+                    **{REASON: "account_id: known account (present in accounts)"}
+                )
                 rejected = pd.concat([rejected, moved])
                 good = good[~orphan]
         valid[name] = good.reset_index(drop=True)
