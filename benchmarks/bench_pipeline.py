@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from harness import figure, measure_command, measure_python
 
@@ -64,13 +65,15 @@ print(json.dumps({{"timed_s": time.perf_counter() - start}}))
 """
 
 
-def _prepare(work: Path, quick: bool) -> dict:
-    """Default (or quick) data, spine, labels, features, and both models for scoring, under ``work``."""
+def prepare_portfolio(work: Path, sim: Any, n_estimators: int | None = None) -> Any:
+    """A simulated portfolio under ``work``: features.parquet, labels.parquet, and both models in models/<target>.
+
+    Returns the feature table (every monthly cutoff). ``n_estimators`` caps the model's rounds (None: default).
+    """
     from churnml.config import (
         FeaturesConfig,
         LabelsConfig,
         ModelConfig,
-        SimulatorConfig,
         SpineConfig,
         SplitConfig,
     )
@@ -82,7 +85,6 @@ def _prepare(work: Path, quick: bool) -> dict:
     from churnml.spine import build_spine, data_end, training_cutoffs
     from churnml.validate import validate_tables
 
-    sim = SimulatorConfig(accounts=QUICK["accounts"], months=QUICK["months"]) if quick else SimulatorConfig()
     raw = work / "raw"
     generate(sim, raw, work / "truth")
     tables = validate_tables(read_folder(raw)).tables
@@ -92,12 +94,21 @@ def _prepare(work: Path, quick: bool) -> dict:
     write_parquet(features, work / "features.parquet")
     write_parquet(labels, work / "labels.parquet")
     model_cfg = ModelConfig()
-    if quick:
-        model_cfg.lgbm.n_estimators = QUICK["n_estimators"]
+    if n_estimators is not None:
+        model_cfg.lgbm.n_estimators = n_estimators
     for target in ("churn", "expansion"):
         train_model(features, labels, target, model_cfg, SplitConfig(), LabelsConfig().horizon_days).save(
             work / "models" / target
         )
+    return features
+
+
+def _prepare(work: Path, quick: bool) -> dict:
+    """Default (or quick) data, spine, labels, features, and both models for scoring, under ``work``."""
+    from churnml.config import SimulatorConfig
+
+    sim = SimulatorConfig(accounts=QUICK["accounts"], months=QUICK["months"]) if quick else SimulatorConfig()
+    features = prepare_portfolio(work, sim, QUICK["n_estimators"] if quick else None)
     last = features["cutoff"].max()
     return {
         "accounts": sim.accounts,

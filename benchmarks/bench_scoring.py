@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness import figure, measure_python, postgres_url
+from harness import drop_schema, figure, measure_python, warehouse_backends
 
 N_ROWS, N_ROWS_QUICK = 100_000, 2_000
 SIM = {"accounts": 2_000, "months": 24}
@@ -64,35 +64,15 @@ print(json.dumps({{"timed_s": elapsed}}))
 
 
 def _prepare(work: Path, quick: bool) -> dict:
-    """Portfolio, features, both models, and the scoring rows, under ``work`` (untimed)."""
-    from churnml.config import (
-        FeaturesConfig,
-        LabelsConfig,
-        ModelConfig,
-        SimulatorConfig,
-        SpineConfig,
-        SplitConfig,
-    )
-    from churnml.features import build_features
-    from churnml.io import read_folder, write_parquet
-    from churnml.labels import build_labels
-    from churnml.modeling import train_model
-    from churnml.simulate import generate
-    from churnml.spine import build_spine, data_end, training_cutoffs
-    from churnml.validate import validate_tables
+    """Portfolio, features, both models (bench_pipeline's preparation), and the scoring rows (untimed)."""
+    from churnml.config import SimulatorConfig
+    from churnml.io import write_parquet
+
+    from bench_pipeline import prepare_portfolio
 
     size = SIM_QUICK if quick else SIM
-    generate(SimulatorConfig(accounts=size["accounts"], months=size["months"]), work / "raw", work / "truth")
-    tables = validate_tables(read_folder(work / "raw")).tables
-    spine = build_spine(tables["subscriptions"], training_cutoffs(tables, SpineConfig()))
-    features = build_features(tables, spine, FeaturesConfig())
-    labels = build_labels(tables["subscriptions"], spine, LabelsConfig(), data_end(tables))
-    model_cfg = ModelConfig()
-    if quick:
-        model_cfg.lgbm.n_estimators = SIM_QUICK["n_estimators"]
-    for target in ("churn", "expansion"):
-        model = train_model(features, labels, target, model_cfg, SplitConfig(), LabelsConfig().horizon_days)
-        model.save(work / "models" / target)
+    sim = SimulatorConfig(accounts=size["accounts"], months=size["months"])
+    features = prepare_portfolio(work, sim, SIM_QUICK["n_estimators"] if quick else None)
     last = features[features["cutoff"] == features["cutoff"].max()].reset_index(drop=True)
     n = N_ROWS_QUICK if quick else N_ROWS
     rows = last.iloc[np.random.default_rng(7).integers(0, len(last), n)].reset_index(drop=True)
@@ -113,15 +93,6 @@ def _trees(folder: Path) -> int:
     return int(TrainedModel.load(folder).booster.num_trees())
 
 
-def _drop_schema(url: str, schema: str) -> None:
-    import sqlalchemy as sa
-
-    engine = sa.create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-    engine.dispose()
-
-
 def run(quick: bool) -> list[dict]:
     """Scoring with explanations into DuckDB, then PostgreSQL when reachable (fresh tables each run)."""
     from churnml.warehouse import redact_url
@@ -131,20 +102,14 @@ def run(quick: bool) -> list[dict]:
     figures = []
     try:
         info = _prepare(work, quick)
-        backends = [("duckdb", "duckdb:///")]
-        pg_url = postgres_url()
-        if pg_url:
-            backends.append(("postgresql", pg_url))
-        else:
-            print("   postgresql: not reachable (CHURNML_PG_URL), skipped")
-        for backend, url in backends:
+        for backend, url in warehouse_backends("duckdb:///"):
             schema = f"bench_{uuid.uuid4().hex[:12]}" if backend == "postgresql" else ""
             try:
                 code = CODE.format(work=str(work), url=url, schema=schema, versions=VERSIONS)
                 measured = measure_python(code, repeats=repeats)
             finally:
                 if schema:
-                    _drop_schema(url, schema)
+                    drop_schema(url, schema)
             rows = json.loads((work / "rows.json").read_text())
             where = "a DuckDB file" if backend == "duckdb" else redact_url(url).split("@")[-1]
             params = {**info, "backend": backend, "explanation_rows": rows["explanations"]}

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness import figure, measure_python, postgres_url
+from harness import drop_schema, figure, measure_python, warehouse_backends
 
 N_SCORES, N_SCORES_QUICK = 100_000, 2_000
 REASONS_PER_ACCOUNT = 3
@@ -116,13 +116,7 @@ def run(quick: bool) -> list[dict]:
     try:
         scores.to_parquet(folder / "scores.parquet")
         expl.to_parquet(folder / "explanations.parquet")
-        backends = [("duckdb", f"duckdb:///{folder / 'replace.duckdb'}")]
-        pg_url = postgres_url()
-        if pg_url:
-            backends.append(("postgresql", pg_url))
-        else:
-            print("   postgresql: not reachable (CHURNML_PG_URL), skipped")
-        for backend, url in backends:
+        for backend, url in warehouse_backends(f"duckdb:///{folder / 'replace.duckdb'}"):
             schema = f"bench_{uuid.uuid4().hex[:12]}" if backend == "postgresql" else ""
             # the replace mode rewrites rows written here, outside the timing
             with Warehouse(url, schema=schema) as wh:
@@ -158,12 +152,7 @@ def run(quick: bool) -> list[dict]:
                     )
             finally:
                 if schema:
-                    import sqlalchemy as sa
-
-                    engine = sa.create_engine(url)
-                    with engine.begin() as conn:
-                        conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-                    engine.dispose()
+                    drop_schema(url, schema)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     return figures

@@ -202,3 +202,24 @@ def postgres_url() -> str | None:
     except Exception:
         return None
     return url
+
+
+def warehouse_backends(duckdb_url: str) -> list[tuple[str, str]]:
+    """(backend, URL) to measure: DuckDB at ``duckdb_url``, and PostgreSQL when one answers (else said, skipped)."""
+    backends = [("duckdb", duckdb_url)]
+    pg_url = postgres_url()
+    if pg_url:
+        backends.append(("postgresql", pg_url))
+    else:
+        print("   postgresql: not reachable (CHURNML_PG_URL), skipped")
+    return backends
+
+
+def drop_schema(url: str, schema: str) -> None:
+    """Drop a benchmark's PostgreSQL schema and everything in it."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+    engine.dispose()
