@@ -871,7 +871,7 @@ def score_accounts_spark(
         total = features.count()
         if total == 0:
             raise ChurnmlError(f"no account is active at {day.date()}: nothing to score")
-        _check_inputs(features, models)
+        # unseen categories are checked on the whole frame by score_spark, before any task runs
         fraction = min(1.0, DRIFT_SAMPLE_ROWS / total)
         sample = features.sample(fraction=fraction, seed=0) if fraction < 1.0 else features
         sample_pd = _tidy(sample.toArrow().to_pandas())
