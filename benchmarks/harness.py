@@ -10,6 +10,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 TREE_SAMPLE_S = 0.1  # sampling interval of a process tree's memory
@@ -121,6 +122,7 @@ def measure_command(
     env: dict | None = None,
     cwd: str | Path | None = None,
     tree: bool = False,
+    keys: Sequence[str] = (),
 ) -> dict:
     """Run a command ``repeats`` times in fresh processes.
 
@@ -131,9 +133,11 @@ def measure_command(
         {"median_s", "runs_s", "peak_rss_mb"}: the median wall time (or of the ``{"timed_s": x}`` JSON line the
         command printed last, when it prints one), every run, and the largest peak RSS seen; plus
         "median_cpu_s" and "cpu_runs_s" when that line also carries ``"cpu_s"`` (the timed section's CPU
-        seconds, every thread: steadier than wall time on a shared machine).
+        seconds, every thread: steadier than wall time on a shared machine); and, for each of ``keys`` (other
+        numbers on that line, such as the time of one step), "keys" (its median) and "key_runs" (every run).
     """
     runs, peaks, cpus = [], [], []
+    key_runs: dict[str, list[float]] = {k: [] for k in keys}
     for _ in range(repeats):
         wall, peak, stdout = _run_once(argv, env, cwd, tree)
         timed = _timed_from_stdout(stdout)
@@ -142,9 +146,16 @@ def measure_command(
         cpu = _timed_from_stdout(stdout, "cpu_s")
         if cpu is not None:
             cpus.append(round(cpu, 4))
+        for key in keys:
+            value = _timed_from_stdout(stdout, key)
+            if value is None:
+                raise RuntimeError(f"benchmark command printed no {key!r}: {' '.join(argv)[:200]}")
+            key_runs[key].append(round(value, 4))
     out = {"median_s": statistics.median(runs), "runs_s": runs, "peak_rss_mb": round(max(peaks), 1)}
     if len(cpus) == len(runs):
         out |= {"median_cpu_s": statistics.median(cpus), "cpu_runs_s": cpus}
+    if keys:
+        out |= {"keys": {k: statistics.median(v) for k, v in key_runs.items()}, "key_runs": key_runs}
     return out
 
 
@@ -163,10 +174,17 @@ def combine(measured: list[dict]) -> dict:
 
 
 def measure_python(
-    code: str, repeats: int = 3, env: dict | None = None, cwd: str | Path | None = None, tree: bool = False
+    code: str,
+    repeats: int = 3,
+    env: dict | None = None,
+    cwd: str | Path | None = None,
+    tree: bool = False,
+    keys: Sequence[str] = (),
 ) -> dict:
     """:func:`measure_command` for ``python -c code`` in a fresh interpreter of this environment."""
-    return measure_command([sys.executable, "-c", code], repeats=repeats, env=env, cwd=cwd, tree=tree)
+    return measure_command(
+        [sys.executable, "-c", code], repeats=repeats, env=env, cwd=cwd, tree=tree, keys=keys
+    )
 
 
 def figure(

@@ -38,3 +38,17 @@ def test_results_table_is_rendered_from_json(tmp_path):
     )
     table = bench_run.render_table(tmp_path)
     assert "| x | generate 1k | 5e+05 rows/s | 2 (1.9, 2, 2.2) | 123 | accounts=1000 |" in table
+
+
+def test_other_numbers_of_the_timed_line_are_collected_per_run():
+    code = "import json, os; print(json.dumps({'timed_s': 0.1, 'step_s': 0.02 + 0.01 * (os.getpid() % 2)}))"
+    measured = harness.measure_python(code, repeats=3, keys=["step_s"])
+    assert len(measured["key_runs"]["step_s"]) == 3
+    assert measured["keys"]["step_s"] in measured["key_runs"]["step_s"]
+    assert all(v in (0.02, 0.03) for v in measured["key_runs"]["step_s"])
+    try:
+        harness.measure_python(code, repeats=1, keys=["absent_s"])
+    except RuntimeError as exc:
+        assert "absent_s" in str(exc)
+    else:
+        raise AssertionError("a key the command did not print must fail the measurement")

@@ -246,6 +246,15 @@ def _distinct(con: duckdb.DuckDBPyConnection, sql: str) -> list[str]:
     return sorted(str(r[0]) for r in con.execute(sql).fetchall() if r[0] is not None)
 
 
+def register_usage_periods(con: duckdb.DuckDBPyConnection, periods: fs.UsagePeriods) -> None:
+    """The usage steps' parameter tables, ``usage_calendar`` and ``usage_cutoffs``, with DATE columns."""
+    for name, frame in (("usage_calendar", periods.calendar), ("usage_cutoffs", periods.cutoffs)):
+        con.register(f"{name}_src", frame)
+        dates = ", ".join(f"CAST({c} AS DATE) AS {c}" for c in frame.columns if frame[c].dtype.kind == "M")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * REPLACE ({dates}) FROM {name}_src")
+        con.unregister(f"{name}_src")
+
+
 def _build(
     con: duckdb.DuckDBPyConnection, present: set[str], keys: pd.DataFrame, cfg: FeaturesConfig
 ) -> pd.DataFrame:
@@ -263,13 +272,7 @@ def _build(
     columns: dict[str, list[str]] = {}
     if {"usage", "adoption", "lifecycle"} & set(families):
         periods = fs.usage_periods(cutoffs, win)
-        for name, frame in (("usage_calendar", periods.calendar), ("usage_cutoffs", periods.cutoffs)):
-            con.register(f"{name}_src", frame)
-            dates = ", ".join(
-                f"CAST({c} AS DATE) AS {c}" for c in frame.columns if frame[c].dtype.kind == "M"
-            )
-            con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * REPLACE ({dates}) FROM {name}_src")
-            con.unregister(f"{name}_src")
+        register_usage_periods(con, periods)
         # per range of accounts: aggregate the usage periods, finish the per-metric features, drop the rest
         starts = []
         passes = _partitions(keys["account_id"].tolist(), len(keys), _groups_per_pass(cfg.memory_limit))
