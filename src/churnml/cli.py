@@ -217,22 +217,28 @@ def report() -> None:
     _run_script("report", [])
 
 
+# the scoring commands' shared options: the as-of day, and which model version each target uses
+ScoringDay = Annotated[
+    str | None, typer.Option("--as-of", help="YYYY-MM-DD (default: the day after the data ends)")
+]
+ModelRef = Annotated[str | None, typer.Option(help="Model version or alias (default: champion)")]
+
+
+def _model_refs(churn_version: str | None, expansion_version: str | None) -> dict[str, str]:
+    """The model references given on the command line, by target (the others stay champion)."""
+    return {k: v for k, v in (("churn", churn_version), ("expansion", expansion_version)) if v}
+
+
 @app.command()
 def score(
-    as_of: Annotated[
-        str | None, typer.Option("--as-of", help="YYYY-MM-DD (default: the day after the data ends)")
-    ] = None,
+    as_of: ScoringDay = None,
     data: Annotated[Path | None, typer.Option(help="Folder of contract tables")] = None,
     source_url: Annotated[str | None, typer.Option(help="Database holding the contract's tables")] = None,
     warehouse: Annotated[
         str | None, typer.Option(help="SQLAlchemy URL of the warehouse (default: config)")
     ] = None,
-    churn_version: Annotated[
-        str | None, typer.Option(help="Model version or alias (default: champion)")
-    ] = None,
-    expansion_version: Annotated[
-        str | None, typer.Option(help="Model version or alias (default: champion)")
-    ] = None,
+    churn_version: ModelRef = None,
+    expansion_version: ModelRef = None,
     run_kind: Annotated[str, typer.Option(help="scheduled | manual | backtest")] = "manual",
 ) -> None:
     """Score every active account as of a date with the champion models; write scores and reasons."""
@@ -240,7 +246,7 @@ def score(
     from churnml.scoring import score_accounts
 
     cfg, tables, url = _score_inputs(data, source_url, warehouse)
-    refs = {k: v for k, v in (("churn", churn_version), ("expansion", expansion_version)) if v}
+    refs = _model_refs(churn_version, expansion_version)
     result = score_accounts(tables, cfg, as_of=day, model_refs=refs, warehouse_url=url, run_kind=run_kind)
     for line in result.warnings:
         _echo(line)
@@ -258,16 +264,10 @@ def spark_score(
     database: Annotated[
         str | None, typer.Option(help="Spark catalog database with the contract's tables")
     ] = None,
-    as_of: Annotated[
-        str | None, typer.Option("--as-of", help="YYYY-MM-DD (default: the day after the data ends)")
-    ] = None,
+    as_of: ScoringDay = None,
     master: Annotated[str, typer.Option(help="Spark master when run outside spark-submit")] = "local[2]",
-    churn_version: Annotated[
-        str | None, typer.Option(help="Model version or alias (default: champion)")
-    ] = None,
-    expansion_version: Annotated[
-        str | None, typer.Option(help="Model version or alias (default: champion)")
-    ] = None,
+    churn_version: ModelRef = None,
+    expansion_version: ModelRef = None,
 ) -> None:
     """Score on Spark: features from the same SQL, the champion models by mapInPandas, scores written back."""
     day = parse_day(as_of, "--as-of") if as_of else None
@@ -284,7 +284,7 @@ def spark_score(
         source: object = {name: f"{database}.{name}" for name in TABLES if name in present}
     else:
         source = data
-    refs = {k: v for k, v in (("churn", churn_version), ("expansion", expansion_version)) if v}
+    refs = _model_refs(churn_version, expansion_version)
     result = score_accounts_spark(spark, source, cfg, out, as_of=day, model_refs=refs)
     for line in result["warnings"]:
         _echo(line)
