@@ -109,44 +109,47 @@ def run(quick: bool) -> list[dict]:
             "build_features(families=[usage]) from Parquet",
         )
     ]
-    notes = {
-        "usage_agg": "one pass over the usage rows: a sum per (lag, bucket) slot, active-day bits, positive-day bounds",
-        "usage_metric_features": "per cutoff and metric: the slots of the periods it sees, windows, z-score, carry-forward",
-        "usage_account": "metrics pivoted to one row per spine row, adoption inputs",
-    }
-    for step in STEPS:
-        seconds = plan["keys"][f"step_{step}"]
-        figures.append(
-            figure(
-                f"{label}: step {step}",
-                "seconds",
-                seconds,
-                "s",
-                plan | {"median_s": seconds, "runs_s": plan["key_runs"][f"step_{step}"]},
-                params | {"share_of_build": round(seconds / total, 3)},
-                notes[step],
-            )
-        )
-    for key, name, note in (
+    parts = (  # (measurement, key, figure name, note)
         (
+            plan,
+            "step_usage_agg",
+            "step usage_agg",
+            "one pass over the usage rows: a sum per (lag, bucket) slot, active-day bits, positive-day bounds",
+        ),
+        (
+            plan,
+            "step_usage_metric_features",
+            "step usage_metric_features",
+            "per cutoff and metric: the slots of the periods it sees, windows, z-score, carry-forward",
+        ),
+        (
+            plan,
+            "step_usage_account",
+            "step usage_account",
+            "metrics pivoted to one row per spine row, adoption inputs",
+        ),
+        (
+            floor,
             "one_sum_s",
             "one pass, one sum per (account, period, metric)",
             "scan, calendar join, hash aggregation: the least any single pass costs",
         ),
         (
+            floor,
             "plan_pass_s",
             "one pass, the plan's aggregates",
             "the usage_agg step's SQL alone, in its own connection",
         ),
-    ):
-        seconds = floor["keys"][key]
+    )
+    for measured, key, name, note in parts:
+        seconds = measured["keys"][key]
         figures.append(
             figure(
                 f"{label}: {name}",
                 "seconds",
                 seconds,
                 "s",
-                floor | {"median_s": seconds, "runs_s": floor["key_runs"][key]},
+                measured | {"median_s": seconds, "runs_s": measured["key_runs"][key]},
                 params | {"share_of_build": round(seconds / total, 3)},
                 note,
             )
