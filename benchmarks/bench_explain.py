@@ -66,7 +66,7 @@ features = pd.read_parquet(folder / "features.parquet")
 EXPLAIN = (
     SETUP
     + """
-from churnml.explain import explain_accounts
+from churnml.explain.contributions import explain_accounts
 start, cpu = time.perf_counter(), time.process_time()
 out = explain_accounts(model, features, top_n={top_n})
 elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu

@@ -41,8 +41,8 @@ DUCKDB_CODE = """
 import json, time
 import pandas as pd
 from churnml.config import FeaturesConfig
-from churnml.features import build_features
-from churnml.spine import build_spine
+from churnml.features.engine import build_features
+from churnml.dataset.spine import build_spine
 folder, cutoffs, families = {folder!r}, {cutoffs!r}, {families!r}
 cfg = FeaturesConfig(threads={threads}, memory_limit={memory!r}, **({{"families": families}} if families else {{}}))
 spine = build_spine(pd.read_parquet(folder + "/subscriptions.parquet"), cutoffs)
@@ -58,7 +58,7 @@ import json, sys, time
 import pandas as pd
 sys.path.insert(0, {bench_dir!r})
 from bench_features import pandas_usage_features
-from churnml.spine import build_spine
+from churnml.dataset.spine import build_spine
 folder, cutoffs = {folder!r}, {cutoffs!r}
 usage = pd.read_parquet(folder + "/usage.parquet")
 subs = pd.read_parquet(folder + "/subscriptions.parquet")
@@ -80,7 +80,7 @@ def pandas_usage_features(
     """The usage family (sums, mean, trend, days since last use, z-score) the way a pandas user writes it.
 
     Vectorised per cutoff: filter the 91-day window, group by (account, metric), pivot the metrics wide;
-    categorical keys; no loop over accounts. Same definitions as ``churnml.feature_sql``.
+    categorical keys; no loop over accounts. Same definitions as ``churnml.features.sql``.
     """
     usage = usage.assign(
         account_id=usage["account_id"].astype("category"), metric=usage["metric"].astype("category")
@@ -149,7 +149,7 @@ def _rows(folder: Path) -> dict[str, int]:
 
 def _generate(accounts: int, folder: Path) -> dict[str, int]:
     from churnml.config import SimulatorConfig
-    from churnml.simulate import generate
+    from churnml.sources.simulate import generate
 
     if not (folder / "usage.parquet").is_file():
         generate(
@@ -161,8 +161,8 @@ def _generate(accounts: int, folder: Path) -> dict[str, int]:
 def _check_reference(folder: Path) -> bool:
     """The pandas reference computes what the engine computes (on the given data)."""
     from churnml.config import FeaturesConfig
-    from churnml.features import build_features
-    from churnml.spine import build_spine
+    from churnml.dataset.spine import build_spine
+    from churnml.features.engine import build_features
 
     usage, subs = pd.read_parquet(folder / "usage.parquet"), pd.read_parquet(folder / "subscriptions.parquet")
     spine = build_spine(subs, CUTOFFS)
@@ -302,7 +302,7 @@ def run(quick: bool) -> list[dict]:
 
 
 def _spine_rows(folder: Path) -> int:
-    from churnml.spine import build_spine
+    from churnml.dataset.spine import build_spine
 
     subs = pd.read_parquet(folder / "subscriptions.parquet", columns=["account_id", "start_date", "end_date"])
     return len(build_spine(subs, CUTOFFS))

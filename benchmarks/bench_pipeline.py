@@ -35,8 +35,8 @@ VERSIONS = {"churn": "1", "expansion": "1"}
 TRAIN_CODE = """
 import json, time
 from churnml.config import ModelConfig, SplitConfig, LabelsConfig
-from churnml.io import read_parquet
-from churnml.modeling import train_model
+from churnml.contract.io import read_parquet
+from churnml.modeling.model import train_model
 from pathlib import Path
 work = Path({work!r})
 features, labels = read_parquet(work / "features.parquet"), read_parquet(work / "labels.parquet")
@@ -51,9 +51,9 @@ SCORE_CODE = """
 import json, time
 from pathlib import Path
 from churnml.config import ScoringConfig
-from churnml.io import read_parquet
-from churnml.modeling import TrainedModel
-from churnml.scoring import score_chunk
+from churnml.contract.io import read_parquet
+from churnml.modeling.model import TrainedModel
+from churnml.scoring.batch import score_chunk
 work = Path({work!r})
 features = read_parquet(work / "features.parquet")
 features = features[features["cutoff"] == features["cutoff"].max()].reset_index(drop=True)
@@ -77,13 +77,13 @@ def prepare_portfolio(work: Path, sim: Any, n_estimators: int | None = None) -> 
         SpineConfig,
         SplitConfig,
     )
-    from churnml.features import build_features
-    from churnml.io import read_folder, write_parquet
-    from churnml.labels import build_labels
-    from churnml.modeling import train_model
-    from churnml.simulate import generate
-    from churnml.spine import build_spine, data_end, training_cutoffs
-    from churnml.validate import validate_tables
+    from churnml.contract.io import read_folder, write_parquet
+    from churnml.contract.validate import validate_tables
+    from churnml.dataset.labels import build_labels
+    from churnml.dataset.spine import build_spine, data_end, training_cutoffs
+    from churnml.features.engine import build_features
+    from churnml.modeling.model import train_model
+    from churnml.sources.simulate import generate
 
     raw = work / "raw"
     generate(sim, raw, work / "truth")

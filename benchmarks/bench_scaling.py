@@ -31,8 +31,8 @@ CODE = """
 import json, time
 import pandas as pd
 from churnml.config import FeaturesConfig
-from churnml.features import build_features
-from churnml.spine import build_spine
+from churnml.features.engine import build_features
+from churnml.dataset.spine import build_spine
 folder, cutoffs = {folder!r}, {cutoffs!r}
 spine = build_spine(pd.read_parquet(folder + "/subscriptions.parquet"), cutoffs)
 cfg = FeaturesConfig(threads={threads}, memory_limit={memory!r})
@@ -46,8 +46,8 @@ print(json.dumps({{"timed_s": elapsed}}))
 
 def _generate(accounts: int, work: Path) -> tuple[Path, dict[str, int]]:
     from churnml.config import SimulatorConfig
-    from churnml.simulate import generate
-    from churnml.spine import build_spine
+    from churnml.dataset.spine import build_spine
+    from churnml.sources.simulate import generate
 
     folder = work / "raw"
     generate(SimulatorConfig(accounts=accounts, months=SIM_MONTHS, seed=SEED), folder, work / "truth")

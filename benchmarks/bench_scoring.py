@@ -1,6 +1,6 @@
 """Nightly scoring of 100,000 accounts with explanations, into DuckDB and PostgreSQL: accounts/s, rows/s, memory.
 
-The measured process does what ``churnml.scoring.score_accounts`` does once the features exist (the feature
+The measured process does what ``churnml.scoring.batch.score_accounts`` does once the features exist (the feature
 build has its own benchmark): the model/feature schema guard, the drift guard (PSI of every input and of
 both scores), then chunk by chunk (``scoring.chunk_size``) both models' probabilities, tiers, plays, exact
 TreeSHAP explanations and reasons (``score_chunk``), streamed into one warehouse transaction
@@ -36,10 +36,10 @@ CODE = """
 import json, time
 from pathlib import Path
 from churnml.config import ScoringConfig
-from churnml.io import read_parquet
-from churnml.modeling import TrainedModel
-from churnml.scoring import _chunks, check_drift, score_chunk
-from churnml.warehouse import RunInfo, Warehouse
+from churnml.contract.io import read_parquet
+from churnml.modeling.model import TrainedModel
+from churnml.scoring.batch import _chunks, check_drift, score_chunk
+from churnml.warehouse.store import RunInfo, Warehouse
 work, url, schema = Path({work!r}), {url!r}, {schema!r}
 features = read_parquet(work / "scoring.parquet")
 models = {{t: TrainedModel.load(work / "models" / t) for t in ("churn", "expansion")}}
@@ -66,7 +66,7 @@ print(json.dumps({{"timed_s": elapsed}}))
 def _prepare(work: Path, quick: bool) -> dict:
     """Portfolio, features, both models (bench_pipeline's preparation), and the scoring rows (untimed)."""
     from churnml.config import SimulatorConfig
-    from churnml.io import write_parquet
+    from churnml.contract.io import write_parquet
 
     from bench_pipeline import prepare_portfolio
 
@@ -88,14 +88,14 @@ def _prepare(work: Path, quick: bool) -> dict:
 
 
 def _trees(folder: Path) -> int:
-    from churnml.modeling import TrainedModel
+    from churnml.modeling.model import TrainedModel
 
     return int(TrainedModel.load(folder).booster.num_trees())
 
 
 def run(quick: bool) -> list[dict]:
     """Scoring with explanations into DuckDB, then PostgreSQL when reachable (fresh tables each run)."""
-    from churnml.warehouse import redact_url
+    from churnml.warehouse.store import redact_url
 
     repeats = 1 if quick else 3
     work = Path(tempfile.mkdtemp(prefix="bench_scoring_"))

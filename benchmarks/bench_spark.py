@@ -35,7 +35,7 @@ DUCKDB_CODE = """
 import json, time
 import pandas as pd
 from churnml.config import FeaturesConfig
-from churnml.features import build_features
+from churnml.features.engine import build_features
 cfg = FeaturesConfig(threads={threads}, memory_limit={memory!r}, **{extra!r})
 spine = pd.read_parquet({spine!r})
 start = time.perf_counter()
@@ -49,7 +49,7 @@ SPARK_CODE = """
 import json, time
 import pandas as pd
 from churnml.config import FeaturesConfig
-from churnml.spark_engine import build_features_spark, spark_session
+from churnml.features.spark import build_features_spark, spark_session
 began = time.perf_counter()
 spark = spark_session(master={master!r}, driver_memory={driver_memory!r}, quick_start={quick!r})
 started = time.perf_counter() - began
@@ -69,8 +69,8 @@ print(json.dumps({{"timed_s": elapsed}}))
 def _prepare(work: Path, accounts: int, cutoffs: list[str]) -> tuple[Path, Path, dict[str, int]]:
     """Simulated tables and their spine, written once (untimed)."""
     from churnml.config import SimulatorConfig
-    from churnml.simulate import generate
-    from churnml.spine import build_spine
+    from churnml.dataset.spine import build_spine
+    from churnml.sources.simulate import generate
 
     folder = work / "raw"
     generate(SimulatorConfig(accounts=accounts, months=SIM_MONTHS, seed=SEED), folder, work / "truth")

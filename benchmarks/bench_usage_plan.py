@@ -6,7 +6,7 @@ times two single aggregations over the same rows, to show how much of the build 
 - ``one pass, one sum``: scan, the calendar join and one SUM per (account, period, metric): the least a
   plan that reads every usage row once can cost;
 - ``one pass, the plan's aggregates``: the ``usage_agg`` step alone (one sum per (lag, bucket) slot, the
-  active-day bits and the positive-day bounds; see churnml.feature_sql).
+  active-day bits and the positive-day bounds; see churnml.features.sql).
 
 10,000 simulated accounts, 24 monthly cutoffs, usage family only, 2 threads, each figure the median of 3
 fresh processes (quick: 200 accounts, one run). ``BENCH_FEATURES_DATA`` reuses the features benchmark's
@@ -30,14 +30,14 @@ PLAN_CODE = """
 import json, logging, time
 import pandas as pd
 from churnml.config import FeaturesConfig
-from churnml.features import build_features
-from churnml.spine import build_spine
+from churnml.features.engine import build_features
+from churnml.dataset.spine import build_spine
 steps = {{}}
 class Steps(logging.Handler):
     def emit(self, record):
         if str(record.msg).startswith("features: %s in"):
             steps[record.args[0]] = steps.get(record.args[0], 0.0) + record.args[1]
-logger = logging.getLogger("churnml.features")
+logger = logging.getLogger("churnml.features.engine")
 logger.setLevel(logging.DEBUG)
 logger.addHandler(Steps())
 folder = {folder!r}
@@ -52,10 +52,10 @@ print(json.dumps(out | {{f"step_{{k}}": v for k, v in steps.items()}}))
 FLOOR_CODE = """
 import json, time
 import pandas as pd
-from churnml import feature_sql as fs
+from churnml.features import sql as fs
 from churnml.config import FeaturesConfig
-from churnml.features import connect, register_sources, register_usage_periods
-from churnml.spine import to_cutoffs
+from churnml.features.engine import connect, register_sources, register_usage_periods
+from churnml.dataset.spine import to_cutoffs
 folder = {folder!r}
 cfg = FeaturesConfig(threads={threads}, memory_limit={memory!r}, families=["usage"])
 con = connect(cfg)

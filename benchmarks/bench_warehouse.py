@@ -24,7 +24,7 @@ CODE = """
 import json, sys, time, uuid
 from pathlib import Path
 import pandas as pd
-from churnml.warehouse import RunInfo, Warehouse
+from churnml.warehouse.store import RunInfo, Warehouse
 folder, url, mode = {folder!r}, {url!r}, {mode!r}
 scores = pd.read_parquet(Path(folder) / "scores.parquet")
 expl = pd.read_parquet(Path(folder) / "explanations.parquet")
@@ -105,7 +105,7 @@ def synthetic_frames(n_scores: int, seed: int = 0) -> tuple[pd.DataFrame, pd.Dat
 
 def run(quick: bool) -> list[dict]:
     """Figures for DuckDB (and PostgreSQL when reachable), fresh tables and a replacing rerun."""
-    from churnml.warehouse import RunInfo, Warehouse, redact_url
+    from churnml.warehouse.store import RunInfo, Warehouse, redact_url
 
     n_scores = N_SCORES_QUICK if quick else N_SCORES
     repeats = 1 if quick else 3

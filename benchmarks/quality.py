@@ -202,7 +202,7 @@ def utility_weights(sim_config: Path) -> pd.DataFrame:
 
 def _behaviour_of(feature: str, behaviours) -> str | None:
     """The behaviour a usage feature measures: ``feature_<b>`` counts and ``<b>_value`` sums (else None)."""
-    from churnml.reasons import feature_info
+    from churnml.explain.reasons import feature_info
 
     try:
         metric = feature_info(feature).metric
@@ -216,7 +216,7 @@ def _behaviour_of(feature: str, behaviours) -> str | None:
 
 def shap_vs_utility(models, test: pd.DataFrame, weights: pd.DataFrame, top: int = 10) -> dict:
     """Top drivers of the churn models by mean |SHAP| on the test rows, against the simulator's utility weights."""
-    from churnml.explain import explain_accounts, global_importance
+    from churnml.explain.contributions import explain_accounts, global_importance
 
     tables = [global_importance(explain_accounts(m, test, num_threads=THREADS)) for m in models]
     imp = pd.concat(tables).groupby("feature", as_index=False)["mean_abs_shap"].mean()
@@ -270,13 +270,13 @@ def shap_vs_utility(models, test: pd.DataFrame, weights: pd.DataFrame, top: int 
 
 
 def run_crm6(variant: str, shared: Path, work: Path, seeds: int, n_boot: int) -> dict:
-    from churnml.features import build_features
-    from churnml.ingest import ingest
-    from churnml.io import read_folder, read_table, write_folder
-    from churnml.labels import build_labels
-    from churnml.modeling import evaluate_model, train_model
-    from churnml.spine import build_spine, data_end, training_cutoffs
-    from churnml.validate import validate_tables
+    from churnml.contract.io import read_folder, read_table, write_folder
+    from churnml.contract.validate import validate_tables
+    from churnml.dataset.labels import build_labels
+    from churnml.dataset.spine import build_spine, data_end, training_cutoffs
+    from churnml.features.engine import build_features
+    from churnml.modeling.model import evaluate_model, train_model
+    from churnml.sources.ingest import ingest
 
     folder = shared / f"fightchurn_crm6_{variant}"
     cfg = _config([f"data=fightchurn_crm6_{variant}"])
@@ -400,14 +400,14 @@ def run_tabular(name: str, shared: Path) -> dict:
 
 
 def run_ravenstack(shared: Path, work: Path) -> dict:
+    from churnml.contract.io import read_folder, read_table, write_folder
+    from churnml.contract.validate import REASON, validate_tables
+    from churnml.dataset.labels import build_labels
+    from churnml.dataset.spine import build_spine, data_end, training_cutoffs
     from churnml.errors import ChurnmlError
-    from churnml.features import build_features
-    from churnml.ingest import ingest
-    from churnml.io import read_folder, read_table, write_folder
-    from churnml.labels import build_labels
-    from churnml.modeling import evaluate_model, label_column, train_model
-    from churnml.spine import build_spine, data_end, training_cutoffs
-    from churnml.validate import REASON, validate_tables
+    from churnml.features.engine import build_features
+    from churnml.modeling.model import evaluate_model, label_column, train_model
+    from churnml.sources.ingest import ingest
 
     cfg = _config(["data=ravenstack"])
     t0 = time.perf_counter()
@@ -596,7 +596,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=HERE / "results")
     parser.add_argument("--no-readme", action="store_true")
     args = parser.parse_args(argv)
-    from churnml.ingest import shared_data_dir
+    from churnml.sources.ingest import shared_data_dir
 
     shared = shared_data_dir()
     if not shared.is_dir():

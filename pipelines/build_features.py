@@ -3,8 +3,8 @@
 import logging
 
 from churnml.config import load_config, repo_root
-from churnml.features import build_features
-from churnml.io import read_parquet, write_table
+from churnml.contract.io import read_parquet, write_table
+from churnml.features.engine import build_features
 from churnml.stage import run_stage
 
 log = logging.getLogger("build_features")

@@ -9,11 +9,11 @@ import json
 import logging
 
 from churnml.config import load_config, repo_root
-from churnml.io import read_parquet
-from churnml.metrics import write_dvc_outputs
-from churnml.modeling import TrainedModel, evaluate_model
+from churnml.contract.io import read_parquet
+from churnml.modeling.metrics import write_dvc_outputs
+from churnml.modeling.model import TrainedModel, evaluate_model
+from churnml.modeling.tracking import data_version, log_training_run
 from churnml.stage import run_stage
-from churnml.tracking import data_version, log_training_run
 
 log = logging.getLogger("evaluate")
 

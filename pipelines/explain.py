@@ -11,12 +11,12 @@ import logging
 import pandas as pd
 
 from churnml.config import load_config, repo_root
-from churnml.explain import explain_accounts, write_explanations, write_global_view
-from churnml.features import build_features
-from churnml.io import read_parquet, read_table, write_parquet
-from churnml.modeling import TrainedModel
-from churnml.reasons import cause_hit_summary, cause_hits, reasons_for, with_reasons
-from churnml.spine import build_spine, data_end, to_cutoffs
+from churnml.contract.io import read_parquet, read_table, write_parquet
+from churnml.dataset.spine import build_spine, data_end, to_cutoffs
+from churnml.explain.contributions import explain_accounts, write_explanations, write_global_view
+from churnml.explain.reasons import cause_hit_summary, cause_hits, reasons_for, with_reasons
+from churnml.features.engine import build_features
+from churnml.modeling.model import TrainedModel
 from churnml.stage import run_stage
 
 log = logging.getLogger("explain")
@@ -53,7 +53,7 @@ def main() -> None:
 
 def _cause_check(cfg, root) -> dict:
     """Reasons for the test-period rows of the churn model vs the simulator's recorded causes."""
-    from churnml.simulate import CAUSE_FAMILIES
+    from churnml.sources.simulate import CAUSE_FAMILIES
 
     model = TrainedModel.load(root / cfg.paths.models / "churn")
     features = read_parquet(root / cfg.paths.features)

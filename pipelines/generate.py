@@ -3,7 +3,7 @@
 import logging
 
 from churnml.config import load_config, repo_root
-from churnml.simulate import generate
+from churnml.sources.simulate import generate
 from churnml.stage import run_stage
 
 log = logging.getLogger("generate")

@@ -3,9 +3,9 @@
 import logging
 
 from churnml.config import load_config, repo_root
-from churnml.io import read_parquet, read_table, write_table
-from churnml.labels import build_labels
-from churnml.spine import data_end
+from churnml.contract.io import read_parquet, read_table, write_table
+from churnml.dataset.labels import build_labels
+from churnml.dataset.spine import data_end
 from churnml.stage import run_stage
 
 log = logging.getLogger("labels")

@@ -7,8 +7,8 @@ advice is reported, never acted on. Schedulers call the same function through `c
 import logging
 
 from churnml.config import load_config, repo_root
-from churnml.monitor import run_monitor
-from churnml.scoring import load_tables
+from churnml.scoring.batch import load_tables
+from churnml.scoring.monitor import run_monitor
 from churnml.stage import run_stage
 
 log = logging.getLogger("monitor")

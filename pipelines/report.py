@@ -6,10 +6,10 @@ import logging
 import pandas as pd
 
 from churnml.config import load_config, repo_root
-from churnml.io import read_parquet, read_table
-from churnml.monitor import monitor_section
-from churnml.report import build_report, portfolio_kpis, weekly_usage
-from churnml.spine import data_end
+from churnml.contract.io import read_parquet, read_table
+from churnml.dataset.spine import data_end
+from churnml.report.portfolio import build_report, portfolio_kpis, weekly_usage
+from churnml.scoring.monitor import monitor_section
 from churnml.stage import run_stage
 
 log = logging.getLogger("report")

@@ -6,8 +6,8 @@ Schedulers call the same function through `churnml score --as-of DATE [--data DI
 import logging
 
 from churnml.config import load_config, repo_root
-from churnml.io import write_parquet
-from churnml.scoring import load_tables, score_accounts
+from churnml.contract.io import write_parquet
+from churnml.scoring.batch import load_tables, score_accounts
 from churnml.stage import run_stage
 
 log = logging.getLogger("score")

@@ -3,8 +3,8 @@
 import logging
 
 from churnml.config import load_config, repo_root
-from churnml.io import read_table, write_table
-from churnml.spine import build_spine, training_cutoffs
+from churnml.contract.io import read_table, write_table
+from churnml.dataset.spine import build_spine, training_cutoffs
 from churnml.stage import run_stage
 
 log = logging.getLogger("spine")

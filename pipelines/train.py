@@ -4,8 +4,8 @@ import argparse
 import logging
 
 from churnml.config import load_config, repo_root
-from churnml.io import read_parquet
-from churnml.modeling import train_model
+from churnml.contract.io import read_parquet
+from churnml.modeling.model import train_model
 from churnml.stage import run_stage
 
 log = logging.getLogger("train")

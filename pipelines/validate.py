@@ -4,9 +4,9 @@ import json
 import logging
 
 from churnml.config import load_config, repo_root
-from churnml.io import read_folder, write_folder
+from churnml.contract.io import read_folder, write_folder
+from churnml.contract.validate import validate_tables
 from churnml.stage import run_stage
-from churnml.validate import validate_tables
 
 log = logging.getLogger("validate")
 

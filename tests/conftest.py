@@ -15,7 +15,7 @@ def _days(values: list) -> pd.Series:
 @pytest.fixture(scope="session")
 def sim() -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
     """(tables, truth) of a 200-account, two-year simulated portfolio."""
-    simulate = pytest.importorskip("churnml.simulate", reason="simulator not written yet").simulate
+    simulate = pytest.importorskip("churnml.sources.simulate", reason="simulator not written yet").simulate
     return simulate(SimulatorConfig(accounts=200, months=24, seed=11))
 
 

@@ -10,7 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churnml.backtest import (
+from churnml.config import Config, LabelsConfig, LightGBMConfig, ModelConfig, SplitConfig
+from churnml.dataset.labels import build_labels
+from churnml.dataset.spine import data_end
+from churnml.errors import ChurnmlError
+from churnml.scoring.backtest import (
     Candidate,
     ModelCard,
     as_of_dates,
@@ -22,10 +26,6 @@ from churnml.backtest import (
     save_card,
     trained_through,
 )
-from churnml.config import Config, LabelsConfig, LightGBMConfig, ModelConfig, SplitConfig
-from churnml.errors import ChurnmlError
-from churnml.labels import build_labels
-from churnml.spine import data_end
 
 DAY = pd.Timestamp
 
@@ -82,7 +82,7 @@ def test_as_of_grids():
 def test_a_model_exists_once_its_labels_and_their_grace_matured():
     from test_modeling import HORIZON, synthetic_tables
 
-    from churnml.modeling import train_model
+    from churnml.modeling.model import train_model
 
     features, labels, _ = synthetic_tables(n_accounts=150, n_cutoffs=18)
     model = train_model(features, labels, "churn", fast_model_config(), SplitConfig(), HORIZON)
@@ -240,8 +240,8 @@ def test_registered_versions_are_candidates_from_their_training_end(tmp_path, mo
     from test_modeling import HORIZON, synthetic_tables
 
     from churnml.config import EvaluationConfig, TrackingConfig
-    from churnml.modeling import evaluate_model, train_model
-    from churnml.tracking import log_training_run, model_versions
+    from churnml.modeling.model import evaluate_model, train_model
+    from churnml.modeling.tracking import log_training_run, model_versions
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     cfg = Config()

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from churnml import cli
-from churnml.io import write_folder
+from churnml.contract.io import write_folder
 
 from tables import tiny_tables
 

@@ -91,7 +91,7 @@ def test_missing_params_says_what_to_run(repo):
 
 def test_only_the_tracking_store_follows_dvc_root(tmp_path, monkeypatch):
     from churnml.config import TrackingConfig
-    from churnml.tracking import tracking_uri
+    from churnml.modeling.tracking import tracking_uri
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setenv("DVC_ROOT", str(tmp_path))  # a temporary experiment's parent repository

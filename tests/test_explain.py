@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from churnml.errors import ChurnmlError
-from churnml.explain import (
+from churnml.explain.contributions import (
     calibration_slope,
     explain_accounts,
     format_values,
@@ -26,7 +26,7 @@ from churnml.explain import (
 
 
 class StubModel:
-    """The model protocol explanations rely on (what churnml.modeling.TrainedModel provides)."""
+    """The model protocol explanations rely on (what churnml.modeling.model.TrainedModel provides)."""
 
     def __init__(self, booster, features, categories, target="churn", knots=None):
         self.booster = booster

@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 from sqlglot.errors import ErrorLevel
 
 from churnml.config import FeaturesConfig, SpineConfig
+from churnml.dataset.spine import SPINE_SQL, build_spine, training_cutoffs
 from churnml.errors import ChurnmlError
-from churnml.feature_sql import CATEGORICAL
-from churnml.features import (
+from churnml.features.engine import (
     ALWAYS_PRESENT,
     all_steps,
     build_features,
@@ -25,7 +25,7 @@ from churnml.features import (
     features_for_folder,
     parse_feature,
 )
-from churnml.spine import SPINE_SQL, build_spine, training_cutoffs
+from churnml.features.sql import CATEGORICAL
 
 T = pd.Timestamp
 DAY = pd.Timedelta(days=1)
@@ -294,7 +294,7 @@ def test_contract_of_the_feature_table(sim_features):
 
 
 def test_account_partitions_give_the_same_features(sim_features, monkeypatch):
-    import churnml.features as engine
+    import churnml.features.engine as engine
 
     tables, spine, _, got = sim_features
     assert engine._groups_per_pass("4GB") == 4_000_000_000 // engine.BYTES_PER_GROUP

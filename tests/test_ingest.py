@@ -8,8 +8,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from churnml.contract.io import read_folder
+from churnml.contract.validate import REASON, validate_tables
 from churnml.errors import ChurnmlError
-from churnml.ingest import (
+from churnml.sources.ingest import (
     _days_without_contract,
     fightchurn_accounts,
     fightchurn_subscriptions,
@@ -18,8 +20,6 @@ from churnml.ingest import (
     ravenstack_tables,
     shared_data_dir,
 )
-from churnml.io import read_folder
-from churnml.validate import REASON, validate_tables
 
 DATA_END = pd.Timestamp("2024-01-01")
 PLANS = pd.DataFrame(

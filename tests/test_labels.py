@@ -8,9 +8,9 @@ import sqlglot
 from sqlglot.errors import ErrorLevel
 
 from churnml.config import LabelsConfig, SpineConfig
+from churnml.dataset.labels import build_labels, label_columns, labels_sql
+from churnml.dataset.spine import build_spine, data_end, training_cutoffs
 from churnml.errors import ChurnmlError
-from churnml.labels import build_labels, label_columns, labels_sql
-from churnml.spine import build_spine, data_end, training_cutoffs
 
 T = pd.Timestamp
 DAY = pd.Timedelta(days=1)

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from churnml.config import EvaluationConfig
-from churnml.metrics import (
+from churnml.modeling.metrics import (
     METRICS,
     arr_captured_at_k,
     brier,

@@ -20,12 +20,12 @@ from churnml.config import (
     SpineConfig,
     SplitConfig,
 )
-from churnml.features import build_features
-from churnml.labels import build_labels
-from churnml.modeling import train_model
-from churnml.simulate import simulate
-from churnml.spine import build_spine, data_end, training_cutoffs
-from churnml.validate import validate_tables
+from churnml.contract.validate import validate_tables
+from churnml.dataset.labels import build_labels
+from churnml.dataset.spine import build_spine, data_end, training_cutoffs
+from churnml.features.engine import build_features
+from churnml.modeling.model import train_model
+from churnml.sources.simulate import simulate
 
 
 @pytest.fixture(scope="module")

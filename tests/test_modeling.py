@@ -15,8 +15,8 @@ import pytest
 
 from churnml.config import EvaluationConfig, LightGBMConfig, ModelConfig, SplitConfig
 from churnml.errors import ChurnmlError
-from churnml.metrics import brier
-from churnml.modeling import (
+from churnml.modeling.metrics import brier
+from churnml.modeling.model import (
     Calibrator,
     HealthScore,
     TrainedModel,

@@ -14,11 +14,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churnml.backtest import ModelCard, backtest, candidate_of
 from churnml.config import Config, LabelsConfig, LightGBMConfig, ModelConfig, SimulatorConfig
 from churnml.errors import ChurnmlError
-from churnml.metrics import roc_auc
-from churnml.monitor import (
+from churnml.modeling.metrics import roc_auc
+from churnml.scoring.backtest import ModelCard, backtest, candidate_of
+from churnml.scoring.monitor import (
     ALL,
     PERFORMANCE_COLUMNS,
     MonitorConfig,
@@ -38,7 +38,7 @@ from churnml.monitor import (
     score_psi,
     write_monitor_outputs,
 )
-from churnml.warehouse import Warehouse
+from churnml.warehouse.store import Warehouse
 
 from _env import require_postgres
 
@@ -398,12 +398,12 @@ def replay(tmp_path_factory):
     "0" is what the pipeline would have trained on the first as-of of the backtest; "1" is trained on the
     whole history. The backtest runs over the 12 months ending at the last test cutoff of "1".
     """
-    from churnml.features import build_features
-    from churnml.labels import build_labels
-    from churnml.modeling import evaluate_model, train_model
-    from churnml.simulate import simulate
-    from churnml.spine import build_spine, data_range, training_cutoffs
-    from churnml.validate import validate_tables
+    from churnml.contract.validate import validate_tables
+    from churnml.dataset.labels import build_labels
+    from churnml.dataset.spine import build_spine, data_range, training_cutoffs
+    from churnml.features.engine import build_features
+    from churnml.modeling.model import evaluate_model, train_model
+    from churnml.sources.simulate import simulate
 
     root = tmp_path_factory.mktemp("replay")
     tables = validate_tables(simulate(SimulatorConfig(accounts=250, months=36, seed=3))[0]).tables
@@ -541,8 +541,8 @@ def test_concept_drift_shows_decay_and_a_retrain_recommendation(tmp_path):
     """From 2025-11-01 usage stops protecting accounts (the simulator's drift); a model trained before it and
     kept (``retrain="fixed"``) is judged on the as-ofs after it. The same run without the drift is "ok"
     (measured: realised ROC-AUC within 0.02 of the test ROC-AUC; not repeated here, it costs another run)."""
-    from churnml.simulate import simulate
-    from churnml.validate import validate_tables
+    from churnml.contract.validate import validate_tables
+    from churnml.sources.simulate import simulate
 
     drift = DAY("2025-11-01")
     sim = SimulatorConfig(

@@ -110,8 +110,8 @@ def test_score_after_repro_writes_one_row_per_active_account(repo):
     import duckdb
     import pandas as pd
 
-    from churnml.io import read_folder
-    from churnml.spine import build_spine, data_range
+    from churnml.contract.io import read_folder
+    from churnml.dataset.spine import build_spine, data_range
 
     dest, env = repo
     if not (dest / "data" / "warehouse.duckdb").is_file():

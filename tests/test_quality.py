@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from churnml.ingest import shared_data_dir
+from churnml.sources.ingest import shared_data_dir
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 

@@ -11,8 +11,7 @@ import pytest
 
 from churnml.config import FeaturesConfig
 from churnml.errors import ChurnmlError
-from churnml.features import EXAMPLE_CSM_KINDS, EXAMPLE_METRICS, feature_names
-from churnml.reasons import (
+from churnml.explain.reasons import (
     FAMILIES,
     FAMILY_TEMPLATES,
     cause_hit_rate,
@@ -26,6 +25,7 @@ from churnml.reasons import (
     top_reasons,
     with_reasons,
 )
+from churnml.features.engine import EXAMPLE_CSM_KINDS, EXAMPLE_METRICS, feature_names
 
 
 def _engine_features() -> list[str]:

@@ -15,8 +15,7 @@ import pytest
 
 from churnml.config import TiersConfig
 from churnml.errors import ChurnmlError
-from churnml.monitor import monitor_section
-from churnml.report import (
+from churnml.report.portfolio import (
     arr_at_risk_by_segment,
     build_report,
     churn_events,
@@ -26,6 +25,7 @@ from churnml.report import (
     sparkline_svg,
     weekly_usage,
 )
+from churnml.scoring.monitor import monitor_section
 
 from _env import require_chromium
 

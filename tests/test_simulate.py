@@ -8,10 +8,10 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from churnml.config import FeaturesConfig, LabelsConfig, SimulatorConfig
+from churnml.contract.schemas import TABLES
+from churnml.contract.validate import validate_tables
 from churnml.errors import ChurnmlError
-from churnml.schemas import TABLES
-from churnml.simulate import CAUSE_FAMILIES, CAUSES, CHUNK_ACCOUNTS, METRICS, generate, simulate
-from churnml.validate import validate_tables
+from churnml.sources.simulate import CAUSE_FAMILIES, CAUSES, CHUNK_ACCOUNTS, METRICS, generate, simulate
 
 GRACE = LabelsConfig().grace_days
 DAY = pd.Timedelta(days=1)

@@ -19,14 +19,14 @@ from churnml.config import (
     SpineConfig,
     SplitConfig,
 )
+from churnml.contract.io import write_folder
+from churnml.dataset.labels import build_labels
+from churnml.dataset.spine import build_spine, data_end, training_cutoffs
 from churnml.errors import ChurnmlError
-from churnml.feature_sql import CATEGORICAL
-from churnml.features import build_features
-from churnml.io import write_folder
-from churnml.labels import build_labels
-from churnml.modeling import train_model
-from churnml.scoring import score_chunk
-from churnml.spine import build_spine, data_end, training_cutoffs
+from churnml.features.engine import build_features
+from churnml.features.sql import CATEGORICAL
+from churnml.modeling.model import train_model
+from churnml.scoring.batch import score_chunk
 
 from _env import require_java
 
@@ -52,7 +52,7 @@ def _require_pyspark() -> None:
 def spark():
     require_java()
     _require_pyspark()
-    from churnml.spark_engine import spark_session
+    from churnml.features.spark import spark_session
 
     session = spark_session(app="churnml-tests", master="local[2]", quick_start=True)
     yield session
@@ -73,7 +73,7 @@ def portfolio(sim, tmp_path_factory):
 @pytest.fixture(scope="module")
 def spark_features(spark, portfolio):
     """The cluster path: spine and features built by Spark from the Parquet folder, kept as a Spark frame."""
-    from churnml.spark_engine import build_features_spark, build_spine_spark
+    from churnml.features.spark import build_features_spark, build_spine_spark
 
     _, folder, spine, _ = portfolio
     spark_spine = build_spine_spark(spark, folder, sorted(spine["cutoff"].unique()))
@@ -137,7 +137,7 @@ def test_engine_spark_from_frames_keeps_the_spine_order_and_dtypes(spark, portfo
 
 @pytest.mark.spark
 def test_spark_refuses_a_source_without_a_required_table(spark, portfolio):
-    from churnml.spark_engine import build_features_spark
+    from churnml.features.spark import build_features_spark
 
     tables, _, spine, _ = portfolio
     partial = {k: v for k, v in tables.items() if k != "usage"}
@@ -174,7 +174,7 @@ def test_spark_scores_equal_score_chunk_and_write_idempotently(
 ):
     from pyspark.sql import functions as F
 
-    from churnml.spark_engine import score_spark, scores_schema, write_scores_spark
+    from churnml.scoring.spark import score_spark, scores_schema, write_scores_spark
 
     tables, _, spine, _ = portfolio
     as_of = spine["cutoff"].max()
@@ -220,8 +220,8 @@ def test_spark_scores_equal_score_chunk_and_write_idempotently(
 @pytest.mark.spark
 def test_spark_scoring_job_scores_every_active_account_once_per_as_of(spark, portfolio, models, tmp_path):
     from churnml.config import Config
-    from churnml.scoring import score_accounts
-    from churnml.spark_engine import score_accounts_spark
+    from churnml.scoring.batch import score_accounts
+    from churnml.scoring.spark import score_accounts_spark
 
     tables, folder, spine, _ = portfolio
     as_of = spine["cutoff"].max()
@@ -253,7 +253,7 @@ def test_spark_scoring_job_scores_every_active_account_once_per_as_of(spark, por
 
 def test_spark_sql_casts_decimal_literals_to_double_as_duckdb_divides():
     pytest.importorskip("sqlglot")
-    from churnml.spark_engine import to_spark_sql
+    from churnml.features.spark import to_spark_sql
 
     sql = to_spark_sql(
         "SELECT DATE_DIFF('microsecond', a, b) / 3600000000.0 AS h, x * 1e-9 AS y, 0.9 AS z FROM t"

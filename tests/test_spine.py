@@ -6,8 +6,15 @@ import pandas as pd
 import pytest
 
 from churnml.config import SpineConfig
+from churnml.dataset.spine import (
+    build_spine,
+    data_end,
+    data_range,
+    scoring_cutoff,
+    to_cutoffs,
+    training_cutoffs,
+)
 from churnml.errors import ChurnmlError
-from churnml.spine import build_spine, data_end, data_range, scoring_cutoff, to_cutoffs, training_cutoffs
 
 T = pd.Timestamp
 

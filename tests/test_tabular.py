@@ -370,7 +370,7 @@ def test_cli_bad_input_is_one_line_and_exit_1(tmp_path, monkeypatch, capsys, arg
 )
 def test_published_tables_reach_their_reference_auc(folder, file, spec, floor):
     from churnml.config import Config
-    from churnml.ingest import shared_data_dir
+    from churnml.sources.ingest import shared_data_dir
     from churnml.tabular import read_table
 
     path = shared_data_dir() / folder / file

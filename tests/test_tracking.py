@@ -16,8 +16,8 @@ from test_modeling import HORIZON, fast_config, synthetic_tables
 
 from churnml.config import Config, EvaluationConfig, SplitConfig, TrackingConfig
 from churnml.errors import ChurnmlError
-from churnml.modeling import evaluate_model, train_model
-from churnml.tracking import (
+from churnml.modeling.model import evaluate_model, train_model
+from churnml.modeling.tracking import (
     artifact_location,
     data_version,
     flatten_params,

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from churnml.contract.io import read_folder, write_folder
+from churnml.contract.schemas import TABLES
+from churnml.contract.validate import REASON, validate_tables
 from churnml.errors import ChurnmlError
-from churnml.io import read_folder, write_folder
-from churnml.schemas import TABLES
-from churnml.validate import REASON, validate_tables
 
 from tables import tiny_tables
 
@@ -147,7 +147,7 @@ def test_csv_and_parquet_folders_read_the_same(tmp_path):
 def test_readme_documents_the_contract_as_declared():
     from pathlib import Path
 
-    from churnml.schemas import contract_markdown
+    from churnml.contract.schemas import contract_markdown
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     block = readme.split("<!-- contract:begin -->")[1].split("<!-- contract:end -->")[0]

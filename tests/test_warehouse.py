@@ -23,9 +23,9 @@ import pandas as pd
 import pytest
 
 from churnml.config import WarehouseConfig
+from churnml.contract.schemas import DATE
 from churnml.errors import ChurnmlError
-from churnml.schemas import DATE
-from churnml.warehouse import RunInfo, Warehouse, redact_url
+from churnml.warehouse.store import RunInfo, Warehouse, redact_url
 
 from _env import require_postgres
 
@@ -467,7 +467,7 @@ CHILD = textwrap.dedent(
     from pathlib import Path
     import pandas as pd
     from churnml.errors import ChurnmlError
-    from churnml.warehouse import RunInfo, Warehouse
+    from churnml.warehouse.store import RunInfo, Warehouse
 
     db, frames, run_id, timeout, hold = sys.argv[1:6]
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")

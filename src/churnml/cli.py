@@ -89,7 +89,7 @@ def generate(
     """Write a synthetic SaaS portfolio (the contract's tables) and its ground truth."""
     parse_day(start, "--start")
     from churnml.config import SimulatorConfig
-    from churnml.simulate import generate as run_generate
+    from churnml.sources.simulate import generate as run_generate
 
     cfg = SimulatorConfig(accounts=accounts, seed=seed, months=months, start_date=start)
     truth_dir = truth or out.parent / "truth"
@@ -108,8 +108,8 @@ def validate(
     out: Annotated[Path | None, typer.Option(help="Write the valid, typed tables here as Parquet")] = None,
 ) -> None:
     """Check a folder of tables against the data contract."""
-    from churnml.io import read_folder, write_folder
-    from churnml.validate import validate_tables
+    from churnml.contract.io import read_folder, write_folder
+    from churnml.contract.validate import validate_tables
 
     result = validate_tables(read_folder(folder), quarantine=quarantine is not None)
     if out is not None:
@@ -131,9 +131,9 @@ def ingest(
     out: Annotated[Path, typer.Option("--out", help="Folder for the contract's tables")],
 ) -> None:
     """Map a third-party layout onto the data contract, then validate it (bad rows quarantined, counted)."""
-    from churnml.ingest import ingest as run_ingest
-    from churnml.io import read_folder, write_folder
-    from churnml.validate import validate_tables
+    from churnml.contract.io import read_folder, write_folder
+    from churnml.contract.validate import validate_tables
+    from churnml.sources.ingest import ingest as run_ingest
 
     summary = run_ingest(source, src, out)
     rows = summary.get("rows", {})
@@ -180,10 +180,10 @@ def features(
     """Point-in-time features for every account active at each cutoff."""
     cutoffs = [parse_day(c, "--cutoff") for c in cutoff]
     from churnml.config import load_config
-    from churnml.features import build_features
-    from churnml.io import read_folder, write_table
-    from churnml.spine import build_spine
-    from churnml.validate import validate_tables
+    from churnml.contract.io import read_folder, write_table
+    from churnml.contract.validate import validate_tables
+    from churnml.dataset.spine import build_spine
+    from churnml.features.engine import build_features
 
     cfg = load_config(check_fresh=False)
     tables = validate_tables(read_folder(folder)).tables
@@ -243,7 +243,7 @@ def score(
 ) -> None:
     """Score every active account as of a date with the champion models; write scores and reasons."""
     day = parse_day(as_of, "--as-of") if as_of else None
-    from churnml.scoring import score_accounts
+    from churnml.scoring.batch import score_accounts
 
     cfg, tables, url = _score_inputs(data, source_url, warehouse)
     refs = _model_refs(churn_version, expansion_version)
@@ -274,8 +274,9 @@ def spark_score(
     if (data is None) == (database is None):
         raise ChurnmlError("give exactly one of --data PATH or --database NAME")
     from churnml.config import load_config
-    from churnml.schemas import TABLES
-    from churnml.spark_engine import score_accounts_spark, spark_session
+    from churnml.contract.schemas import TABLES
+    from churnml.features.spark import spark_session
+    from churnml.scoring.spark import score_accounts_spark
 
     cfg = load_config(check_fresh=False)
     spark = spark_session(app="churnml-score", master=master)
@@ -298,7 +299,7 @@ def spark_score(
 def _score_inputs(data: Path | None, source_url: str | None, warehouse: str | None):
     """Config, validated tables and warehouse URL, as the score, backtest and monitor commands read them."""
     from churnml.config import load_config, repo_root
-    from churnml.scoring import load_tables
+    from churnml.scoring.batch import load_tables
 
     cfg = load_config(check_fresh=False)
     if data is None and source_url is None:
@@ -318,8 +319,8 @@ def backtest(
 ) -> None:
     """Score past as-of dates as the models of that time would have (recorded as backtest runs)."""
     start, end = parse_day(from_, "--from"), parse_day(to, "--to")
-    from churnml.backtest import backtest as run_backtest
     from churnml.config import repo_root
+    from churnml.scoring.backtest import backtest as run_backtest
 
     cfg, tables, url = _score_inputs(data, source_url, warehouse)
     result = run_backtest(
@@ -337,7 +338,7 @@ def monitor(
 ) -> None:
     """Realised performance of past scores once their labels matured, and retrain advice (never acted on)."""
     from churnml.config import repo_root
-    from churnml.monitor import advice_lines, run_monitor
+    from churnml.scoring.monitor import advice_lines, run_monitor
 
     cfg, tables, url = _score_inputs(data, source_url, warehouse)
     result = run_monitor(tables, cfg, root=repo_root(), warehouse_url=url)
@@ -353,7 +354,7 @@ def promote(
 ) -> None:
     """Give the champion alias to a model version by hand (recorded as a tag)."""
     from churnml.config import load_config
-    from churnml.tracking import promote as do_promote
+    from churnml.modeling.tracking import promote as do_promote
 
     previous = do_promote(target, version, reason, cfg=load_config(check_fresh=False).tracking)
     _echo(f"churnml-{target}: champion is now v{version} (was {previous})")
@@ -366,7 +367,7 @@ def rollback(
 ) -> None:
     """Return the champion alias to the previous champion (recorded as a tag)."""
     from churnml.config import load_config
-    from churnml.tracking import rollback as do_rollback
+    from churnml.modeling.tracking import rollback as do_rollback
 
     now = do_rollback(target, reason, cfg=load_config(check_fresh=False).tracking)
     _echo(f"churnml-{target}: champion rolled back to v{now}")
@@ -508,7 +509,7 @@ def tabular_evaluate(
     import json
 
     from churnml.config import load_config
-    from churnml.metrics import compute_metrics
+    from churnml.modeling.metrics import compute_metrics
     from churnml.tabular import load_run, prepare_table, read_table
 
     model, spec = load_run(model_dir)
@@ -537,8 +538,8 @@ def tabular_explain(
     top: Annotated[int, typer.Option(help="Features kept per account (0 = all)")] = 10,
 ) -> None:
     """Exact SHAP contributions and probability points per account and feature, and the global importance."""
-    from churnml.explain import global_importance
-    from churnml.io import write_parquet
+    from churnml.contract.io import write_parquet
+    from churnml.explain.contributions import global_importance
     from churnml.tabular import explain_table, load_run, prepare_table, read_table
 
     model, spec = load_run(model_dir)
@@ -560,7 +561,7 @@ def tabular_score(
 ) -> None:
     """Probability, risk tier and top reasons per account (the label column may be absent)."""
     from churnml.config import load_config
-    from churnml.io import write_parquet
+    from churnml.contract.io import write_parquet
     from churnml.tabular import load_run, prepare_table, read_table, score_table
 
     model, spec = load_run(model_dir)

@@ -153,7 +153,7 @@ class ModelConfig:
     seed: int = 42
     class_weight: str = "balanced"  # balanced | none
     # sigmoid (Platt) by default: isotonic's flat steps give many accounts zero probability points,
-    # and so no reasons to show a CSM (see churnml.explain)
+    # and so no reasons to show a CSM (see churnml.explain.contributions)
     calibration: str = "sigmoid"  # sigmoid | isotonic | none
     lgbm: LightGBMConfig = field(default_factory=LightGBMConfig)
     # feature name -> +1 (risk rises with it) / -1; applied to the churn model only
@@ -326,7 +326,7 @@ def repo_root(start: Path | None = None) -> Path:
     """The repository the stage runs in: the nearest folder upwards holding ``dvc.yaml`` and ``conf/``, else
     the working directory. Inside a temporary or queued ``dvc exp run`` that is the experiment's own copy
     (its data and models stay there); the MLflow store alone follows ``DVC_ROOT`` to the parent repository
-    (:func:`churnml.tracking.tracking_uri`)."""
+    (:func:`churnml.modeling.tracking.tracking_uri`)."""
     here = (start or Path.cwd()).resolve()
     for folder in (here, *here.parents):
         if (folder / "dvc.yaml").is_file() and (folder / CONF_DIR).is_dir():

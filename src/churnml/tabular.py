@@ -3,10 +3,10 @@
 Some teams bring a snapshot, not event history: one row per customer with its attributes and whether it
 churned (the shape of IBM's Telco sample or the BankChurners table). Tabular mode reads such a table and
 runs the same model code as the event pipeline on it: the LightGBM trainer with class weights, early
-stopping and calibration (:func:`churnml.modeling.fit_rows`), the logistic-regression and health-score
-baselines (:func:`churnml.modeling.fit_baselines_rows`), the metrics tables
-(:func:`churnml.metrics.build_evaluation`), MLflow run logging (:func:`churnml.tracking.log_training_run`)
-and exact TreeSHAP explanations (:func:`churnml.explain.explain_accounts`).
+stopping and calibration (:func:`churnml.modeling.model.fit_rows`), the logistic-regression and health-score
+baselines (:func:`churnml.modeling.model.fit_baselines_rows`), the metrics tables
+(:func:`churnml.modeling.metrics.build_evaluation`), MLflow run logging (:func:`churnml.modeling.tracking.log_training_run`)
+and exact TreeSHAP explanations (:func:`churnml.explain.contributions.explain_accounts`).
 
 How the table is read (:class:`TabularSpec`, :func:`prepare_table`):
 
@@ -51,8 +51,8 @@ import pandas as pd
 
 from churnml.config import EvaluationConfig, ModelConfig, TrackingConfig
 from churnml.errors import ChurnmlError
-from churnml.metrics import Evaluation, build_evaluation, compute_metrics, metrics_json, plot_tables
-from churnml.modeling import (
+from churnml.modeling.metrics import Evaluation, build_evaluation, compute_metrics, metrics_json, plot_tables
+from churnml.modeling.model import (
     Baselines,
     TrainedModel,
     _categorical_levels,
@@ -468,7 +468,7 @@ def evaluate_table(
     """Held-out predictions of the model and its baselines: stratified k-fold, or a time split with ``date``.
 
     Returns:
-        The :class:`TabularResult`; every metric comes from :func:`churnml.metrics.build_evaluation`.
+        The :class:`TabularResult`; every metric comes from :func:`churnml.modeling.metrics.build_evaluation`.
     """
     from sklearn.model_selection import StratifiedKFold
 
@@ -631,7 +631,7 @@ def log_run(
     root: Path | None = None,
 ) -> str:
     """Log the run to MLflow (experiment ``<experiment>-tabular``, never registered); returns the run id."""
-    from churnml.tracking import data_version, log_training_run
+    from churnml.modeling.tracking import data_version, log_training_run
 
     tabular_tracking = dataclasses.replace(
         tracking, experiment=f"{tracking.experiment}-tabular", register=False
@@ -654,12 +654,12 @@ def log_run(
 
 
 def explain_table(model: TrainedModel, data: TabularData, *, top_n: int | None = None) -> pd.DataFrame:
-    """Exact TreeSHAP per row and feature (:func:`churnml.explain.explain_accounts`), with a reason per row.
+    """Exact TreeSHAP per row and feature (:func:`churnml.explain.contributions.explain_accounts`), with a reason per row.
 
     ``reason`` reads ``<feature> = <value>`` and the probability points it adds or removes; the event
     pipeline's worded reasons need its feature vocabulary, which an arbitrary table does not have.
     """
-    from churnml.explain import explain_accounts
+    from churnml.explain.contributions import explain_accounts
 
     out = explain_accounts(model, data.features, top_n=top_n)
     points = out["probability_points"].to_numpy(float) * 100
@@ -684,7 +684,7 @@ def score_table(
         ``account_id``, ``as_of``, ``probability``, ``risk_tier``, ``top_reasons`` (JSON list of the
         ``top`` drivers with positive points: feature, value, probability_points, reason).
     """
-    from churnml.scoring import risk_tier
+    from churnml.scoring.batch import risk_tier
 
     explained = explain_table(model, data)
     raising = explained[explained["probability_points"] > 0].sort_values(

@@ -2,7 +2,7 @@
 
 Each adapter reads a source folder, maps it faithfully onto the contract's tables and reports every row
 it could not carry (nothing is dropped silently). It does not judge the data: rows that break the
-contract are left for :func:`churnml.validate.validate_tables` to reject or quarantine.
+contract are left for :func:`churnml.contract.validate.validate_tables` to reject or quarantine.
 
 ``fightchurn`` (ChurnSim exports, e.g. the ``crm6`` B2B CRM simulation; files ``<schema>_account.csv``,
 ``<schema>_subscription.csv[.gz]``, ``<schema>_usage_daily.csv[.gz]``, ``sim_config/<schema>_conf.yaml``):
@@ -59,8 +59,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from churnml.contract.schemas import TABLES
 from churnml.errors import ChurnmlError
-from churnml.schemas import TABLES
 
 SHARED_DATA_ENV = "CHURNML_SHARED_DATA"
 SHARED_DATA_DEFAULT = "../shared/data"  # relative to the repository root
@@ -600,7 +600,7 @@ def _check_out(out: Path, written: set[str]) -> None:
 def ingest(source: str, src: Path, out: Path) -> dict:
     """Map a third-party layout onto the contract and write ``out/<table>.parquet``.
 
-    The tables are written as mapped, not validated: run :func:`churnml.validate.validate_tables` (or
+    The tables are written as mapped, not validated: run :func:`churnml.contract.validate.validate_tables` (or
     ``churnml validate``) on the folder to reject or quarantine the rows that break the contract.
 
     Args:
@@ -615,7 +615,7 @@ def ingest(source: str, src: Path, out: Path) -> dict:
     Raises:
         ChurnmlError: unknown source, missing or unreadable source files, or a cluttered output folder.
     """
-    from churnml.io import write_folder
+    from churnml.contract.io import write_folder
 
     if source not in ADAPTERS:
         raise ChurnmlError(f"unknown source {source!r}; known: {', '.join(sorted(ADAPTERS))}")

@@ -1,10 +1,10 @@
 """Reasons in plain words: per account, the drivers raising and lowering its score, as CSM-readable sentences.
 
 A *driver* is one root cause: the features of one family and metric as the feature engine names them
-(:func:`churnml.features.parse_feature`): ``usage_logins_sum_30d``, ``usage_logins_trend_30d`` and
+(:func:`churnml.features.engine.parse_feature`): ``usage_logins_sum_30d``, ``usage_logins_trend_30d`` and
 ``usage_logins_zscore_7d`` are the driver ``usage_logins``; ``contacts_sponsor_left_90d`` and
 ``contacts_days_since_sponsor_left`` are ``contacts_sponsor_left``. Its probability points are the sum of
-its members' points (see :mod:`churnml.explain`), and its sentence comes from its strongest member (largest
+its members' points (see :mod:`churnml.explain.contributions`), and its sentence comes from its strongest member (largest
 ``|shap_value|``), rendered by the template of the feature's family with the account's own numbers (any
 column of its feature row) and a baseline: the previous period for trends, the account's own norm for
 z-scores, otherwise the median account of the same as-of date.
@@ -32,10 +32,10 @@ import numpy as np
 import pandas as pd
 
 from churnml.errors import ChurnmlError
-from churnml.feature_sql import ALL_FAMILIES
+from churnml.features.sql import ALL_FAMILIES
 
 if TYPE_CHECKING:
-    from churnml.features import FeatureInfo
+    from churnml.features.engine import FeatureInfo
 
 FAMILIES = ALL_FAMILIES  # one list: the engine's
 # Aggregations recognised at the end of a name outside the engine's catalogue (before the window).
@@ -92,13 +92,13 @@ def _family_of(name: str) -> str | None:
 
 @cache
 def feature_info(name: str) -> FeatureInfo:
-    """What a feature name means: the engine's :func:`churnml.features.parse_feature`, or, for a name outside
+    """What a feature name means: the engine's :func:`churnml.features.engine.parse_feature`, or, for a name outside
     its catalogue, ``<family>_<metric>[_<agg>][_<window>d]`` read from the name.
 
     Raises:
         ChurnmlError: when the name does not start with a known family.
     """
-    from churnml.features import FeatureInfo, parse_feature
+    from churnml.features.engine import FeatureInfo, parse_feature
 
     try:
         return parse_feature(name)
@@ -754,7 +754,7 @@ def reasons_for(
     (direction ``context``), with their points, to be shown beside the reasons.
 
     Args:
-        explanations: Long-form explanations (:func:`churnml.explain.explain_accounts`), ideally with every
+        explanations: Long-form explanations (:func:`churnml.explain.contributions.explain_accounts`), ideally with every
             feature (``top_n=None``): a driver's points are the sum over the members present.
         features: The feature table the explanations came from (``account_id``, ``cutoff_col``, features).
         top: Drivers kept per account, as-of, target and direction (context counts as one direction).

@@ -27,8 +27,8 @@ import duckdb
 import pandas as pd
 
 from churnml.config import LabelsConfig
+from churnml.dataset.spine import to_cutoffs
 from churnml.errors import ChurnmlError
-from churnml.spine import to_cutoffs
 
 TOLERANCE = 1e-6  # currency units or seats: absorbs float rounding at an exact threshold
 
@@ -122,7 +122,7 @@ def build_labels(
         subscriptions: the subscriptions table (validated).
         spine: (account_id, cutoff) rows, unique.
         cfg: label definitions.
-        data_end: the first day with no data (:func:`churnml.spine.data_end`).
+        data_end: the first day with no data (:func:`churnml.dataset.spine.data_end`).
 
     Returns:
         account_id, cutoff and the three label columns (nullable Int8), in the spine's row order.

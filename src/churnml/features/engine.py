@@ -1,13 +1,13 @@
 """Point-in-time features per (account, cutoff), computed by DuckDB from SQL definitions portable to Spark.
 
-Why SQL (and not Ibis or pandas): the definitions in :mod:`churnml.feature_sql` read like the warehouse
+Why SQL (and not Ibis or pandas): the definitions in :mod:`churnml.features.sql` read like the warehouse
 SQL an analyst writes and reviews, they run where the data lives (DuckDB embedded here, reading Parquet
 out of core; the same text on Spark when data outgrows one machine), and sqlglot, the transpiler Ibis
 itself uses, turns them into Spark SQL for the parity check. DuckDB runs them with a memory limit and a
 spill directory, never loading the usage table into pandas; Python only builds the SQL and a small
 date -> cutoff calendar, and never loops over accounts.
 
-The point-in-time rule is the spine module's (:mod:`churnml.spine`): features see rows dated strictly
+The point-in-time rule is the spine module's (:mod:`churnml.dataset.spine`): features see rows dated strictly
 before the cutoff. Column contract: ``account_id`` (str), ``cutoff`` (datetime64[us]), then features
 ``<family>_<measure>_<agg>_<window>d``; the categoricals in ``CATEGORICAL`` are str, the rest float64.
 :func:`parse_feature` / :func:`describe_feature` say what each name means.
@@ -28,12 +28,12 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from churnml import feature_sql as fs
 from churnml.config import FeaturesConfig
+from churnml.contract.schemas import REQUIRED_TABLES, TABLES
+from churnml.dataset.spine import build_spine, sql_string, to_cutoffs
 from churnml.errors import ChurnmlError
-from churnml.feature_sql import ALL_FAMILIES, CATEGORICAL, SqlStep, Windows
-from churnml.schemas import REQUIRED_TABLES, TABLES
-from churnml.spine import build_spine, sql_string, to_cutoffs
+from churnml.features import sql as fs
+from churnml.features.sql import ALL_FAMILIES, CATEGORICAL, SqlStep, Windows
 
 log = logging.getLogger(__name__)
 
@@ -476,7 +476,7 @@ def build_features(
         ChurnmlError: on a bad spine, a missing required table or column, or an unknown family.
     """
     if cfg.engine == "spark":
-        from churnml.spark_engine import build_features_spark, spark_session
+        from churnml.features.spark import build_features_spark, spark_session
 
         return build_features_spark(spark_session(), source, spine, cfg)
     if cfg.engine != "duckdb":

@@ -2,8 +2,8 @@
 
 Point in time, twice over:
 
-- **Data.** Each as-of is scored by :func:`churnml.scoring.score_accounts`, whose features see only rows
-  dated before the as-of (:mod:`churnml.spine`); labels are never read at scoring time.
+- **Data.** Each as-of is scored by :func:`churnml.scoring.batch.score_accounts`, whose features see only rows
+  dated before the as-of (:mod:`churnml.dataset.spine`); labels are never read at scoring time.
 - **Models.** A model *exists* at an as-of when every label it was fitted or calibrated on had matured by
   then: its :func:`trained_through` date (the last train/validation cutoff + horizon + grace: the latest day
   any of its labels looked at, grace included, since a churn label waits for a late renewal) is on or
@@ -33,7 +33,7 @@ import pandas as pd
 
 from churnml.config import Config, LabelsConfig, PathsConfig, SplitConfig
 from churnml.errors import ChurnmlError
-from churnml.modeling import TrainedModel
+from churnml.modeling.model import TrainedModel
 
 log = logging.getLogger(__name__)
 
@@ -237,8 +237,8 @@ def candidate_of(
 
 def registry_candidates(cfg: Config, root: Path) -> list[Candidate]:
     """Every registered version of both targets whose training run logged its split."""
-    from churnml.modeling import Split
-    from churnml.tracking import load_champion, model_versions
+    from churnml.modeling.model import Split
+    from churnml.modeling.tracking import load_champion, model_versions
 
     out: list[Candidate] = []
     grace = pd.Timedelta(days=cfg.labels.horizon_days + cfg.labels.grace_days)
@@ -330,7 +330,7 @@ def as_of_dates(start: Any, end: Any, every: str = "1mo") -> list[pd.Timestamp]:
     Raises:
         ChurnmlError: on a bad step, a start after the end, or dates that are not whole days.
     """
-    from churnml.spine import to_cutoffs
+    from churnml.dataset.spine import to_cutoffs
 
     match = re.fullmatch(r"\s*(\d+)\s*(d|w|mo)\s*", str(every))
     if not match or int(match.group(1)) < 1:
@@ -366,8 +366,8 @@ class _WalkForward:
         self._trained: dict[tuple[pd.Timestamp, str], tuple[TrainedModel, dict[str, float]]] = {}
 
     def features(self) -> pd.DataFrame:
-        from churnml.features import build_features
-        from churnml.spine import build_spine, training_cutoffs
+        from churnml.dataset.spine import build_spine, training_cutoffs
+        from churnml.features.engine import build_features
 
         if self._features is None:
             # Each cutoff's features see only rows before it (build_features), so one table built on the
@@ -381,9 +381,9 @@ class _WalkForward:
 
     def model(self, as_of: pd.Timestamp, target: str) -> tuple[TrainedModel, dict[str, float]]:
         """(model, its test numbers: test_roc_auc, test_n, test_positives) trained on what was known at ``as_of``."""
-        from churnml.labels import build_labels
-        from churnml.metrics import roc_auc
-        from churnml.modeling import labeled_frame, train_model
+        from churnml.dataset.labels import build_labels
+        from churnml.modeling.metrics import roc_auc
+        from churnml.modeling.model import labeled_frame, train_model
 
         key = (as_of, target)
         if key not in self._trained:
@@ -479,8 +479,8 @@ def backtest(
             no as-of could be scored.
     """
     from churnml.config import repo_root
-    from churnml.scoring import score_accounts
-    from churnml.spine import data_range
+    from churnml.dataset.spine import data_range
+    from churnml.scoring.batch import score_accounts
 
     if retrain not in RETRAIN_MODES:
         raise ChurnmlError(f"--retrain {retrain!r}: expected one of {', '.join(RETRAIN_MODES)}")

@@ -26,8 +26,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from churnml.config import SimulatorConfig
+from churnml.contract.schemas import CONTACT_ROLES, PRIORITIES, SEGMENTS, TABLES, TOUCH_MODELS
 from churnml.errors import ChurnmlError
-from churnml.schemas import CONTACT_ROLES, PRIORITIES, SEGMENTS, TABLES, TOUCH_MODELS
 
 CHUNK_ACCOUNTS = 500  # fixed: the output must not depend on how many accounts fit in memory
 MC_PATHS = 100  # paths per account and cutoff; churn is integrated out (Rao-Blackwellised)

@@ -1,7 +1,7 @@
 """Realised performance: past scores against the labels matured since, decay over time and retrain advice.
 
 The monitor reads every score in the warehouse (scheduled, manual and backtest runs alike), computes the
-labels of those (account, as-of) rows from the subscriptions as they are now (:func:`churnml.labels.build_labels`
+labels of those (account, as-of) rows from the subscriptions as they are now (:func:`churnml.dataset.labels.build_labels`
 with today's data end) and joins them exactly: a score row of (account_id, as_of, model versions) gets the
 label of the same account and the same as-of, nothing nearer. A label counts only once matured
 (``as_of + horizon + grace <= data end``); until then an as-of is reported as scored, not judged.
@@ -9,7 +9,7 @@ label of the same account and the same as-of, nothing nearer. A label counts onl
 Per as-of, target, model version and touch tier (``all`` for every account) it reports ROC-AUC, PR-AUC,
 expected calibration error (equal-count bins, the reliability table it comes from), lift and ARR captured
 at the CSM capacity (``evaluation.csm_capacity_k``, scaled to a tier's share of the accounts), the score PSI
-against the model's training reference, and months since training (:class:`churnml.backtest.ModelCard`).
+against the model's training reference, and months since training (:class:`churnml.scoring.backtest.ModelCard`).
 
 Retrain advice, per target, for the model version in use at the latest scored as-of, on the pooled rows of
 its latest ``decision_periods`` matured as-ofs (the test period at training pools as many cutoffs): *retrain*
@@ -35,10 +35,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from churnml.backtest import ModelCard, card_of, cards_dir, load_card
 from churnml.config import Config, MonitorConfig
 from churnml.errors import ChurnmlError
-from churnml.metrics import arr_captured_at_k, pr_auc, roc_auc, top_weights
+from churnml.modeling.metrics import arr_captured_at_k, pr_auc, roc_auc, top_weights
+from churnml.scoring.backtest import ModelCard, card_of, cards_dir, load_card
 
 log = logging.getLogger(__name__)
 
@@ -144,12 +144,12 @@ def lift_at_k(y: np.ndarray, score: np.ndarray, k: float) -> float:
 
 
 def score_psi(probability: np.ndarray, reference: Mapping[str, list[float]]) -> float:
-    """PSI of scores against a model's reference (the bins of :mod:`churnml.modeling`'s drift check).
+    """PSI of scores against a model's reference (the bins of :mod:`churnml.modeling.model`'s drift check).
 
     The reference holds decile ``edges`` and the ``fractions`` of bins (-inf, e1], ..., (ek, inf) and of
     missing values; NaN when the reference is unknown.
     """
-    from churnml.modeling import psi
+    from churnml.modeling.model import psi
 
     if not reference or "edges" not in reference or "fractions" not in reference:
         return math.nan
@@ -211,7 +211,7 @@ def realised_rows(
     """Score rows of both targets joined exactly with their labels as known at ``data_end``.
 
     Args:
-        scores: ``churn_scores`` rows (:meth:`churnml.warehouse.Warehouse.read_scores`).
+        scores: ``churn_scores`` rows (:meth:`churnml.warehouse.store.Warehouse.read_scores`).
         subscriptions: the subscriptions table as of now.
         labels_cfg: the labels section.
         data_end: the first day with no data (labels mature against it).
@@ -221,7 +221,7 @@ def realised_rows(
         label ``y`` (null until matured), arr, touch_model and ``matured``. A score row rewritten for the
         same key keeps its latest write.
     """
-    from churnml.labels import build_labels
+    from churnml.dataset.labels import build_labels
 
     missing = [c for c in _SCORE_COLUMNS if c not in scores.columns]
     if missing:
@@ -582,7 +582,7 @@ def monitor_performance(
     Returns:
         The :class:`MonitorResult`.
     """
-    from churnml.spine import data_range
+    from churnml.dataset.spine import data_range
 
     mcfg = monitor_config(cfg)
     evaluated_at = (now or dt.datetime.now(dt.UTC)).replace(tzinfo=None, microsecond=0)
@@ -617,7 +617,7 @@ def resolve_cards(scores: pd.DataFrame, cfg: Config, root: Path) -> dict[tuple[s
 
     A version with neither is left out (its PSI, test AUC and months since training stay NaN) with a warning.
     """
-    from churnml.tracking import load_champion, model_versions
+    from churnml.modeling.tracking import load_champion, model_versions
 
     folder = cards_dir(root, cfg.paths)
     out: dict[tuple[str, str], ModelCard] = {}
@@ -695,14 +695,14 @@ def run_monitor(
         warehouse_url: overrides ``cfg.warehouse``.
         cards: model cards (default :func:`resolve_cards`).
         write: False writes nothing (no table, no files).
-        track: log the pass to MLflow (:func:`churnml.tracking.log_monitoring`).
+        track: log the pass to MLflow (:func:`churnml.modeling.tracking.log_monitoring`).
         now: the evaluation time (default: now, UTC).
 
     Raises:
         ChurnmlError: when the warehouse holds no scores.
     """
     from churnml.config import repo_root
-    from churnml.warehouse import Warehouse
+    from churnml.warehouse.store import Warehouse
 
     root = Path(root or repo_root())
     warehouse = Warehouse.from_config(
@@ -731,7 +731,7 @@ def run_monitor(
     if track:
         from dataclasses import asdict
 
-        from churnml.tracking import log_monitoring
+        from churnml.modeling.tracking import log_monitoring
 
         log_monitoring(
             result.document,
@@ -751,7 +751,7 @@ def monitor_section(performance: pd.DataFrame, document: Mapping[str, Any] | Non
 
     Args:
         performance: ``score_performance`` rows (:attr:`MonitorResult.performance` or
-            :meth:`churnml.warehouse.Warehouse.read_performance`).
+            :meth:`churnml.warehouse.store.Warehouse.read_performance`).
         document: the ``metrics/monitor.json`` document, for the advice (optional).
 
     Returns:

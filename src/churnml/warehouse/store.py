@@ -125,7 +125,7 @@ RUNS_COLUMNS: tuple[_Col, ...] = (
     _Col("finished_at", "ts"),
     _Col("error", "text"),
 )
-# Realised performance of scores once their labels matured (churnml.monitor): one row per as-of, target, model
+# Realised performance of scores once their labels matured (churnml.scoring.monitor): one row per as-of, target, model
 # version and touch model ("all" for every account). Written with write_performance, not by scoring runs.
 PERFORMANCE_COLUMNS: tuple[_Col, ...] = (
     _Col("as_of", "date", key=True),
@@ -501,7 +501,7 @@ def _slices(table: pa.Table, rows: int) -> Iterator[pa.Table]:
 
 def _normalise(frame: pd.DataFrame, columns: tuple[_Col, ...]) -> pd.DataFrame:
     """Read-back frames with one set of dtypes whatever the backend: dates/times as the schemas' unit."""
-    from churnml.schemas import DATE
+    from churnml.contract.schemas import DATE
 
     out = {}
     for col in columns:

@@ -55,7 +55,7 @@ EXPLANATION_COLUMNS = [
 
 
 class ExplainableModel(Protocol):
-    """What explanations need from a trained model (``churnml.modeling.TrainedModel`` provides it)."""
+    """What explanations need from a trained model (``churnml.modeling.model.TrainedModel`` provides it)."""
 
     booster: lgb.Booster
     features: list[str]
@@ -264,7 +264,7 @@ def iter_explanations(
 ) -> Iterator[pd.DataFrame]:
     """:func:`explain_accounts` one chunk of ``chunk_rows`` input rows at a time.
 
-    Every row of an account-date lies in one chunk, so per-account work (e.g. :func:`churnml.reasons.reasons_for`)
+    Every row of an account-date lies in one chunk, so per-account work (e.g. :func:`churnml.explain.reasons.reasons_for`)
     can run chunk by chunk: 100k accounts x 80 features are 8M long rows (about 1 GB), a chunk of 20k accounts
     a fifth of that.
     """
@@ -289,7 +289,7 @@ def explain_accounts(
         features: The feature table: ``account_id``, the as-of column and at least ``model.features``.
         cutoff_col: The column holding each row's as-of date (written out as ``as_of``).
         top_n: Keep only the ``top_n`` features with the largest ``|shap_value|`` per row; None keeps all.
-            Keep all when the output feeds :func:`churnml.reasons.reasons_for` (drivers sum their members)
+            Keep all when the output feeds :func:`churnml.explain.reasons.reasons_for` (drivers sum their members)
             or :func:`global_importance`; truncate for storage.
         chunk_rows: Rows per LightGBM call (the dense contribution matrix of one chunk is in memory).
         num_threads: LightGBM threads; 0 uses LightGBM's default.
@@ -525,7 +525,7 @@ def write_explanations(explanations: pd.DataFrame, path: Path) -> tuple[Path, Pa
     Returns:
         ``(parquet_path, csv_path)``.
     """
-    from churnml.io import write_parquet
+    from churnml.contract.io import write_parquet
 
     path = Path(path)
     parquet = path if path.suffix == ".parquet" else path.with_suffix(".parquet")

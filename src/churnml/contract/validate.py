@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 import pandas as pd
 import pandera.errors as pe
 
+from churnml.contract.schemas import TABLES
 from churnml.errors import ChurnmlError
-from churnml.schemas import TABLES
 
 REASON = "_quarantine_reason"
 MAX_KEYS_SHOWN = 3

@@ -14,7 +14,7 @@ The flow for one target (``churn`` or ``expansion``):
    standardised signals, :class:`HealthScore`).
 4. :func:`evaluate_model` scores the validation and test periods with every model (plus the simulator's
    true probability as an ``oracle`` when given) and computes every metric and curve once, as tables
-   (:class:`churnml.metrics.Evaluation`).
+   (:class:`churnml.modeling.metrics.Evaluation`).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import pandas as pd
 
 from churnml.config import EvaluationConfig, ModelConfig, SplitConfig
 from churnml.errors import ChurnmlError
-from churnml.metrics import Evaluation, build_evaluation
+from churnml.modeling.metrics import Evaluation, build_evaluation
 
 KEYS = ("account_id", "cutoff")
 LABEL_PATTERNS = {"churn": "churned_within_{h}d", "expansion": "expanded_within_{h}d"}
@@ -956,7 +956,7 @@ def evaluate_model(
         baselines: fitted baselines; fitted here when omitted.
 
     Returns:
-        The :class:`~churnml.metrics.Evaluation` (scores, metrics table, curve tables, counts).
+        The :class:`~churnml.modeling.metrics.Evaluation` (scores, metrics table, curve tables, counts).
     """
     needed = [ARR_COLUMN, SEGMENT_COLUMN, TOUCH_COLUMN]
     absent = [c for c in needed if c not in features.columns]

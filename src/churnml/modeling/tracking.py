@@ -45,9 +45,16 @@ import pandas as pd
 
 from churnml.config import EvaluationConfig, TrackingConfig, repo_root, store_root
 from churnml.errors import ChurnmlError
-from churnml.metrics import HIGHER_IS_BETTER, METRICS, Evaluation, compute_metrics, metrics_json, plot_tables
-from churnml.metrics import figures as draw_figures
-from churnml.modeling import KEYS, TrainedModel
+from churnml.modeling.metrics import (
+    HIGHER_IS_BETTER,
+    METRICS,
+    Evaluation,
+    compute_metrics,
+    metrics_json,
+    plot_tables,
+)
+from churnml.modeling.metrics import figures as draw_figures
+from churnml.modeling.model import KEYS, TrainedModel
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +66,7 @@ _HISTORY_MAX_CHARS = 4500  # MLflow caps tag values at 5000 characters
 _PARAM_MAX_CHARS = 6000
 _CODE_FILE = "churnml_pyfunc.py"
 _CODE = '"""MLflow models-from-code entry point: the churnml calibrated-probability model."""\n\n' + (
-    "from churnml.tracking import set_pyfunc_model\n\nset_pyfunc_model()\n"
+    "from churnml.modeling.tracking import set_pyfunc_model\n\nset_pyfunc_model()\n"
 )
 
 
@@ -537,7 +544,7 @@ def log_training_run(
         params: the resolved configuration (a dataclass or mapping), logged flattened, URLs redacted.
         data_version: the features file's version (:func:`data_version`).
         feature_list: the model's inputs (default ``model.features``), logged as ``features.json``.
-        figures: matplotlib figures by name (default :func:`churnml.metrics.figures`).
+        figures: matplotlib figures by name (default :func:`churnml.modeling.metrics.figures`).
         input_example: a few feature rows for the model signature (default: 5 test rows of
             ``test_features``, else no example).
         evaluation_cfg: the evaluation section (promotion metric and margin, metric parameters).

@@ -486,7 +486,7 @@ def _metric(v: Any, digits: int = 3) -> str:
 
 
 def _performance_view(section: Mapping[str, Any]) -> dict[str, Any]:
-    """The monitor's report section (:func:`churnml.monitor.monitor_section`) as template values."""
+    """The monitor's report section (:func:`churnml.scoring.monitor.monitor_section`) as template values."""
     targets = []
     names = sorted(set(section.get("advice", {})) | set(section.get("latest", {})))
     for target in names:
@@ -732,7 +732,7 @@ def arr_at_risk_by_segment(scores: pd.DataFrame) -> pd.DataFrame:
 
 
 def _template_text(name: str) -> str:
-    return resources.files("churnml").joinpath("templates", name).read_text(encoding="utf-8")
+    return resources.files("churnml.report").joinpath("templates", name).read_text(encoding="utf-8")
 
 
 def build_report(
@@ -758,14 +758,14 @@ def build_report(
             ``risk_tier``, ``arr_at_risk``, ``expansion_probability``, ``recommended_play``, ``top_reasons``,
             ``account_name``, ``csm_id``, ``days_to_renewal``, ``churn_model_version``,
             ``expansion_model_version``.
-        reasons: :func:`churnml.reasons.reasons_for` output for both targets (None: use ``top_reasons``).
+        reasons: :func:`churnml.explain.reasons.reasons_for` output for both targets (None: use ``top_reasons``).
         usage_weekly: :func:`weekly_usage` output (None: no sparklines).
         kpis: :func:`portfolio_kpis` output (None: no KPI section).
         out_dir: Folder to write ``index.html`` into.
         tiers: Tier thresholds and plays (fill ``risk_tier`` / ``recommended_play`` when absent; legend).
         accounts: The accounts table, for names and CSMs when the scores lack them.
         features: The feature table, for ``contract_days_to_renewal`` when the scores lack ``days_to_renewal``.
-        performance: :func:`churnml.monitor.monitor_section` output: the page on realised performance once
+        performance: :func:`churnml.scoring.monitor.monitor_section` output: the page on realised performance once
             labels matured (advice, latest metrics per touch tier, decay by months since training); None
             leaves it out.
         max_accounts: List at most this many accounts (the largest ARR at risk first); totals cover all.
@@ -871,7 +871,7 @@ def build_report(
     script = _template_text("report.js")
     script_hash = base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode()
     env = Environment(
-        loader=PackageLoader("churnml", "templates"),
+        loader=PackageLoader("churnml.report", "templates"),
         autoescape=True,
         undefined=StrictUndefined,
         trim_blocks=True,
