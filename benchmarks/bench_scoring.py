@@ -95,7 +95,7 @@ def _trees(folder: Path) -> int:
 
 def run(quick: bool) -> list[dict]:
     """Scoring with explanations into DuckDB, then PostgreSQL when reachable (fresh tables each run)."""
-    from churnml.warehouse.store import redact_url
+    from churnml.warehouse.secrets import redact_url
 
     repeats = 1 if quick else 3
     work = Path(tempfile.mkdtemp(prefix="bench_scoring_"))

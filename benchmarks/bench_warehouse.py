@@ -105,7 +105,9 @@ def synthetic_frames(n_scores: int, seed: int = 0) -> tuple[pd.DataFrame, pd.Dat
 
 def run(quick: bool) -> list[dict]:
     """Figures for DuckDB (and PostgreSQL when reachable), fresh tables and a replacing rerun."""
-    from churnml.warehouse.store import RunInfo, Warehouse, redact_url
+    from churnml.warehouse.secrets import redact_url
+    from churnml.warehouse.store import Warehouse
+    from churnml.warehouse.tables import RunInfo
 
     n_scores = N_SCORES_QUICK if quick else N_SCORES
     repeats = 1 if quick else 3

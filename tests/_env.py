@@ -29,7 +29,7 @@ def require_postgres() -> str:
         _missing(f"{PG_ENV} is not set: PostgreSQL tests need a server")
     import sqlalchemy as sa
 
-    from churnml.warehouse.store import redact_url, scrub_secrets
+    from churnml.warehouse.secrets import redact_url, scrub_secrets
 
     try:
         engine = sa.create_engine(url, connect_args={"connect_timeout": 5})

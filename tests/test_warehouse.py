@@ -25,7 +25,9 @@ import pytest
 from churnml.config import WarehouseConfig
 from churnml.contract.schemas import DATE
 from churnml.errors import ChurnmlError
-from churnml.warehouse.store import RunInfo, Warehouse, redact_url
+from churnml.warehouse.secrets import redact_url
+from churnml.warehouse.store import Warehouse
+from churnml.warehouse.tables import RunInfo
 
 from _env import require_postgres
 

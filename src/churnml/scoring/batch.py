@@ -154,7 +154,7 @@ def score_chunk(
 def read_source_url(url: str) -> dict[str, pd.DataFrame]:
     """The contract's tables from a database (any SQLAlchemy URL; DuckDB files through DuckDB itself)."""
     from churnml.contract.schemas import TABLES
-    from churnml.warehouse.store import redact_url
+    from churnml.warehouse.secrets import redact_url
 
     tables: dict[str, pd.DataFrame] = {}
     try:
@@ -188,7 +188,7 @@ def read_source_url(url: str) -> dict[str, pd.DataFrame]:
         raise
     except Exception as exc:  # driver errors carry the URL: never show its credentials
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        from churnml.warehouse.store import scrub_secrets
+        from churnml.warehouse.secrets import scrub_secrets
 
         raise ChurnmlError(f"source {redact_url(url)}: {scrub_secrets(message, url)}") from None
     missing = [n for n in ("accounts", "subscriptions", "usage") if n not in tables]
@@ -300,7 +300,8 @@ def score_accounts(
         result.scores = pd.concat([p[0] for p in parts], ignore_index=True)
         result.explanations = pd.concat([p[1] for p in parts], ignore_index=True)
         return result
-    from churnml.warehouse.store import RunInfo, Warehouse
+    from churnml.warehouse.store import Warehouse
+    from churnml.warehouse.tables import RunInfo
 
     kept: list[pd.DataFrame] = []
 

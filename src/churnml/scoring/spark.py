@@ -36,7 +36,7 @@ from churnml.features.spark import (
 
 log = logging.getLogger(__name__)
 
-# Spark type of each warehouse column kind (churnml.warehouse.store.SCORES_COLUMNS).
+# Spark type of each warehouse column kind (churnml.warehouse.tables.SCORES_COLUMNS).
 _SPARK_TYPES = {"text": "string", "date": "date", "ts": "timestamp", "float": "double", "int": "bigint"}
 _MODEL_CACHE: dict[str, dict[str, Any]] = {}  # per Python worker: models by payload digest
 
@@ -82,7 +82,7 @@ def models_from_payload(payload: Mapping[str, Mapping[str, str]]) -> dict[str, A
 
 def scores_schema() -> str:
     """The Spark schema (DDL) of the ``churn_scores`` table, from the warehouse's column list."""
-    from churnml.warehouse.store import SCORES_COLUMNS
+    from churnml.warehouse.tables import SCORES_COLUMNS
 
     return ", ".join(f"{c.name} {_SPARK_TYPES[c.kind]}" for c in SCORES_COLUMNS)
 
@@ -91,7 +91,7 @@ def _score_partitions(
     payload_ref: Any, versions: dict[str, str], cfg: ScoringConfig, run_id: str, scored_at: pd.Timestamp
 ):
     """The mapInPandas function: chunks of ``cfg.chunk_size`` rows of a partition through score_chunk."""
-    from churnml.warehouse.store import SCORES_COLUMNS
+    from churnml.warehouse.tables import SCORES_COLUMNS
 
     names = [c.name for c in SCORES_COLUMNS]
 
