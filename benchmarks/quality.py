@@ -275,7 +275,8 @@ def run_crm6(variant: str, shared: Path, work: Path, seeds: int, n_boot: int) ->
     from churnml.dataset.labels import build_labels
     from churnml.dataset.spine import build_spine, data_end, training_cutoffs
     from churnml.features.engine import build_features
-    from churnml.modeling.model import evaluate_model, train_model
+    from churnml.modeling.evaluation import evaluate_model
+    from churnml.modeling.model import train_model
     from churnml.sources.ingest import ingest
 
     folder = shared / f"fightchurn_crm6_{variant}"
@@ -406,7 +407,9 @@ def run_ravenstack(shared: Path, work: Path) -> dict:
     from churnml.dataset.spine import build_spine, data_end, training_cutoffs
     from churnml.errors import ChurnmlError
     from churnml.features.engine import build_features
-    from churnml.modeling.model import evaluate_model, label_column, train_model
+    from churnml.modeling.evaluation import evaluate_model
+    from churnml.modeling.model import train_model
+    from churnml.modeling.split import label_column
     from churnml.sources.ingest import ingest
 
     cfg = _config(["data=ravenstack"])

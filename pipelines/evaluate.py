@@ -10,8 +10,9 @@ import logging
 
 from churnml.config import load_config, repo_root
 from churnml.contract.io import read_parquet
+from churnml.modeling.evaluation import evaluate_model
 from churnml.modeling.metrics import write_dvc_outputs
-from churnml.modeling.model import TrainedModel, evaluate_model
+from churnml.modeling.model import TrainedModel
 from churnml.modeling.tracking import data_version, log_training_run
 from churnml.stage import run_stage
 

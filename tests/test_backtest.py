@@ -240,7 +240,8 @@ def test_registered_versions_are_candidates_from_their_training_end(tmp_path, mo
     from test_modeling import HORIZON, synthetic_tables
 
     from churnml.config import EvaluationConfig, TrackingConfig
-    from churnml.modeling.model import evaluate_model, train_model
+    from churnml.modeling.evaluation import evaluate_model
+    from churnml.modeling.model import train_model
     from churnml.modeling.tracking import log_training_run, model_versions
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)

@@ -15,18 +15,12 @@ import pytest
 
 from churnml.config import EvaluationConfig, LightGBMConfig, ModelConfig, SplitConfig
 from churnml.errors import ChurnmlError
+from churnml.modeling.baselines import HealthScore, fit_baselines
+from churnml.modeling.calibration import Calibrator
+from churnml.modeling.evaluation import evaluate_model
 from churnml.modeling.metrics import brier
-from churnml.modeling.model import (
-    Calibrator,
-    HealthScore,
-    TrainedModel,
-    evaluate_model,
-    feature_columns,
-    fit_baselines,
-    label_column,
-    split_periods,
-    train_model,
-)
+from churnml.modeling.model import TrainedModel, train_model
+from churnml.modeling.split import feature_columns, label_column, split_periods
 
 HORIZON = 90
 

@@ -402,7 +402,8 @@ def replay(tmp_path_factory):
     from churnml.dataset.labels import build_labels
     from churnml.dataset.spine import build_spine, data_range, training_cutoffs
     from churnml.features.engine import build_features
-    from churnml.modeling.model import evaluate_model, train_model
+    from churnml.modeling.evaluation import evaluate_model
+    from churnml.modeling.model import train_model
     from churnml.sources.simulate import simulate
 
     root = tmp_path_factory.mktemp("replay")

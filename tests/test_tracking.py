@@ -16,7 +16,8 @@ from test_modeling import HORIZON, fast_config, synthetic_tables
 
 from churnml.config import Config, EvaluationConfig, SplitConfig, TrackingConfig
 from churnml.errors import ChurnmlError
-from churnml.modeling.model import evaluate_model, train_model
+from churnml.modeling.evaluation import evaluate_model
+from churnml.modeling.model import train_model
 from churnml.modeling.tracking import (
     artifact_location,
     data_version,

@@ -4,7 +4,7 @@ Some teams bring a snapshot, not event history: one row per customer with its at
 churned (the shape of IBM's Telco sample or the BankChurners table). Tabular mode reads such a table and
 runs the same model code as the event pipeline on it: the LightGBM trainer with class weights, early
 stopping and calibration (:func:`churnml.modeling.model.fit_rows`), the logistic-regression and health-score
-baselines (:func:`churnml.modeling.model.fit_baselines_rows`), the metrics tables
+baselines (:func:`churnml.modeling.baselines.fit_baselines_rows`), the metrics tables
 (:func:`churnml.modeling.metrics.build_evaluation`), MLflow run logging (:func:`churnml.modeling.tracking.log_training_run`)
 and exact TreeSHAP explanations (:func:`churnml.explain.contributions.explain_accounts`).
 
@@ -51,14 +51,9 @@ import pandas as pd
 
 from churnml.config import EvaluationConfig, ModelConfig, TrackingConfig
 from churnml.errors import ChurnmlError
+from churnml.modeling.baselines import Baselines, fit_baselines_rows
 from churnml.modeling.metrics import Evaluation, build_evaluation, compute_metrics, metrics_json, plot_tables
-from churnml.modeling.model import (
-    Baselines,
-    TrainedModel,
-    _categorical_levels,
-    fit_baselines_rows,
-    fit_rows,
-)
+from churnml.modeling.model import TrainedModel, _categorical_levels, fit_rows
 
 SPEC_FILE = "tabular.json"
 MODEL_DIR = "model"

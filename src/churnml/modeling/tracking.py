@@ -54,7 +54,8 @@ from churnml.modeling.metrics import (
     plot_tables,
 )
 from churnml.modeling.metrics import figures as draw_figures
-from churnml.modeling.model import KEYS, TrainedModel
+from churnml.modeling.model import TrainedModel
+from churnml.modeling.split import KEYS
 
 log = logging.getLogger(__name__)
 

@@ -237,7 +237,7 @@ def candidate_of(
 
 def registry_candidates(cfg: Config, root: Path) -> list[Candidate]:
     """Every registered version of both targets whose training run logged its split."""
-    from churnml.modeling.model import Split
+    from churnml.modeling.split import Split
     from churnml.modeling.tracking import load_champion, model_versions
 
     out: list[Candidate] = []
@@ -383,7 +383,8 @@ class _WalkForward:
         """(model, its test numbers: test_roc_auc, test_n, test_positives) trained on what was known at ``as_of``."""
         from churnml.dataset.labels import build_labels
         from churnml.modeling.metrics import roc_auc
-        from churnml.modeling.model import labeled_frame, train_model
+        from churnml.modeling.model import train_model
+        from churnml.modeling.split import labeled_frame
 
         key = (as_of, target)
         if key not in self._trained:

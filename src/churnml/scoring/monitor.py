@@ -149,7 +149,7 @@ def score_psi(probability: np.ndarray, reference: Mapping[str, list[float]]) -> 
     The reference holds decile ``edges`` and the ``fractions`` of bins (-inf, e1], ..., (ek, inf) and of
     missing values; NaN when the reference is unknown.
     """
-    from churnml.modeling.model import psi
+    from churnml.modeling.drift import psi
 
     if not reference or "edges" not in reference or "fractions" not in reference:
         return math.nan
