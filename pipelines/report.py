@@ -8,7 +8,8 @@ import pandas as pd
 from churnml.config import load_config, repo_root
 from churnml.contract.io import read_parquet, read_table
 from churnml.dataset.spine import data_end
-from churnml.report.portfolio import build_report, portfolio_kpis, weekly_usage
+from churnml.report.kpis import portfolio_kpis, weekly_usage
+from churnml.report.portfolio import build_report
 from churnml.scoring.monitor import monitor_section
 from churnml.stage import run_stage
 

@@ -15,16 +15,9 @@ import pytest
 
 from churnml.config import TiersConfig
 from churnml.errors import ChurnmlError
-from churnml.report.portfolio import (
-    arr_at_risk_by_segment,
-    build_report,
-    churn_events,
-    flag_abnormal,
-    line_chart_svg,
-    portfolio_kpis,
-    sparkline_svg,
-    weekly_usage,
-)
+from churnml.report.charts import line_chart_svg, sparkline_svg
+from churnml.report.kpis import churn_events, flag_abnormal, portfolio_kpis, weekly_usage
+from churnml.report.portfolio import arr_at_risk_by_segment, build_report
 from churnml.scoring.monitor import monitor_section
 
 from _env import require_chromium
