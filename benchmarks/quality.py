@@ -202,7 +202,7 @@ def utility_weights(sim_config: Path) -> pd.DataFrame:
 
 def _behaviour_of(feature: str, behaviours) -> str | None:
     """The behaviour a usage feature measures: ``feature_<b>`` counts and ``<b>_value`` sums (else None)."""
-    from churnml.explain.reasons import feature_info
+    from churnml.explain.drivers import feature_info
 
     try:
         metric = feature_info(feature).metric

@@ -11,20 +11,16 @@ import pytest
 
 from churnml.config import FeaturesConfig
 from churnml.errors import ChurnmlError
+from churnml.explain.drivers import FAMILIES, driver_of, feature_info, is_context
 from churnml.explain.reasons import (
-    FAMILIES,
-    FAMILY_TEMPLATES,
     cause_hit_rate,
     cause_hit_summary,
     cause_hits,
-    driver_of,
-    feature_info,
-    is_context,
     reasons_for,
-    render_reason,
     top_reasons,
     with_reasons,
 )
+from churnml.explain.templates import FAMILY_TEMPLATES, render_reason
 from churnml.features.engine import EXAMPLE_CSM_KINDS, EXAMPLE_METRICS, feature_names
 
 

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from churnml.errors import ChurnmlError
 
-if TYPE_CHECKING:
-    pass
 _MAX_ERROR_CHARS = 500
 _SECRET_QUERY_KEYS = ("password", "passwd", "pwd", "secret", "token", "api_key", "apikey", "private_key")
 
