@@ -17,26 +17,28 @@ import pytest
 from churnml.config import Config, LabelsConfig, LightGBMConfig, ModelConfig, SimulatorConfig
 from churnml.errors import ChurnmlError
 from churnml.modeling.metrics import roc_auc
+from churnml.scoring.advice import advise
 from churnml.scoring.backtest import ModelCard, backtest, candidate_of
 from churnml.scoring.monitor import (
-    ALL,
-    PERFORMANCE_COLUMNS,
     MonitorConfig,
     MonitorResult,
-    advise,
+    monitor_document,
+    monitor_performance,
+    monitor_section,
+    run_monitor,
+    write_monitor_outputs,
+)
+from churnml.scoring.realised import (
+    ALL,
+    PERFORMANCE_COLUMNS,
     auc_standard_error,
     bootstrap_auc,
     expected_calibration_error,
     lift_at_k,
-    monitor_document,
-    monitor_performance,
-    monitor_section,
     performance_table,
     realised_rows,
     reliability_table,
-    run_monitor,
     score_psi,
-    write_monitor_outputs,
 )
 from churnml.warehouse.store import Warehouse
 
