@@ -13,7 +13,8 @@ from churnml.contract.io import read_parquet
 from churnml.modeling.evaluation import evaluate_model
 from churnml.modeling.metrics import write_dvc_outputs
 from churnml.modeling.model import TrainedModel
-from churnml.modeling.tracking import data_version, log_training_run
+from churnml.modeling.runs import log_training_run
+from churnml.modeling.tracking import data_version
 from churnml.stage import run_stage
 
 log = logging.getLogger("evaluate")

@@ -242,7 +242,8 @@ def test_registered_versions_are_candidates_from_their_training_end(tmp_path, mo
     from churnml.config import EvaluationConfig, TrackingConfig
     from churnml.modeling.evaluation import evaluate_model
     from churnml.modeling.model import train_model
-    from churnml.modeling.tracking import log_training_run, model_versions
+    from churnml.modeling.registry import model_versions
+    from churnml.modeling.runs import log_training_run
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     cfg = Config()

@@ -18,15 +18,13 @@ from churnml.config import Config, EvaluationConfig, SplitConfig, TrackingConfig
 from churnml.errors import ChurnmlError
 from churnml.modeling.evaluation import evaluate_model
 from churnml.modeling.model import train_model
+from churnml.modeling.registry import load_champion, promote, rollback
+from churnml.modeling.runs import log_training_run
 from churnml.modeling.tracking import (
     artifact_location,
     data_version,
     flatten_params,
-    load_champion,
-    log_training_run,
-    promote,
     redact_url,
-    rollback,
     tracking_uri,
 )
 

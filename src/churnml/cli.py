@@ -354,7 +354,7 @@ def promote(
 ) -> None:
     """Give the champion alias to a model version by hand (recorded as a tag)."""
     from churnml.config import load_config
-    from churnml.modeling.tracking import promote as do_promote
+    from churnml.modeling.registry import promote as do_promote
 
     previous = do_promote(target, version, reason, cfg=load_config(check_fresh=False).tracking)
     _echo(f"churnml-{target}: champion is now v{version} (was {previous})")
@@ -367,7 +367,7 @@ def rollback(
 ) -> None:
     """Return the champion alias to the previous champion (recorded as a tag)."""
     from churnml.config import load_config
-    from churnml.modeling.tracking import rollback as do_rollback
+    from churnml.modeling.registry import rollback as do_rollback
 
     now = do_rollback(target, reason, cfg=load_config(check_fresh=False).tracking)
     _echo(f"churnml-{target}: champion rolled back to v{now}")

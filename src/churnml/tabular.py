@@ -5,7 +5,7 @@ churned (the shape of IBM's Telco sample or the BankChurners table). Tabular mod
 runs the same model code as the event pipeline on it: the LightGBM trainer with class weights, early
 stopping and calibration (:func:`churnml.modeling.model.fit_rows`), the logistic-regression and health-score
 baselines (:func:`churnml.modeling.baselines.fit_baselines_rows`), the metrics tables
-(:func:`churnml.modeling.metrics.build_evaluation`), MLflow run logging (:func:`churnml.modeling.tracking.log_training_run`)
+(:func:`churnml.modeling.metrics.build_evaluation`), MLflow run logging (:func:`churnml.modeling.runs.log_training_run`)
 and exact TreeSHAP explanations (:func:`churnml.explain.contributions.explain_accounts`).
 
 How the table is read (:class:`TabularSpec`, :func:`prepare_table`):
@@ -626,7 +626,8 @@ def log_run(
     root: Path | None = None,
 ) -> str:
     """Log the run to MLflow (experiment ``<experiment>-tabular``, never registered); returns the run id."""
-    from churnml.modeling.tracking import data_version, log_training_run
+    from churnml.modeling.runs import log_training_run
+    from churnml.modeling.tracking import data_version
 
     tabular_tracking = dataclasses.replace(
         tracking, experiment=f"{tracking.experiment}-tabular", register=False

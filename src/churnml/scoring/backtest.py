@@ -237,8 +237,8 @@ def candidate_of(
 
 def registry_candidates(cfg: Config, root: Path) -> list[Candidate]:
     """Every registered version of both targets whose training run logged its split."""
+    from churnml.modeling.registry import load_champion, model_versions
     from churnml.modeling.split import Split
-    from churnml.modeling.tracking import load_champion, model_versions
 
     out: list[Candidate] = []
     grace = pd.Timedelta(days=cfg.labels.horizon_days + cfg.labels.grace_days)

@@ -231,7 +231,7 @@ def load_models(
     ``load_model(target, ref) -> (model, version)`` defaults to the MLflow registry.
     """
     if load_model is None:
-        from churnml.modeling.tracking import load_champion
+        from churnml.modeling.registry import load_champion
 
         def load_model(target: str, ref: str) -> tuple[Any, str]:
             return load_champion(target, ref, root=root, cfg=cfg.tracking)

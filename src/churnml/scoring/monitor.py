@@ -186,7 +186,7 @@ def resolve_cards(scores: pd.DataFrame, cfg: Config, root: Path) -> dict[tuple[s
 
     A version with neither is left out (its PSI, test AUC and months since training stay NaN) with a warning.
     """
-    from churnml.modeling.tracking import load_champion, model_versions
+    from churnml.modeling.registry import load_champion, model_versions
 
     folder = cards_dir(root, cfg.paths)
     out: dict[tuple[str, str], ModelCard] = {}
@@ -264,7 +264,7 @@ def run_monitor(
         warehouse_url: overrides ``cfg.warehouse``.
         cards: model cards (default :func:`resolve_cards`).
         write: False writes nothing (no table, no files).
-        track: log the pass to MLflow (:func:`churnml.modeling.tracking.log_monitoring`).
+        track: log the pass to MLflow (:func:`churnml.modeling.runs.log_monitoring`).
         now: the evaluation time (default: now, UTC).
 
     Raises:
@@ -300,7 +300,7 @@ def run_monitor(
     if track:
         from dataclasses import asdict
 
-        from churnml.modeling.tracking import log_monitoring
+        from churnml.modeling.runs import log_monitoring
 
         log_monitoring(
             result.document,
