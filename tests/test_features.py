@@ -15,16 +15,8 @@ from sqlglot.errors import ErrorLevel
 from churnml.config import FeaturesConfig, SpineConfig
 from churnml.dataset.spine import SPINE_SQL, build_spine, training_cutoffs
 from churnml.errors import ChurnmlError
-from churnml.features.engine import (
-    ALWAYS_PRESENT,
-    all_steps,
-    build_features,
-    describe_feature,
-    feature_families,
-    feature_names,
-    features_for_folder,
-    parse_feature,
-)
+from churnml.features.catalogue import describe_feature, feature_families, feature_names, parse_feature
+from churnml.features.engine import ALWAYS_PRESENT, all_steps, build_features, features_for_folder
 from churnml.features.sql import CATEGORICAL
 
 T = pd.Timestamp

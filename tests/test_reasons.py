@@ -21,7 +21,8 @@ from churnml.explain.reasons import (
     with_reasons,
 )
 from churnml.explain.templates import FAMILY_TEMPLATES, render_reason
-from churnml.features.engine import EXAMPLE_CSM_KINDS, EXAMPLE_METRICS, feature_names
+from churnml.features.catalogue import feature_names
+from churnml.features.engine import EXAMPLE_CSM_KINDS, EXAMPLE_METRICS
 
 
 def _engine_features() -> list[str]:

@@ -34,6 +34,9 @@ How the table is read (:class:`TabularSpec`, :func:`prepare_table`):
 
 Runs are logged to MLflow in the experiment ``<tracking.experiment>-tabular`` and are not registered:
 the registry's ``churnml-churn`` champion belongs to the event pipeline and is never moved from here.
+
+Kept whole (about 720 lines): one mode end to end (read, protocol, save, explain, score) over the modeling
+and explain layers, with one protocol object threaded through every step.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from churnml.errors import ChurnmlError
 from churnml.features.sql import ALL_FAMILIES
 
 if TYPE_CHECKING:
-    from churnml.features.engine import FeatureInfo
+    from churnml.features.catalogue import FeatureInfo
 
 FAMILIES = ALL_FAMILIES  # one list: the engine's
 # Aggregations recognised at the end of a name outside the engine's catalogue (before the window).
@@ -44,13 +44,13 @@ def _family_of(name: str) -> str | None:
 
 @cache
 def feature_info(name: str) -> FeatureInfo:
-    """What a feature name means: the engine's :func:`churnml.features.engine.parse_feature`, or, for a name outside
+    """What a feature name means: the engine's :func:`churnml.features.catalogue.parse_feature`, or, for a name outside
     its catalogue, ``<family>_<metric>[_<agg>][_<window>d]`` read from the name.
 
     Raises:
         ChurnmlError: when the name does not start with a known family.
     """
-    from churnml.features.engine import FeatureInfo, parse_feature
+    from churnml.features.catalogue import FeatureInfo, parse_feature
 
     try:
         return parse_feature(name)

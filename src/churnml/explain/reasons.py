@@ -1,7 +1,7 @@
 """Reasons in plain words: per account, the drivers raising and lowering its score, as CSM-readable sentences.
 
 A *driver* is one root cause: the features of one family and metric as the feature engine names them
-(:func:`churnml.features.engine.parse_feature`): ``usage_logins_sum_30d``, ``usage_logins_trend_30d`` and
+(:func:`churnml.features.catalogue.parse_feature`): ``usage_logins_sum_30d``, ``usage_logins_trend_30d`` and
 ``usage_logins_zscore_7d`` are the driver ``usage_logins``; ``contacts_sponsor_left_90d`` and
 ``contacts_days_since_sponsor_left`` are ``contacts_sponsor_left``. Its probability points are the sum of
 its members' points (see :mod:`churnml.explain.contributions`), and its sentence comes from its strongest member (largest

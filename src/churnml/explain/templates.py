@@ -18,7 +18,7 @@ import pandas as pd
 from churnml.explain.drivers import feature_info
 
 if TYPE_CHECKING:
-    from churnml.features.engine import FeatureInfo
+    from churnml.features.catalogue import FeatureInfo
 _WORDS = {
     "api": "API",
     "nps": "NPS",

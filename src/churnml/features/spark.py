@@ -12,6 +12,8 @@ see :func:`step_reads`); the final frame goes through the same tidy step as the 
   settings back afterwards, so a session handed in by a cluster (Databricks) works too.
 
 pyspark is imported lazily: the rest of the package never needs it.
+
+Kept whole (about 600 lines): the one optional engine, so that pyspark stays behind one module.
 """
 
 from __future__ import annotations

@@ -18,9 +18,7 @@ import pandas as pd
 
 from churnml.config import ScoringConfig
 from churnml.errors import ChurnmlError
-from churnml.features.engine import (
-    _tidy,
-)
+from churnml.features.engine import _tidy
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame as SparkDataFrame

@@ -1,4 +1,8 @@
-"""The default data: a synthetic B2B SaaS portfolio, its contract tables and its ground truth."""
+"""The default data: a synthetic B2B SaaS portfolio, its contract tables and its ground truth.
+
+Kept whole (about 1,300 lines): one generative model whose named parameters, at the top, are read by every
+part of it (state, truth, chunks, observable tables); split, they and the chunk state would travel between modules.
+"""
 
 # How it works. Every account carries a monthly health: the sum of named components (onboarding, adoption,
 # return on investment, sponsor changes, support pain, sentiment) plus an unobservable monthly shock. The
