@@ -16,8 +16,9 @@ from churnml.config import FeaturesConfig, SpineConfig
 from churnml.dataset.spine import SPINE_SQL, build_spine, training_cutoffs
 from churnml.errors import ChurnmlError
 from churnml.features.catalogue import describe_feature, feature_families, feature_names, parse_feature
-from churnml.features.engine import ALWAYS_PRESENT, all_steps, build_features, features_for_folder
+from churnml.features.engine import build_features, features_for_folder
 from churnml.features.sql import CATEGORICAL
+from churnml.features.steps import ALWAYS_PRESENT, all_steps
 
 T = pd.Timestamp
 DAY = pd.Timedelta(days=1)

@@ -22,7 +22,7 @@ from churnml.explain.reasons import (
 )
 from churnml.explain.templates import FAMILY_TEMPLATES, render_reason
 from churnml.features.catalogue import feature_names
-from churnml.features.engine import EXAMPLE_CSM_KINDS, EXAMPLE_METRICS
+from churnml.features.steps import EXAMPLE_CSM_KINDS, EXAMPLE_METRICS
 
 
 def _engine_features() -> list[str]:

@@ -54,9 +54,13 @@ import pandas as pd
 
 from churnml.config import EvaluationConfig, ModelConfig, TrackingConfig
 from churnml.errors import ChurnmlError
+from churnml.explain.contributions import explain_accounts
 from churnml.modeling.baselines import Baselines, fit_baselines_rows
 from churnml.modeling.metrics import Evaluation, build_evaluation, compute_metrics, metrics_json, plot_tables
 from churnml.modeling.model import TrainedModel, _categorical_levels, fit_rows
+from churnml.modeling.runs import log_training_run
+from churnml.modeling.tracking import data_version
+from churnml.scoring.batch import risk_tier
 
 SPEC_FILE = "tabular.json"
 MODEL_DIR = "model"
@@ -629,8 +633,6 @@ def log_run(
     root: Path | None = None,
 ) -> str:
     """Log the run to MLflow (experiment ``<experiment>-tabular``, never registered); returns the run id."""
-    from churnml.modeling.runs import log_training_run
-    from churnml.modeling.tracking import data_version
 
     tabular_tracking = dataclasses.replace(
         tracking, experiment=f"{tracking.experiment}-tabular", register=False
@@ -658,7 +660,6 @@ def explain_table(model: TrainedModel, data: TabularData, *, top_n: int | None =
     ``reason`` reads ``<feature> = <value>`` and the probability points it adds or removes; the event
     pipeline's worded reasons need its feature vocabulary, which an arbitrary table does not have.
     """
-    from churnml.explain.contributions import explain_accounts
 
     out = explain_accounts(model, data.features, top_n=top_n)
     points = out["probability_points"].to_numpy(float) * 100
@@ -683,7 +684,6 @@ def score_table(
         ``account_id``, ``as_of``, ``probability``, ``risk_tier``, ``top_reasons`` (JSON list of the
         ``top`` drivers with positive points: feature, value, probability_points, reason).
     """
-    from churnml.scoring.batch import risk_tier
 
     explained = explain_table(model, data)
     raising = explained[explained["probability_points"] > 0].sort_values(

@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from churnml.contract.schemas import REQUIRED_TABLES, TABLES
+from churnml.contract.validate import describe_failures, table_failures
 from churnml.errors import ChurnmlError
 
 
@@ -55,7 +56,6 @@ def read_folder(folder: Path, *, raw: bool = True) -> dict[str, pd.DataFrame]:
 
 def coerce_table(name: str, frame: pd.DataFrame) -> pd.DataFrame:
     """Validate and coerce a table that is expected to be clean; raise one line naming what is wrong."""
-    from churnml.contract.validate import describe_failures, table_failures
 
     failures, coerced = table_failures(name, frame)
     if failures is not None and len(failures):

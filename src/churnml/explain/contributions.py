@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import pandas as pd
 
+from churnml.contract.io import write_parquet
 from churnml.errors import ChurnmlError
 
 if TYPE_CHECKING:
@@ -525,7 +526,6 @@ def write_explanations(explanations: pd.DataFrame, path: Path) -> tuple[Path, Pa
     Returns:
         ``(parquet_path, csv_path)``.
     """
-    from churnml.contract.io import write_parquet
 
     path = Path(path)
     parquet = path if path.suffix == ".parquet" else path.with_suffix(".parquet")

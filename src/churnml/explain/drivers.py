@@ -5,13 +5,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from functools import cache
-from typing import TYPE_CHECKING
 
 from churnml.errors import ChurnmlError
+from churnml.features.catalogue import FeatureInfo, parse_feature
 from churnml.features.sql import ALL_FAMILIES
-
-if TYPE_CHECKING:
-    from churnml.features.catalogue import FeatureInfo
 
 FAMILIES = ALL_FAMILIES  # one list: the engine's
 # Aggregations recognised at the end of a name outside the engine's catalogue (before the window).
@@ -50,7 +47,6 @@ def feature_info(name: str) -> FeatureInfo:
     Raises:
         ChurnmlError: when the name does not start with a known family.
     """
-    from churnml.features.catalogue import FeatureInfo, parse_feature
 
     try:
         return parse_feature(name)

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from churnml.config import FeaturesConfig
 from churnml.errors import ChurnmlError
 from churnml.features import sql as fs
-from churnml.features.engine import EXAMPLE_CSM_KINDS, EXAMPLE_METRICS, family_columns
 from churnml.features.sql import ALL_FAMILIES, CATEGORICAL
+from churnml.features.steps import EXAMPLE_CSM_KINDS, EXAMPLE_METRICS, family_columns
 
 # --------------------------------------------------------------------------------------------- catalogue
 

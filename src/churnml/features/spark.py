@@ -40,7 +40,8 @@ from churnml.contract.schemas import REQUIRED_TABLES, TABLES
 from churnml.dataset.spine import SPINE_SQL, to_cutoffs
 from churnml.errors import ChurnmlError
 from churnml.features import sql as fs
-from churnml.features.engine import (
+from churnml.features.sql import CATEGORICAL, SqlStep, Windows
+from churnml.features.steps import (
     _TYPED_COLUMNS,
     _spine_keys,
     _tidy,
@@ -49,7 +50,6 @@ from churnml.features.engine import (
     family_columns,
     family_steps,
 )
-from churnml.features.sql import CATEGORICAL, SqlStep, Windows
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame as SparkDataFrame
@@ -435,7 +435,7 @@ def step_reads(cfg: FeaturesConfig) -> Counter[str]:
     """How often each relation is read by the steps and the final join (CTE names aside).
 
     The table graph does not depend on the metric or activity-kind names, so the example lists of
-    :func:`churnml.features.engine.all_steps` give it.
+    :func:`churnml.features.steps.all_steps` give it.
     """
     import sqlglot
     from sqlglot import exp

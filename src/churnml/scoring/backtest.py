@@ -31,9 +31,16 @@ from typing import Any
 
 import pandas as pd
 
-from churnml.config import Config, LabelsConfig, PathsConfig, SplitConfig
+from churnml.config import Config, LabelsConfig, PathsConfig, SplitConfig, repo_root
+from churnml.dataset.labels import build_labels
+from churnml.dataset.spine import build_spine, data_range, to_cutoffs, training_cutoffs
 from churnml.errors import ChurnmlError
-from churnml.modeling.model import TrainedModel
+from churnml.features.engine import build_features
+from churnml.modeling.metrics import roc_auc
+from churnml.modeling.model import TrainedModel, train_model
+from churnml.modeling.registry import load_champion, model_versions
+from churnml.modeling.split import Split, labeled_frame
+from churnml.scoring.batch import score_accounts
 
 log = logging.getLogger(__name__)
 
@@ -237,8 +244,6 @@ def candidate_of(
 
 def registry_candidates(cfg: Config, root: Path) -> list[Candidate]:
     """Every registered version of both targets whose training run logged its split."""
-    from churnml.modeling.registry import load_champion, model_versions
-    from churnml.modeling.split import Split
 
     out: list[Candidate] = []
     grace = pd.Timedelta(days=cfg.labels.horizon_days + cfg.labels.grace_days)
@@ -330,7 +335,6 @@ def as_of_dates(start: Any, end: Any, every: str = "1mo") -> list[pd.Timestamp]:
     Raises:
         ChurnmlError: on a bad step, a start after the end, or dates that are not whole days.
     """
-    from churnml.dataset.spine import to_cutoffs
 
     match = re.fullmatch(r"\s*(\d+)\s*(d|w|mo)\s*", str(every))
     if not match or int(match.group(1)) < 1:
@@ -366,8 +370,6 @@ class _WalkForward:
         self._trained: dict[tuple[pd.Timestamp, str], tuple[TrainedModel, dict[str, float]]] = {}
 
     def features(self) -> pd.DataFrame:
-        from churnml.dataset.spine import build_spine, training_cutoffs
-        from churnml.features.engine import build_features
 
         if self._features is None:
             # Each cutoff's features see only rows before it (build_features), so one table built on the
@@ -381,10 +383,6 @@ class _WalkForward:
 
     def model(self, as_of: pd.Timestamp, target: str) -> tuple[TrainedModel, dict[str, float]]:
         """(model, its test numbers: test_roc_auc, test_n, test_positives) trained on what was known at ``as_of``."""
-        from churnml.dataset.labels import build_labels
-        from churnml.modeling.metrics import roc_auc
-        from churnml.modeling.model import train_model
-        from churnml.modeling.split import labeled_frame
 
         key = (as_of, target)
         if key not in self._trained:
@@ -479,9 +477,6 @@ def backtest(
         ChurnmlError: on a bad mode or range, when ``fixed`` finds no model at the first as-of, or when
             no as-of could be scored.
     """
-    from churnml.config import repo_root
-    from churnml.dataset.spine import data_range
-    from churnml.scoring.batch import score_accounts
 
     if retrain not in RETRAIN_MODES:
         raise ChurnmlError(f"--retrain {retrain!r}: expected one of {', '.join(RETRAIN_MODES)}")

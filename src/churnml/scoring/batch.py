@@ -16,8 +16,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from churnml.config import Config, DriftConfig, ScoringConfig, TiersConfig
+from churnml.config import Config, DriftConfig, ScoringConfig, TiersConfig, repo_root
+from churnml.contract.io import read_folder
+from churnml.contract.schemas import TABLES
+from churnml.contract.validate import validate_tables
+from churnml.dataset.spine import build_spine, data_range, to_cutoffs
 from churnml.errors import ChurnmlError
+from churnml.explain.contributions import explain_accounts
+from churnml.explain.reasons import reasons_for, top_reasons, with_reasons
+from churnml.features.engine import build_features
+from churnml.modeling.registry import load_champion
+from churnml.warehouse.secrets import redact_url, scrub_secrets
+from churnml.warehouse.store import Warehouse
+from churnml.warehouse.tables import RunInfo
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +122,6 @@ def score_chunk(
         (scores in the ``churn_scores`` layout without run columns, explanations in the
         ``churn_explanations`` layout).
     """
-    from churnml.explain.contributions import explain_accounts
-    from churnml.explain.reasons import reasons_for, top_reasons, with_reasons
 
     p_churn = models["churn"].predict_proba(features)
     p_expand = models["expansion"].predict_proba(features)
@@ -153,8 +162,6 @@ def score_chunk(
 
 def read_source_url(url: str) -> dict[str, pd.DataFrame]:
     """The contract's tables from a database (any SQLAlchemy URL; DuckDB files through DuckDB itself)."""
-    from churnml.contract.schemas import TABLES
-    from churnml.warehouse.secrets import redact_url
 
     tables: dict[str, pd.DataFrame] = {}
     try:
@@ -188,7 +195,6 @@ def read_source_url(url: str) -> dict[str, pd.DataFrame]:
         raise
     except Exception as exc:  # driver errors carry the URL: never show its credentials
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        from churnml.warehouse.secrets import scrub_secrets
 
         raise ChurnmlError(f"source {redact_url(url)}: {scrub_secrets(message, url)}") from None
     missing = [n for n in ("accounts", "subscriptions", "usage") if n not in tables]
@@ -199,8 +205,6 @@ def read_source_url(url: str) -> dict[str, pd.DataFrame]:
 
 def load_tables(data: Path | None, source_url: str | None) -> dict[str, pd.DataFrame]:
     """Read and validate the input tables (a folder or a database); bad rows fail the run before any write."""
-    from churnml.contract.io import read_folder
-    from churnml.contract.validate import validate_tables
 
     if (data is None) == (source_url is None):
         raise ChurnmlError("give exactly one of --data DIR or --source-url URL")
@@ -210,7 +214,6 @@ def load_tables(data: Path | None, source_url: str | None) -> dict[str, pd.DataF
 
 def scoring_day(as_of: pd.Timestamp | str | None, end: pd.Timestamp) -> pd.Timestamp:
     """The as-of day of a scoring run: the given day (never past the data end) or, by default, the data end."""
-    from churnml.dataset.spine import to_cutoffs
 
     day = to_cutoffs([as_of])[0] if as_of is not None and str(as_of) != "" else end
     if day > end:
@@ -231,7 +234,6 @@ def load_models(
     ``load_model(target, ref) -> (model, version)`` defaults to the MLflow registry.
     """
     if load_model is None:
-        from churnml.modeling.registry import load_champion
 
         def load_model(target: str, ref: str) -> tuple[Any, str]:
             return load_champion(target, ref, root=root, cfg=cfg.tracking)
@@ -272,9 +274,6 @@ def score_accounts(
         ChurnmlError: bad as-of date, missing models, a model/feature schema mismatch, drift past the
             fail threshold, or a warehouse failure (the previous rows stay intact).
     """
-    from churnml.config import repo_root
-    from churnml.dataset.spine import build_spine, data_range
-    from churnml.features.engine import build_features
 
     root = root or repo_root()
     start, end = data_range(tables)
@@ -300,8 +299,6 @@ def score_accounts(
         result.scores = pd.concat([p[0] for p in parts], ignore_index=True)
         result.explanations = pd.concat([p[1] for p in parts], ignore_index=True)
         return result
-    from churnml.warehouse.store import Warehouse
-    from churnml.warehouse.tables import RunInfo
 
     kept: list[pd.DataFrame] = []
 

@@ -28,18 +28,22 @@ import json
 import logging
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from churnml.config import Config, MonitorConfig
+from churnml.config import Config, MonitorConfig, repo_root
+from churnml.dataset.spine import data_range
 from churnml.errors import ChurnmlError
+from churnml.modeling.registry import load_champion, model_versions
+from churnml.modeling.runs import log_monitoring
 from churnml.scoring.advice import advise
 from churnml.scoring.backtest import ModelCard, card_of, cards_dir, load_card
 from churnml.scoring.realised import ALL, TARGETS, VERSION, performance_table, realised_rows
+from churnml.warehouse.store import Warehouse
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +155,6 @@ def monitor_performance(
     Returns:
         The :class:`MonitorResult`.
     """
-    from churnml.dataset.spine import data_range
 
     mcfg = monitor_config(cfg)
     evaluated_at = (now or dt.datetime.now(dt.UTC)).replace(tzinfo=None, microsecond=0)
@@ -186,7 +189,6 @@ def resolve_cards(scores: pd.DataFrame, cfg: Config, root: Path) -> dict[tuple[s
 
     A version with neither is left out (its PSI, test AUC and months since training stay NaN) with a warning.
     """
-    from churnml.modeling.registry import load_champion, model_versions
 
     folder = cards_dir(root, cfg.paths)
     out: dict[tuple[str, str], ModelCard] = {}
@@ -270,8 +272,6 @@ def run_monitor(
     Raises:
         ChurnmlError: when the warehouse holds no scores.
     """
-    from churnml.config import repo_root
-    from churnml.warehouse.store import Warehouse
 
     root = Path(root or repo_root())
     warehouse = Warehouse.from_config(
@@ -298,10 +298,6 @@ def run_monitor(
             result, root / cfg.paths.metrics / "monitor.json", root / cfg.paths.plots / "monitor"
         )
     if track:
-        from dataclasses import asdict
-
-        from churnml.modeling.runs import log_monitoring
-
         log_monitoring(
             result.document,
             {**plot_tables(result), "advice": result.advice},

@@ -11,7 +11,9 @@ import numpy as np
 import pandas as pd
 
 from churnml.config import MonitorConfig
+from churnml.dataset.labels import build_labels
 from churnml.errors import ChurnmlError
+from churnml.modeling.drift import psi
 from churnml.modeling.metrics import arr_captured_at_k, pr_auc, roc_auc, top_weights
 from churnml.scoring.backtest import ModelCard
 
@@ -110,7 +112,6 @@ def score_psi(probability: np.ndarray, reference: Mapping[str, list[float]]) -> 
     The reference holds decile ``edges`` and the ``fractions`` of bins (-inf, e1], ..., (ek, inf) and of
     missing values; NaN when the reference is unknown.
     """
-    from churnml.modeling.drift import psi
 
     if not reference or "edges" not in reference or "fractions" not in reference:
         return math.nan
@@ -182,7 +183,6 @@ def realised_rows(
         label ``y`` (null until matured), arr, touch_model and ``matured``. A score row rewritten for the
         same key keeps its latest write.
     """
-    from churnml.dataset.labels import build_labels
 
     missing = [c for c in _SCORE_COLUMNS if c not in scores.columns]
     if missing:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import tempfile
+import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,12 +19,6 @@ import pandas as pd
 
 from churnml.config import ScoringConfig
 from churnml.errors import ChurnmlError
-from churnml.features.engine import _tidy
-
-if TYPE_CHECKING:
-    from pyspark.sql import DataFrame as SparkDataFrame
-    from pyspark.sql import SparkSession
-
 from churnml.features.spark import (
     SparkRun,
     build_features_spark,
@@ -31,6 +26,15 @@ from churnml.features.spark import (
     first_line,
     register_sources_spark,
 )
+from churnml.features.steps import _tidy
+from churnml.modeling.model import META_FILE, MODEL_FILE, TrainedModel
+from churnml.scoring.batch import check_drift, load_models, score_chunk, scoring_day
+from churnml.warehouse.tables import SCORES_COLUMNS
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame as SparkDataFrame
+    from pyspark.sql import SparkSession
+
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +47,6 @@ _MODEL_CACHE: dict[str, dict[str, Any]] = {}  # per Python worker: models by pay
 
 def model_payload(models: Mapping[str, Any]) -> dict[str, dict[str, str]]:
     """Each model as the text of its saved files: {target: {"model.txt": ..., "model.json": ...}}."""
-    from churnml.modeling.model import META_FILE, MODEL_FILE
 
     out = {}
     with tempfile.TemporaryDirectory(prefix="churnml-models-") as tmp:
@@ -57,7 +60,6 @@ def model_payload(models: Mapping[str, Any]) -> dict[str, dict[str, str]]:
 
 def models_from_payload(payload: Mapping[str, Mapping[str, str]]) -> dict[str, Any]:
     """The models of :func:`model_payload`, loaded with ``TrainedModel.load`` (cached per worker process)."""
-    from churnml.modeling.model import TrainedModel
 
     digest = hashlib.sha256(
         "".join(
@@ -80,7 +82,6 @@ def models_from_payload(payload: Mapping[str, Mapping[str, str]]) -> dict[str, A
 
 def scores_schema() -> str:
     """The Spark schema (DDL) of the ``churn_scores`` table, from the warehouse's column list."""
-    from churnml.warehouse.tables import SCORES_COLUMNS
 
     return ", ".join(f"{c.name} {_SPARK_TYPES[c.kind]}" for c in SCORES_COLUMNS)
 
@@ -89,12 +90,10 @@ def _score_partitions(
     payload_ref: Any, versions: dict[str, str], cfg: ScoringConfig, run_id: str, scored_at: pd.Timestamp
 ):
     """The mapInPandas function: chunks of ``cfg.chunk_size`` rows of a partition through score_chunk."""
-    from churnml.warehouse.tables import SCORES_COLUMNS
 
     names = [c.name for c in SCORES_COLUMNS]
 
     def apply(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        from churnml.scoring.batch import score_chunk
 
         payload = payload_ref.value if hasattr(payload_ref, "value") else payload_ref
         models = models_from_payload(payload)
@@ -181,7 +180,6 @@ def score_spark(
         ChurnmlError: a missing target or version, model inputs absent from the features, or categories
             unseen at training (checked on the driver before any task runs).
     """
-    import uuid
 
     missing = [t for t in ("churn", "expansion") if t not in models or t not in versions]
     if missing:
@@ -295,9 +293,6 @@ def score_accounts_spark(
         ChurnmlError: a bad as-of date, missing models, a schema mismatch, drift past the fail threshold,
             or a failed write (nothing written for that date then).
     """
-    import uuid
-
-    from churnml.scoring.batch import check_drift, load_models, scoring_day
 
     day = scoring_day(as_of, data_end_spark(spark, source))
     models, versions = load_models(cfg, model_refs, load_model, root)

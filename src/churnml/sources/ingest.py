@@ -59,6 +59,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from churnml.config import repo_root
+from churnml.contract.io import write_folder
 from churnml.contract.schemas import TABLES
 from churnml.errors import ChurnmlError
 
@@ -82,7 +84,6 @@ RAVENSTACK_PRIORITIES = {"medium": "normal"}
 
 def shared_data_dir() -> Path:
     """The third-party data folder: ``$CHURNML_SHARED_DATA``, else ``../shared/data`` from the repo root."""
-    from churnml.config import repo_root
 
     env = os.environ.get(SHARED_DATA_ENV)
     return Path(env) if env else repo_root() / SHARED_DATA_DEFAULT
@@ -615,7 +616,6 @@ def ingest(source: str, src: Path, out: Path) -> dict:
     Raises:
         ChurnmlError: unknown source, missing or unreadable source files, or a cluttered output folder.
     """
-    from churnml.contract.io import write_folder
 
     if source not in ADAPTERS:
         raise ChurnmlError(f"unknown source {source!r}; known: {', '.join(sorted(ADAPTERS))}")

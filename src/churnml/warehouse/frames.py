@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from churnml.contract.schemas import DATE
 from churnml.errors import ChurnmlError
 from churnml.warehouse.secrets import _one_line
 from churnml.warehouse.tables import (
@@ -186,7 +187,6 @@ def _slices(table: pa.Table, rows: int) -> Iterator[pa.Table]:
 
 def _normalise(frame: pd.DataFrame, columns: tuple[_Col, ...]) -> pd.DataFrame:
     """Read-back frames with one set of dtypes whatever the backend: dates/times as the schemas' unit."""
-    from churnml.contract.schemas import DATE
 
     out = {}
     for col in columns:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 from churnml.errors import ChurnmlError
 
@@ -34,7 +35,6 @@ def _secret_key(key: str) -> bool:
 
 def _url_secrets(url: str) -> list[str]:
     """Every secret string of a URL, raw and percent-encoded, longest first (so scrubbing is complete)."""
-    from urllib.parse import quote, quote_plus
 
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from churnml.config import repo_root
 from churnml.errors import ChurnmlError
 from churnml.warehouse.backends import _DuckDBSession, _path_lock, _Session, _SQLSession, _Unavailable
 from churnml.warehouse.frames import (
@@ -167,8 +168,6 @@ class Warehouse:
         """
         from sqlalchemy.engine import make_url
         from sqlalchemy.exc import ArgumentError
-
-        from churnml.config import repo_root
 
         root = Path(root) if root is not None else repo_root()
         url = url_override or cfg.url
