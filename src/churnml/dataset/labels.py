@@ -23,11 +23,10 @@ Rules (``LabelsConfig``: horizon ``h``, grace ``g``, thresholds ``t_up`` / ``t_d
 
 from __future__ import annotations
 
-import duckdb
 import pandas as pd
 
 from churnml.config import LabelsConfig
-from churnml.dataset.spine import to_cutoffs
+from churnml.dataset.spine import query_frames, to_cutoffs
 from churnml.errors import ChurnmlError
 
 TOLERANCE = 1e-6  # currency units or seats: absorbs float rounding at an exact threshold
@@ -149,21 +148,16 @@ def build_labels(
             "cutoff": pd.to_datetime(spine["cutoff"]).astype("datetime64[us]").to_numpy(),
         }
     )
-    con = duckdb.connect()
-    try:
-        con.register("label_subscriptions_src", subs)
-        con.register("label_spine_src", keys)
-        con.execute(
-            "CREATE TEMP VIEW label_subscriptions AS SELECT account_id, CAST(start_date AS DATE) AS start_date, "
-            "CAST(end_date AS DATE) AS end_date, mrr, seats FROM label_subscriptions_src"
-        )
-        con.execute(
-            "CREATE TEMP VIEW label_spine AS SELECT row_id, account_id, CAST(cutoff AS DATE) AS cutoff "
-            "FROM label_spine_src"
-        )
-        out = con.execute(f"SELECT * FROM ({labels_sql(cfg, pd.Timestamp(data_end))}) ORDER BY row_id").df()
-    finally:
-        con.close()
+    out = query_frames(
+        f"SELECT * FROM ({labels_sql(cfg, pd.Timestamp(data_end))}) ORDER BY row_id",
+        {
+            "label_subscriptions": (
+                subs,
+                "account_id, CAST(start_date AS DATE) AS start_date, CAST(end_date AS DATE) AS end_date, mrr, seats",
+            ),
+            "label_spine": (keys, "row_id, account_id, CAST(cutoff AS DATE) AS cutoff"),
+        },
+    )
     frame = pd.DataFrame(
         {
             "account_id": out["account_id"].astype(str),

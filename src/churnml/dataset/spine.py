@@ -187,23 +187,37 @@ def build_spine(subscriptions: pd.DataFrame, cutoffs: Sequence) -> pd.DataFrame:
         }
     )
     cut_frame = pd.DataFrame({"cutoff": pd.DatetimeIndex(cuts).astype("datetime64[us]")})
-    con = duckdb.connect()
-    try:
-        con.register("spine_subscriptions_src", subs)
-        con.register("spine_cutoffs_src", cut_frame)
-        con.execute(
-            "CREATE TEMP VIEW spine_subscriptions AS SELECT account_id, CAST(start_date AS DATE) AS start_date, "
-            "CAST(end_date AS DATE) AS end_date FROM spine_subscriptions_src"
-        )
-        con.execute(
-            "CREATE TEMP VIEW spine_cutoffs AS SELECT CAST(cutoff AS DATE) AS cutoff FROM spine_cutoffs_src"
-        )
-        out = con.execute(f"SELECT * FROM ({SPINE_SQL}) AS spine ORDER BY cutoff, account_id").df()
-    finally:
-        con.close()
+    out = query_frames(
+        f"SELECT * FROM ({SPINE_SQL}) AS spine ORDER BY cutoff, account_id",
+        {
+            "spine_subscriptions": (
+                subs,
+                "account_id, CAST(start_date AS DATE) AS start_date, CAST(end_date AS DATE) AS end_date",
+            ),
+            "spine_cutoffs": (cut_frame, "CAST(cutoff AS DATE) AS cutoff"),
+        },
+    )
     return pd.DataFrame(
         {
             "account_id": out["account_id"].astype(str),
             "cutoff": pd.to_datetime(out["cutoff"]).astype("datetime64[us]"),
         }
     )
+
+
+def query_frames(sql: str, views: Mapping[str, tuple[pd.DataFrame, str]]) -> pd.DataFrame:
+    """The result of ``sql`` in a fresh in-memory DuckDB where each frame is a typed view.
+
+    Args:
+        sql: The query; it reads the views by name.
+        views: View name -> (frame, the view's select list over the frame's columns, e.g.
+            ``CAST(cutoff AS DATE) AS cutoff``); the frame itself is registered as ``<name>_src``.
+    """
+    con = duckdb.connect()
+    try:
+        for name, (frame, columns) in views.items():
+            con.register(f"{name}_src", frame)
+            con.execute(f"CREATE TEMP VIEW {name} AS SELECT {columns} FROM {name}_src")
+        return con.execute(sql).df()
+    finally:
+        con.close()

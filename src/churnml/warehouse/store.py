@@ -217,6 +217,18 @@ class Warehouse:
             text = text.replace(secret, "***")
         return text
 
+    @contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        """Any error inside as one scrubbed line: ``warehouse <url>: <what>: <error>`` (ChurnmlErrors pass)."""
+        try:
+            yield
+        except _Unavailable as exc:
+            raise ChurnmlError(self._scrub(str(exc))) from None
+        except ChurnmlError:
+            raise
+        except Exception as exc:
+            raise ChurnmlError(self._scrub(f"warehouse {self.url}: {what}: {_one_line(exc)}")) from None
+
     def _q(self, name: str) -> str:
         return self._dialect.identifier_preparer.quote_identifier(name)
 
@@ -328,17 +340,8 @@ class Warehouse:
 
     def ensure_tables(self) -> None:
         """Create the schema and the three tables if missing."""
-        try:
-            with self._session() as session:
-                session.ensure_tables()
-        except _Unavailable as exc:
-            raise ChurnmlError(self._scrub(str(exc))) from None
-        except ChurnmlError:
-            raise
-        except Exception as exc:
-            raise ChurnmlError(
-                self._scrub(f"warehouse {self.url}: cannot create tables: {_one_line(exc)}")
-            ) from None
+        with self._errors("cannot create tables"), self._session() as session:
+            session.ensure_tables()
 
     def write_scores(
         self,
@@ -469,19 +472,8 @@ class Warehouse:
         table = _performance_arrow(frame)
         if table.num_rows == 0:
             return 0
-        try:
-            with self._session() as session:
-                session.replace_performance(table)
-        except _Unavailable as exc:
-            raise ChurnmlError(self._scrub(str(exc))) from None
-        except ChurnmlError:
-            raise
-        except Exception as exc:
-            raise ChurnmlError(
-                self._scrub(
-                    f"warehouse {self.url}: performance write failed and was rolled back: {_one_line(exc)}"
-                )
-            ) from None
+        with self._errors("performance write failed and was rolled back"), self._session() as session:
+            session.replace_performance(table)
         log.info("wrote %d performance rows to %s", table.num_rows, self.url)
         return table.num_rows
 
@@ -490,7 +482,7 @@ class Warehouse:
     def _read(self, logical: str, where: dict[str, Any], order: list[str]) -> pd.DataFrame:
         columns = _COLUMNS[logical]
         names = [c.name for c in columns]
-        try:
+        with self._errors(f"cannot read {logical}"):
             if self.backend == "duckdb":
                 if self.duckdb_path is not None and not self.duckdb_path.exists():
                     return _normalise(pd.DataFrame(columns=names), columns)
@@ -523,14 +515,6 @@ class Warehouse:
                 with engine.connect() as conn:
                     result = conn.execute(stmt)
                     frame = pd.DataFrame.from_records(list(result), columns=names)
-        except _Unavailable as exc:
-            raise ChurnmlError(self._scrub(str(exc))) from None
-        except ChurnmlError:
-            raise
-        except Exception as exc:
-            raise ChurnmlError(
-                self._scrub(f"warehouse {self.url}: cannot read {logical}: {_one_line(exc)}")
-            ) from None
         return _normalise(frame, columns)
 
     def read_scores(self, as_of: Any = None) -> pd.DataFrame:
