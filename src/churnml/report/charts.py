@@ -16,6 +16,29 @@ def _f(v: float) -> str:
     return f"{v:.1f}"
 
 
+def _frame(
+    label: str,
+    width: int,
+    height: int,
+    left: int,
+    right: int,
+    lo: float,
+    hi: float,
+    y: Callable[[float], float],
+    fmt: Callable[[float], str],
+) -> list[str]:
+    """The opening ``<svg>`` of a chart and its four horizontal grid lines, labelled by ``fmt``."""
+    parts = [
+        f'<svg class="chart" width="100%" viewBox="0 0 {width} {height}" role="img" aria-label="{escape(label)}">'
+    ]
+    for t in np.linspace(lo + 0.1 * (hi - lo), hi - 0.1 * (hi - lo), 4):
+        parts.append(
+            f'<line class="grid" x1="{left}" x2="{width - right}" y1="{_f(y(t))}" y2="{_f(y(t))}"/>'
+            f'<text class="axis" x="{left - 6}" y="{_f(y(t) + 3.5)}" text-anchor="end">{escape(fmt(t))}</text>'
+        )
+    return parts
+
+
 def sparkline_svg(
     values: Sequence[float], *, width: int = 132, height: int = 32, what: str = "Active users"
 ) -> Markup:
@@ -86,15 +109,7 @@ def line_chart_svg(
     def y(val: float) -> float:
         return top + (hi - val) / (hi - lo) * plot_h
 
-    parts = [
-        f'<svg class="chart" width="100%" viewBox="0 0 {width} {height}" role="img" '
-        f'aria-label="{escape(name)}, monthly history">'
-    ]
-    for t in np.linspace(lo + 0.1 * (hi - lo), hi - 0.1 * (hi - lo), 4):
-        parts.append(
-            f'<line class="grid" x1="{left}" x2="{width - right}" y1="{_f(y(t))}" y2="{_f(y(t))}"/>'
-            f'<text class="axis" x="{left - 6}" y="{_f(y(t) + 3.5)}" text-anchor="end">{escape(fmt(t))}</text>'
-        )
+    parts = _frame(f"{name}, monthly history", width, height, left, right, lo, hi, y, fmt)
     step = max(1, math.ceil(n / 6))
     for i in range(0, n, step):
         label = pd.Timestamp(months[i]).strftime("%b %y")
@@ -161,15 +176,17 @@ def decay_chart_svg(
     def y(val: float) -> float:
         return top + (hi - val) / (hi - lo) * plot_h
 
-    parts = [
-        f'<svg class="chart" width="100%" viewBox="0 0 {width} {height}" role="img" '
-        f'aria-label="{escape(name)}: realised ROC-AUC by months since training">'
-    ]
-    for tick in np.linspace(lo + 0.1 * (hi - lo), hi - 0.1 * (hi - lo), 4):
-        parts.append(
-            f'<line class="grid" x1="{left}" x2="{width - right}" y1="{_f(y(tick))}" y2="{_f(y(tick))}"/>'
-            f'<text class="axis" x="{left - 6}" y="{_f(y(tick) + 3.5)}" text-anchor="end">{tick:.2f}</text>'
-        )
+    parts = _frame(
+        f"{name}: realised ROC-AUC by months since training",
+        width,
+        height,
+        left,
+        right,
+        lo,
+        hi,
+        y,
+        lambda tick: f"{tick:.2f}",
+    )
     for m in sorted({float(m) for m in mx[keep]}):
         parts.append(f'<text class="axis" x="{_f(x(m))}" y="{height - 14}" text-anchor="middle">{m:g}</text>')
     parts.append(

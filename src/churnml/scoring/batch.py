@@ -321,7 +321,6 @@ def score_accounts(
         cfg.warehouse,
         url_override=warehouse_url or None,
         root=root,
-        lock_timeout_s=cfg.warehouse.lock_timeout_s,
     )
     with warehouse:
         result.run = warehouse.write_batches(keep(batches()), run)

@@ -278,7 +278,6 @@ def run_monitor(
         cfg.warehouse,
         url_override=warehouse_url or None,
         root=root,
-        lock_timeout_s=cfg.warehouse.lock_timeout_s,
     )
     with warehouse:
         scores = warehouse.read_scores()

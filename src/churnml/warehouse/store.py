@@ -158,10 +158,8 @@ class Warehouse:
         cfg: WarehouseConfig,
         url_override: str | None = None,
         root: Path | None = None,
-        *,
-        lock_timeout_s: float | None = DEFAULT_LOCK_TIMEOUT_S,
     ) -> Warehouse:
-        """The warehouse a config names; an empty URL means the DuckDB file ``cfg.duckdb_path``.
+        """The warehouse a config names, its tables and lock timeout; an empty URL means the file ``cfg.duckdb_path``.
 
         A relative DuckDB path (in the config or in a ``duckdb:///relative`` URL) is resolved against
         ``root`` (default: the repository root), so every stage and scheduler finds the same file.
@@ -189,7 +187,7 @@ class Warehouse:
             explanations_table=cfg.explanations_table,
             runs_table=cfg.runs_table,
             performance_table=cfg.performance_table,
-            lock_timeout_s=lock_timeout_s,
+            lock_timeout_s=cfg.lock_timeout_s,
         )
 
     def __repr__(self) -> str:
