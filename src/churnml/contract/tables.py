@@ -262,7 +262,8 @@ EXPLANATIONS = OutputTable(
             "raw_score": _float(),
             "base_probability": _float(),
             "probability": _float(),
-            "reason": _text(),  # added by churnml.explain.reasons.with_reasons
+            # the feature's sentence, added by churnml.explain.reasons.with_reasons (the explain stage does)
+            "reason": pa.Column(str, nullable=True, required=False),
         },
         EXPLANATION_KEY,
     ),

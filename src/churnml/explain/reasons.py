@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from churnml.contract.tables import REASON_DIRECTIONS, REASONS
 from churnml.errors import ChurnmlError
 from churnml.features.sql import ALL_FAMILIES
 
@@ -71,19 +72,9 @@ _WORDS = {
     "smb": "SMB",
     "utilization": "utilisation",
 }
-DIRECTIONS = ("raises", "lowers", "context")  # the order rows and JSON items come in
+DIRECTIONS = REASON_DIRECTIONS  # the order rows and JSON items come in
 _DIRECTION_ORDER = {d: i for i, d in enumerate(DIRECTIONS)}
-REASON_COLUMNS = [
-    "account_id",
-    "as_of",
-    "target",
-    "rank",
-    "direction",
-    "driver",
-    "family",
-    "probability_points",
-    "reason",
-]
+REASON_COLUMNS = REASONS.columns
 
 
 def _family_of(name: str) -> str | None:

@@ -82,7 +82,7 @@ def models_from_payload(payload: Mapping[str, Mapping[str, str]]) -> dict[str, A
 
 def scores_schema() -> str:
     """The Spark schema (DDL) of the ``churn_scores`` table, from the warehouse's column list."""
-    from churnml.warehouse.store import SCORES_COLUMNS
+    from churnml.contract.tables import SCORES_COLUMNS
 
     return ", ".join(f"{c.name} {_SPARK_TYPES[c.kind]}" for c in SCORES_COLUMNS)
 
@@ -91,7 +91,7 @@ def _score_partitions(
     payload_ref: Any, versions: dict[str, str], cfg: ScoringConfig, run_id: str, scored_at: pd.Timestamp
 ):
     """The mapInPandas function: chunks of ``cfg.chunk_size`` rows of a partition through score_chunk."""
-    from churnml.warehouse.store import SCORES_COLUMNS
+    from churnml.contract.tables import SCORES_COLUMNS
 
     names = [c.name for c in SCORES_COLUMNS]
 
