@@ -152,3 +152,45 @@ def write_output(frame: pd.DataFrame, path: Path, table: str) -> None:
     except ChurnmlError as exc:
         raise ChurnmlError(f"{path}: {exc}") from None
     write_parquet(checked, path)
+
+
+def read_document(path: Path, name: str) -> dict:
+    """Read a JSON output (``target_metrics``, ``explain_metrics``, ``monitor_metrics``, ``registry_record``:
+    :data:`churnml.contract.outputs.DOCUMENTS`), checking its required keys.
+
+    Raises:
+        ChurnmlError: one line naming the file and the first missing key.
+    """
+    import json
+
+    from churnml.contract.outputs import check_document
+
+    path = Path(path)
+    if not path.is_file():
+        raise ChurnmlError(f"{path}: no such file ({name})")
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise ChurnmlError(f"{path}: not JSON ({str(exc).splitlines()[0]})") from None
+    try:
+        check_document(document, name)
+    except ChurnmlError as exc:
+        raise ChurnmlError(f"{path}: {exc}") from None
+    return document
+
+
+def write_document(document: dict, path: Path, name: str) -> None:
+    """Check a JSON output's required keys and write it atomically (indented, NaN refused)."""
+    import json
+
+    from churnml.contract.outputs import check_document
+
+    path = Path(path)
+    try:
+        check_document(document, name)
+    except ChurnmlError as exc:
+        raise ChurnmlError(f"{path}: {exc}") from None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(document, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    tmp.replace(path)
