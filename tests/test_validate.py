@@ -152,3 +152,14 @@ def test_readme_documents_the_contract_as_declared():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     block = readme.split("<!-- contract:begin -->")[1].split("<!-- contract:end -->")[0]
     assert block.strip() == contract_markdown().strip(), "README contract section is stale"
+
+
+def test_a_duplicated_key_is_shown_once_with_the_value_of_a_bad_type():
+    tables = _with("accounts", account_id=(1, "A1"))
+    with pytest.raises(ChurnmlError) as err:
+        validate_tables(tables)
+    assert str(err.value).count("(account_id=A1)") == 1
+    with pytest.raises(
+        ChurnmlError, match=r"type number' in 1 row\(s\) \(value 'ten'\); e.g. \(subscription_id=S1\)"
+    ):
+        validate_tables(_with("subscriptions", mrr=(0, "ten")))

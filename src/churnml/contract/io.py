@@ -1,4 +1,5 @@
-"""Reading and writing table folders (``DIR/<table>.parquet`` or ``DIR/<table>.csv``) and Parquet files."""
+"""Reading and writing table folders (``DIR/<table>.parquet`` or ``DIR/<table>.csv``), Parquet files and the
+pipeline's persisted tables (:func:`read_output` / :func:`write_output`, checked by their declared schemas)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from churnml.contract.schemas import REQUIRED_TABLES, TABLES
+from churnml.contract.tables import OUTPUT_TABLES
 from churnml.contract.validate import describe_failures, table_failures
 from churnml.errors import ChurnmlError
 
@@ -89,7 +91,11 @@ def read_table(folder: Path, name: str) -> pd.DataFrame:
 
 
 def write_table(frame: pd.DataFrame, path: Path, what: str) -> None:
-    """Write a pipeline table (spine, labels, features...) after checking its key is unique."""
+    """Write a pipeline table after checking its key is unique: by its schema when ``what`` names a declared
+    output table (:func:`write_output`), else on (account_id, cutoff)."""
+    if what in OUTPUT_TABLES:
+        write_output(frame, path, what)
+        return
     keys = [c for c in ("account_id", "cutoff") if c in frame.columns]
     if keys and frame.duplicated(keys).any():
         dup = frame.loc[frame.duplicated(keys, keep=False), keys].head(3).to_dict("records")
@@ -103,3 +109,88 @@ def read_parquet(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise ChurnmlError(f"{path}: no such file")
     return pd.read_parquet(path)
+
+
+def read_output(path: Path, table: str) -> pd.DataFrame:
+    """Read a persisted table (``spine``, ``labels``, ``features``, ``explanations``, ``reasons``,
+    ``scoring_features``, ``scores``...: :data:`churnml.contract.tables.OUTPUT_TABLES`), validated and
+    coerced by its schema.
+
+    Raises:
+        ChurnmlError: one line naming the file, the table, and the column, rule and a few keys that fail.
+    """
+    from churnml.contract.validate import check_output
+
+    path = Path(path)
+    if table not in OUTPUT_TABLES:
+        raise ChurnmlError(f"{path}: unknown output table {table!r}; declared: {', '.join(OUTPUT_TABLES)}")
+    if not path.is_file():
+        raise ChurnmlError(f"{path}: no such file (table {table})")
+    try:
+        frame = pd.read_parquet(path)
+    except (OSError, ValueError) as exc:
+        raise ChurnmlError(f"{path}: cannot read table {table} ({str(exc).splitlines()[0]})") from None
+    try:
+        return check_output(table, frame)
+    except ChurnmlError as exc:
+        raise ChurnmlError(f"{path}: {exc}") from None
+
+
+def write_output(frame: pd.DataFrame, path: Path, table: str) -> None:
+    """Validate ``frame`` by the schema of ``table`` and write it, coerced, to Parquet atomically.
+
+    Nothing is written when the frame fails: the previous file, if any, stays.
+
+    Raises:
+        ChurnmlError: one line naming the file, the table, and the column, rule and a few keys that fail.
+    """
+    from churnml.contract.validate import check_output
+
+    path = Path(path)
+    try:
+        checked = check_output(table, frame)
+    except ChurnmlError as exc:
+        raise ChurnmlError(f"{path}: {exc}") from None
+    write_parquet(checked, path)
+
+
+def read_document(path: Path, name: str) -> dict:
+    """Read a JSON output (``target_metrics``, ``explain_metrics``, ``monitor_metrics``, ``registry_record``:
+    :data:`churnml.contract.outputs.DOCUMENTS`), checking its required keys.
+
+    Raises:
+        ChurnmlError: one line naming the file and the first missing key.
+    """
+    import json
+
+    from churnml.contract.outputs import check_document
+
+    path = Path(path)
+    if not path.is_file():
+        raise ChurnmlError(f"{path}: no such file ({name})")
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise ChurnmlError(f"{path}: not JSON ({str(exc).splitlines()[0]})") from None
+    try:
+        check_document(document, name)
+    except ChurnmlError as exc:
+        raise ChurnmlError(f"{path}: {exc}") from None
+    return document
+
+
+def write_document(document: dict, path: Path, name: str) -> None:
+    """Check a JSON output's required keys and write it atomically (indented, NaN refused)."""
+    import json
+
+    from churnml.contract.outputs import check_document
+
+    path = Path(path)
+    try:
+        check_document(document, name)
+    except ChurnmlError as exc:
+        raise ChurnmlError(f"{path}: {exc}") from None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(document, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    tmp.replace(path)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import pandas as pd
 import pandera.errors as pe
 
 from churnml.contract.schemas import TABLES
+from churnml.contract.tables import OUTPUT_TABLES
 from churnml.errors import ChurnmlError
 
 REASON = "_quarantine_reason"
@@ -89,9 +91,9 @@ def _parse_types(name: str, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataF
     return frame, (pd.concat(failures, ignore_index=True) if failures else empty)
 
 
-def _tidy(name: str, cases: pd.DataFrame) -> pd.DataFrame:
+def _tidy(name: str, cases: pd.DataFrame, key: tuple[str, ...] | None = None) -> pd.DataFrame:
     """One failure per (rule, row): frame-level rules are reported once, on the column they are about."""
-    key = TABLES[name].key
+    key = TABLES[name].key if key is None else key
     check = cases["check"].astype(str)
     is_dup = check.str.contains("uniqueness") | (check == "unique")
     cases = cases.assign(
@@ -104,23 +106,27 @@ def _tidy(name: str, cases: pd.DataFrame) -> pd.DataFrame:
     return cases.drop_duplicates(["column", "check", "index"]).reset_index(drop=True)
 
 
-def _key_text(frame: pd.DataFrame, name: str, index_labels: list) -> str:
-    key = TABLES[name].key
+def _key_text(frame: pd.DataFrame, name: str, index_labels: list, key: tuple[str, ...] | None = None) -> str:
+    key = TABLES[name].key if key is None else key
     rows = frame.loc[index_labels[:MAX_KEYS_SHOWN], [c for c in key if c in frame.columns]]
     parts = [", ".join(f"{c}={row[c]}" for c in rows.columns) for _, row in rows.iterrows()]
-    return "; ".join(f"({p})" for p in parts)
+    return "; ".join(f"({p})" for p in dict.fromkeys(parts))  # a duplicated key is shown once
 
 
-def describe_failures(name: str, frame: pd.DataFrame, failures: pd.DataFrame) -> str:
-    """One line: table, column, rule, how many rows, and a few offending keys."""
+def describe_failures(
+    name: str, frame: pd.DataFrame, failures: pd.DataFrame, key: tuple[str, ...] | None = None
+) -> str:
+    """One line: table, column, rule, how many rows, and a few offending keys (``key``: default the input
+    table's)."""
     first = failures.iloc[0]
     same = failures[
         (failures["column"].astype(str) == str(first["column"])) & (failures["check"] == first["check"])
     ]
     labels = [i for i in same["index"].dropna().unique().tolist() if i in frame.index]
     column = first["column"] if pd.notna(first["column"]) else "(table)"
-    where = f"; e.g. {_key_text(frame, name, labels)}" if labels else ""
-    value = f" (value {first['failure_case']!r})" if pd.notna(first["failure_case"]) and not labels else ""
+    where = f"; e.g. {_key_text(frame, name, labels, key)}" if labels else ""
+    shown = pd.notna(first["failure_case"]) and (not labels or str(first["check"]).startswith("type "))
+    value = f" (value {first['failure_case']!r})" if shown else ""
     more = failures[["column", "check"]].drop_duplicates()
     extra = f" [+{len(more) - 1} other failing rule(s)]" if len(more) > 1 else ""
     return f"{name}: column {column!r} fails rule {first['check']!r} in {max(len(labels), 1)} row(s){value}{where}{extra}"
@@ -196,3 +202,60 @@ def validate_tables(tables: dict[str, pd.DataFrame], quarantine: bool = False) -
         if len(rejected):
             bad[name] = rejected.reset_index(drop=True)
     return ValidationResult(valid, bad)
+
+
+_TYPE_RULE = re.compile(r"^(?:coerce_dtype|dtype)\('(.+)'\)$")
+_STRUCTURE_RULES = {
+    "column_in_schema": "declared column (the schema has no such column)",
+    "column_in_dataframe": "column present",
+}
+
+
+def _output_cases(name: str, cases: pd.DataFrame) -> pd.DataFrame:
+    """Pandera's failure cases in the words of :func:`describe_failures`, structural failures first."""
+    schema = OUTPUT_TABLES[name].schema
+    patterns = {c for c, col in schema.columns.items() if col.regex}
+    check = cases["check"].astype(str)
+    structural = check.isin(list(_STRUCTURE_RULES)) | check.str.startswith("no_regex_column_match")
+    # a regex column's failure is also reported on the real column: keep that one
+    cases = cases[structural | ~cases["column"].isin(patterns)]
+    check = cases["check"].astype(str)
+    structural = check.isin(list(_STRUCTURE_RULES)) | check.str.startswith("no_regex_column_match")
+    named = check.isin(list(_STRUCTURE_RULES))
+    cases = cases.assign(
+        column=cases["column"].where(~named, cases["failure_case"]),
+        check=check.map(lambda c: _STRUCTURE_RULES.get(c) or _type_rule(c)),
+        failure_case=cases["failure_case"].where(~structural, None),
+        index=cases["index"].where(~structural, None),
+        _order=(~structural).astype(int),
+    )
+    cases = _tidy(name, cases, OUTPUT_TABLES[name].key)
+    return cases.sort_values("_order", kind="stable").drop(columns="_order").reset_index(drop=True)
+
+
+def _type_rule(check: str) -> str:
+    if check.startswith("no_regex_column_match"):
+        return "column present"
+    match = _TYPE_RULE.match(check)
+    return f"type {match.group(1)}" if match else check
+
+
+def check_output(name: str, frame: pd.DataFrame) -> pd.DataFrame:
+    """Validate a persisted table (:data:`churnml.contract.tables.OUTPUT_TABLES`) and return it coerced.
+
+    Raises:
+        ChurnmlError: one line naming the table, column, rule and a few offending keys.
+    """
+    if name not in OUTPUT_TABLES:
+        raise ChurnmlError(f"unknown output table {name!r}; declared: {', '.join(OUTPUT_TABLES)}")
+    frame = frame.reset_index(drop=True)
+    try:
+        return OUTPUT_TABLES[name].schema.validate(frame, lazy=True)
+    except pe.SchemaErrors as exc:
+        cases = _output_cases(name, exc.failure_cases[["column", "check", "failure_case", "index"]])
+    first = cases.iloc[0]
+    if pd.isna(first["index"]):  # a missing or undeclared column: no rows to name
+        more = len(cases[["column", "check"]].drop_duplicates()) - 1
+        extra = f" [+{more} other failing rule(s)]" if more else ""
+        raise ChurnmlError(f"{name}: column {first['column']!r} fails rule {first['check']!r}{extra}")
+    raise ChurnmlError(describe_failures(name, frame, cases, OUTPUT_TABLES[name].key))

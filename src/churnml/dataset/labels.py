@@ -26,6 +26,7 @@ from __future__ import annotations
 import pandas as pd
 
 from churnml.config import LabelsConfig
+from churnml.contract.tables import label_columns as contract_label_columns
 from churnml.dataset.spine import query_frames, to_cutoffs
 from churnml.errors import ChurnmlError
 
@@ -34,8 +35,7 @@ TOLERANCE = 1e-6  # currency units or seats: absorbs float rounding at an exact 
 
 def label_columns(cfg: LabelsConfig) -> list[str]:
     """The label column names for the configured horizon."""
-    h = cfg.horizon_days
-    return [f"churned_within_{h}d", f"expanded_within_{h}d", f"contracted_within_{h}d"]
+    return contract_label_columns(cfg.horizon_days)
 
 
 def labels_sql(cfg: LabelsConfig, data_end: pd.Timestamp) -> str:

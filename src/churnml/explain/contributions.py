@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import pandas as pd
 
-from churnml.contract.io import write_parquet
+from churnml.contract.io import write_output
+from churnml.contract.tables import EXPLANATIONS
 from churnml.errors import ChurnmlError
 
 if TYPE_CHECKING:
@@ -39,20 +40,8 @@ CHUNK_ROWS = 20_000
 # Below this raw-score gap the secant slope is numerically meaningless: use g'(f0) instead.
 TINY_SCORE_GAP = 1e-6
 DERIVATIVE_STEP = 1e-3
-EXPLANATION_COLUMNS = [
-    "account_id",
-    "as_of",
-    "target",
-    "feature",
-    "feature_value",
-    "shap_value",
-    "probability_points",
-    "rank",
-    "base_value",
-    "raw_score",
-    "base_probability",
-    "probability",
-]
+# The explanations table of the contract, less the reason that with_reasons adds.
+EXPLANATION_COLUMNS = [c for c in EXPLANATIONS.columns if c != "reason"]
 
 
 class ExplainableModel(Protocol):
@@ -526,11 +515,10 @@ def write_explanations(explanations: pd.DataFrame, path: Path) -> tuple[Path, Pa
     Returns:
         ``(parquet_path, csv_path)``.
     """
-
     path = Path(path)
     parquet = path if path.suffix == ".parquet" else path.with_suffix(".parquet")
     csv = parquet.with_suffix(".csv")
-    write_parquet(explanations, parquet)
+    write_output(explanations, parquet, "explanations")
     tmp = csv.with_name(f".{csv.name}.tmp")
     explanations.to_csv(tmp, index=False)
     tmp.replace(csv)

@@ -26,23 +26,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from churnml.contract.tables import REASON_DIRECTIONS, REASONS
 from churnml.errors import ChurnmlError
 from churnml.explain.drivers import _family_of, driver_of, feature_info, is_context
 from churnml.explain.templates import render_reason
 
-DIRECTIONS = ("raises", "lowers", "context")  # the order rows and JSON items come in
+DIRECTIONS = REASON_DIRECTIONS  # the order rows and JSON items come in
 _DIRECTION_ORDER = {d: i for i, d in enumerate(DIRECTIONS)}
-REASON_COLUMNS = [
-    "account_id",
-    "as_of",
-    "target",
-    "rank",
-    "direction",
-    "driver",
-    "family",
-    "probability_points",
-    "reason",
-]
+REASON_COLUMNS = REASONS.columns
 
 
 # ------------------------------------------------------------------------------------------------ drivers

@@ -64,6 +64,7 @@ import numpy as np
 import pandas as pd
 
 from churnml.config import FeaturesConfig
+from churnml.contract.tables import CATEGORICAL_FEATURES
 from churnml.errors import ChurnmlError
 
 ALL_FAMILIES = (
@@ -91,15 +92,7 @@ FAMILY_TABLES: dict[str, tuple[str, ...]] = {
     "contacts": ("contacts",),
     "invoices": ("invoices",),
 }
-CATEGORICAL = (
-    "account_segment",
-    "account_touch_model",
-    "account_industry",
-    "account_region",
-    "contract_plan",
-    "contract_billing_period",
-    "lifecycle_journey_stage",
-)
+CATEGORICAL = CATEGORICAL_FEATURES  # the features table schema declares which features are text
 ZSCORE_WINDOW_DAYS = 7  # the recent week compared with the baseline weeks
 CONTRACT_CHANGE_DAYS = 90  # contract_mrr_change_90d compares with the level this many days earlier
 RENEWAL_GAP_DAYS = 30  # a new row starting within this many days of a previous end continues it

@@ -36,21 +36,13 @@ import numpy as np
 import pandas as pd
 
 from churnml.config import EvaluationConfig
+from churnml.contract.outputs import METRIC_NAMES
 from churnml.errors import ChurnmlError
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-METRICS = (
-    "roc_auc",
-    "pr_auc",
-    "log_loss",
-    "brier",
-    "lift_at_10pct",
-    "recall_at_10pct",
-    "arr_captured_at_k",
-    "emp",
-)
+METRICS = METRIC_NAMES  # the names of metrics/<target>.json are the contract's
 HIGHER_IS_BETTER = {m: m not in ("log_loss", "brier") for m in METRICS}
 MODELS = ("lightgbm", "logistic", "health_score", "oracle")
 GROUP_KINDS = {"all": None, "touch_model": "touch_model", "segment": "segment"}

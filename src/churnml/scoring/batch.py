@@ -19,6 +19,7 @@ import pandas as pd
 from churnml.config import Config, DriftConfig, ScoringConfig, TiersConfig, repo_root
 from churnml.contract.io import read_folder
 from churnml.contract.schemas import TABLES
+from churnml.contract.tables import EXPLANATIONS_COLUMNS
 from churnml.contract.validate import validate_tables
 from churnml.dataset.spine import build_spine, data_range, to_cutoffs
 from churnml.errors import ChurnmlError
@@ -153,10 +154,7 @@ def score_chunk(
     churn_reasons = top_reasons(reasons[0], top=cfg.top_reasons)
     scores = scores.merge(churn_reasons[["account_id", "top_reasons"]], on="account_id", how="left")
     scores["top_reasons"] = scores["top_reasons"].fillna("[]")
-    columns = [
-        "account_id", "as_of", "target", "model_version", "rank", "feature", "feature_value",
-        "shap_value", "probability_points", "reason",
-    ]  # fmt: skip
+    columns = [c.name for c in EXPLANATIONS_COLUMNS]
     return scores, pd.concat(explanations, ignore_index=True)[columns]
 
 

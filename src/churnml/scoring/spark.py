@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from churnml.config import ScoringConfig
+from churnml.contract.tables import SCORES_COLUMNS
 from churnml.errors import ChurnmlError
 from churnml.features.spark import (
     SparkRun,
@@ -29,7 +30,6 @@ from churnml.features.spark import (
 from churnml.features.steps import _tidy
 from churnml.modeling.model import META_FILE, MODEL_FILE, TrainedModel
 from churnml.scoring.batch import check_drift, load_models, score_chunk, scoring_day
-from churnml.warehouse.tables import SCORES_COLUMNS
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame as SparkDataFrame
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Spark type of each warehouse column kind (churnml.warehouse.tables.SCORES_COLUMNS).
+# Spark type of each warehouse column kind (churnml.contract.tables.SCORES_COLUMNS).
 _SPARK_TYPES = {"text": "string", "date": "date", "ts": "timestamp", "float": "double", "int": "bigint"}
 _MODEL_CACHE: dict[str, dict[str, Any]] = {}  # per Python worker: models by payload digest
 
@@ -82,7 +82,6 @@ def models_from_payload(payload: Mapping[str, Mapping[str, str]]) -> dict[str, A
 
 def scores_schema() -> str:
     """The Spark schema (DDL) of the ``churn_scores`` table, from the warehouse's column list."""
-
     return ", ".join(f"{c.name} {_SPARK_TYPES[c.kind]}" for c in SCORES_COLUMNS)
 
 
@@ -90,7 +89,6 @@ def _score_partitions(
     payload_ref: Any, versions: dict[str, str], cfg: ScoringConfig, run_id: str, scored_at: pd.Timestamp
 ):
     """The mapInPandas function: chunks of ``cfg.chunk_size`` rows of a partition through score_chunk."""
-
     names = [c.name for c in SCORES_COLUMNS]
 
     def apply(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:

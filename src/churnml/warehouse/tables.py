@@ -12,6 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from churnml.contract.tables import (
+    EXPLANATIONS_COLUMNS,
+    PERFORMANCE_COLUMNS,
+    RUNS_COLUMNS,
+    SCORES_COLUMNS,
+    WarehouseColumn,
+)
 from churnml.errors import ChurnmlError
 
 if TYPE_CHECKING:
@@ -33,78 +40,9 @@ Frames = pd.DataFrame | Iterable[pd.DataFrame]
 # ---------------------------------------------------------------------------------------------- columns
 
 
-@dataclass(frozen=True)
-class _Col:
-    name: str
-    kind: str  # text | date | ts | float | int | bool
-    key: bool = False
-    filled: bool = False  # the writer fills it from the run when the frame lacks it
-
-
-SCORES_COLUMNS: tuple[_Col, ...] = (
-    _Col("account_id", "text", key=True),
-    _Col("as_of", "date", key=True, filled=True),
-    _Col("churn_model_version", "text", key=True, filled=True),
-    _Col("expansion_model_version", "text", key=True, filled=True),
-    _Col("churn_probability", "float"),
-    _Col("risk_tier", "text"),
-    _Col("expansion_probability", "float"),
-    _Col("arr", "float"),
-    _Col("arr_at_risk", "float"),
-    _Col("segment", "text"),
-    _Col("touch_model", "text"),
-    _Col("recommended_play", "text"),
-    _Col("top_reasons", "text"),
-    _Col("run_id", "text", filled=True),
-    _Col("scored_at", "ts", filled=True),
-)
-EXPLANATIONS_COLUMNS: tuple[_Col, ...] = (
-    _Col("account_id", "text", key=True),
-    _Col("as_of", "date", key=True, filled=True),
-    _Col("target", "text", key=True),
-    _Col("model_version", "text", key=True),
-    _Col("rank", "int"),
-    _Col("feature", "text", key=True),
-    _Col("feature_value", "text"),  # as shown to a CSM: numbers and categories alike
-    _Col("shap_value", "float"),
-    _Col("probability_points", "float"),
-    _Col("reason", "text"),
-)
-RUNS_COLUMNS: tuple[_Col, ...] = (
-    _Col("run_id", "text", key=True),
-    _Col("as_of", "date"),
-    _Col("churn_model_version", "text"),
-    _Col("expansion_model_version", "text"),
-    _Col("status", "text"),
-    _Col("run_kind", "text"),
-    _Col("scores_rows", "int"),
-    _Col("explanations_rows", "int"),
-    _Col("data_start", "date"),
-    _Col("data_end", "date"),
-    _Col("started_at", "ts"),
-    _Col("finished_at", "ts"),
-    _Col("error", "text"),
-)
-# Realised performance of scores once their labels matured (churnml.scoring.monitor): one row per as-of, target, model
-# version and touch model ("all" for every account). Written with write_performance, not by scoring runs.
-PERFORMANCE_COLUMNS: tuple[_Col, ...] = (
-    _Col("as_of", "date", key=True),
-    _Col("target", "text", key=True),
-    _Col("model_version", "text", key=True),
-    _Col("touch_model", "text", key=True),
-    _Col("n", "int"),
-    _Col("n_positive", "int"),
-    _Col("roc_auc", "float"),
-    _Col("pr_auc", "float"),
-    _Col("ece", "float"),
-    _Col("lift_at_k", "float"),
-    _Col("arr_captured", "float"),
-    _Col("psi_score", "float"),
-    _Col("test_roc_auc", "float"),
-    _Col("months_since_training", "float"),
-    _Col("evaluated_at", "ts"),
-    _Col("matured", "bool"),
-)
+# The column specs are the contract's (churnml.contract.tables): one declaration for the warehouse, the
+# score stage's Parquet and the schemas that check them.
+_Col = WarehouseColumn
 _COLUMNS = {
     "scores": SCORES_COLUMNS,
     "explanations": EXPLANATIONS_COLUMNS,
