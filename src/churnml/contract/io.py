@@ -103,3 +103,23 @@ def read_parquet(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise ChurnmlError(f"{path}: no such file")
     return pd.read_parquet(path)
+
+
+def read_output(path: Path, table: str) -> pd.DataFrame:
+    """Read a persisted pipeline table (``spine``, ``labels``, ``features``, ``scores``...) by its declared name.
+
+    Placeholder until the typed output schemas land: it reads the Parquet file without validating.
+    """
+    return read_parquet(path)
+
+
+def write_output(frame: pd.DataFrame, path: Path, table: str) -> None:
+    """Write a persisted pipeline table by its declared name (``spine``, ``labels``, ``features``, ``scores``...).
+
+    Placeholder until the typed output schemas land: it writes atomically, checking the (account_id, cutoff)
+    key of the tables keyed by it (explanations, reasons and scores hold several rows per account).
+    """
+    if table in ("spine", "labels", "features", "scoring_features"):
+        write_table(frame, path, table)
+    else:
+        write_parquet(frame, path)

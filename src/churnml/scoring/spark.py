@@ -299,9 +299,10 @@ def score_accounts_spark(
     """
     import uuid
 
-    from churnml.scoring.batch import check_drift, load_models, scoring_day
+    from churnml.dataset.spine import as_of_day
+    from churnml.scoring.batch import check_drift, load_models
 
-    day = scoring_day(as_of, data_end_spark(spark, source))
+    day = as_of_day(as_of, data_end_spark(spark, source))
     models, versions = load_models(cfg, model_refs, load_model, root)
     spine = build_spine_spark(spark, source, [day])
     features = build_features_spark(spark, source, spine, cfg.features, as_pandas=False)
