@@ -42,6 +42,6 @@ bench-quality: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/quality.py $(BENCH_ARGS)
 
 ## Remove what the pipeline wrote: the list is `churnml paths` (conf/'s paths and the local MLflow store).
-clean: $(STAMP)
+clean:
 	$(BIN)/churnml paths | xargs rm -rf --
 	git checkout -q -- models/.gitkeep 2>/dev/null || true
