@@ -42,5 +42,7 @@ bench: $(STAMP)
 bench-quality: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/quality.py $(BENCH_ARGS)
 
+## Remove what the pipeline wrote: the list is `churnml paths` (conf/'s paths and the local MLflow store).
 clean:
-	rm -rf data/raw data/truth data/validated data/quarantine data/*.parquet models/* metrics plots reports mlflow.db mlartifacts
+	$(BIN)/churnml paths | xargs rm -rf --
+	git checkout -q -- models/.gitkeep 2>/dev/null || true

@@ -16,7 +16,6 @@ each, no ``dvc repro``.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -24,6 +23,8 @@ import sys
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from churnml.checkout import copy_checkout, isolated_env
 
 from harness import figure, measure_command, measure_python
 
@@ -120,37 +121,6 @@ def _prepare(work: Path, quick: bool) -> dict:
     }
 
 
-def _repo_copy(dest: Path) -> dict:
-    """The tracked files as a fresh git repository with composed params (tests/test_pipeline.py's way)."""
-    files = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True
-    )
-    for rel in files.stdout.splitlines():
-        src = ROOT / rel
-        if src.is_file() and not rel.startswith(("notebooks/", "benchmarks/results")):
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / rel)
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))},
-        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "DO_NOT_TRACK": "1",
-        "DVC_NO_ANALYTICS": "1",
-        "GIT_AUTHOR_NAME": "bench",
-        "GIT_AUTHOR_EMAIL": "bench@example.com",
-        "GIT_COMMITTER_NAME": "bench",
-        "GIT_COMMITTER_EMAIL": "bench@example.com",
-    }
-    for cmd in (
-        ["git", "init", "-q"],
-        ["churnml", "params"],
-        ["git", "add", "-A"],
-        ["git", "commit", "-qm", "b"],
-    ):
-        subprocess.run(cmd, cwd=dest, env=env, capture_output=True, text=True, check=True)
-    return env
-
-
 def run(quick: bool) -> list[dict]:
     """Prepare (untimed), then time training, scoring and, in the full run, `dvc repro` twice."""
     repeats = 1 if quick else 3
@@ -202,7 +172,8 @@ def _dvc_repro(work: Path, repeats: int = 3) -> list[dict]:
     for i in range(repeats):
         dest = work / f"repo{i}"
         dest.mkdir()
-        env = _repo_copy(dest)
+        env = isolated_env(BIN)
+        copy_checkout(ROOT, dest, env)
         once = measure_command(["dvc", "repro"], repeats=1, env=env, cwd=dest, tree=True)
         runs += once["runs_s"]
         peaks.append(once["peak_rss_mb"])

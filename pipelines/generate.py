@@ -1,19 +1,19 @@
-"""Stage generate: the default data, a synthetic SaaS portfolio, with its ground truth apart."""
+"""Stage generate: the default data, a synthetic SaaS portfolio, with its ground truth apart.
+
+What DVC runs; the work is :func:`churnml.stages.generate.generate`.
+"""
 
 import logging
 
 from churnml.config import load_config, repo_root
-from churnml.sources.simulate import generate
-from churnml.stage import run_stage
+from churnml.stages import run_stage
+from churnml.stages.generate import generate
 
 log = logging.getLogger("generate")
 
 
 def main() -> None:
-    cfg = load_config()
-    root = repo_root()
-    summary = generate(cfg.simulator, root / cfg.paths.raw, root / cfg.paths.truth)
-    log.info("wrote %s", summary.get("rows"))
+    log.info("%s", generate(load_config(), repo_root()))
 
 
 if __name__ == "__main__":

@@ -1,27 +1,20 @@
-"""Stage train@<target>: fit and calibrate the LightGBM model of one target, out of time."""
+"""Stage train@<target>: fit and calibrate the LightGBM model of one target, out of time.
 
-import argparse
+What DVC runs; the work is :func:`churnml.stages.train.train`.
+"""
+
 import logging
 
 from churnml.config import load_config, repo_root
-from churnml.contract.io import read_parquet
-from churnml.modeling.model import train_model
-from churnml.stage import run_stage
+from churnml.stages import run_stage, target_argument
+from churnml.stages.train import train
 
 log = logging.getLogger("train")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--target", required=True, choices=["churn", "expansion"])
-    target = parser.parse_args().target
-    cfg = load_config()
-    root = repo_root()
-    features = read_parquet(root / cfg.paths.features)
-    labels = read_parquet(root / cfg.paths.labels)
-    model = train_model(features, labels, target, cfg.model, cfg.split, cfg.labels.horizon_days)
-    model.save(root / cfg.paths.models / target)
-    log.info("%s: %s", target, model.split)
+    target = target_argument(__doc__)
+    log.info("%s", train(load_config(), repo_root(), target))
 
 
 if __name__ == "__main__":

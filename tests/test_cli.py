@@ -94,3 +94,18 @@ def test_spark_score_needs_exactly_one_source(monkeypatch, capsys, tmp_path):
         monkeypatch, capsys, "spark-score", "--out", out, "--data", "x", "--as-of", "2025-13-01"
     )
     _one_line_error(code, err, "bad --as-of")
+
+
+def test_paths_lists_every_output_make_clean_removes(monkeypatch, capsys):
+    from churnml.config import Config
+
+    code, out, _ = run_cli(monkeypatch, capsys, "paths")
+    listed = out.split()
+    assert code == 0
+    assert set(listed) == {*vars(Config().paths).values(), "mlflow.db", "mlartifacts"}
+    assert "conf" not in listed and "src" not in listed and "data" not in listed
+
+
+def test_stage_command_with_an_unknown_target_is_one_line(monkeypatch, capsys):
+    code, _, err = run_cli(monkeypatch, capsys, "train", "--target", "upsell")
+    _one_line_error(code, err, "unknown target 'upsell'")

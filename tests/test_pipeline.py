@@ -7,14 +7,13 @@ composes conf/ with the override and logs to the parent repository's MLflow stor
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import yaml
+
+from churnml.checkout import copy_checkout, isolated_env
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -41,43 +40,13 @@ def _run(cmd: list[str], cwd: Path, env: dict, check: bool = True) -> subprocess
 def repo(tmp_path_factory) -> tuple[Path, dict]:
     """A fresh copy of the tracked files, as a git repository, with a small portfolio composed."""
     dest = tmp_path_factory.mktemp("repo")
-    files = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True
+    env = isolated_env(
+        BIN,
+        PYTHONPATH=str(ROOT / "tests" / "netguard"),
+        CHURNML_NETGUARD_LOG=str(dest.parent / "netguard.log"),
     )
-    for rel in files.stdout.splitlines():
-        src = ROOT / rel
-        if src.is_file() and not rel.startswith(("notebooks/", "benchmarks/results")):
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / rel)
-    netlog = dest.parent / "netguard.log"
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))},
-        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-        "PYTHONPATH": str(ROOT / "tests" / "netguard"),
-        "CHURNML_NETGUARD_LOG": str(netlog),
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "DO_NOT_TRACK": "1",
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@example.com",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@example.com",
-    }
-    _run(["git", "init", "-q"], dest, env)
     # a small portfolio through the git-ignored local overlay, as a user would shrink it
-    local = dest / "conf" / "local"
-    local.mkdir(parents=True)
-    overlay: dict = {}
-    for override in SMALL:
-        key, value = override.split("=")
-        *parents, leaf = key.split(".")
-        node = overlay
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(value)
-    (local / "local.yaml").write_text("# @package _global_\n" + yaml.safe_dump(overlay))
-    _run(["churnml", "params"], dest, env)
-    _run(["git", "add", "-A"], dest, env)
-    _run(["git", "commit", "-qm", "init"], dest, env)
+    copy_checkout(ROOT, dest, env, overrides=SMALL)
     return dest, env
 
 

@@ -90,3 +90,13 @@ def test_spine_matches_brute_force_on_simulated_data(sim):
     got = build_spine(tables["subscriptions"], cuts)
     pd.testing.assert_frame_equal(got, oracle_spine(tables["subscriptions"], cuts))
     assert len(got) > 100
+
+
+def test_as_of_day_defaults_to_the_data_end_and_refuses_later_days():
+    from churnml.dataset.spine import as_of_day
+
+    end = T("2025-07-01")
+    assert as_of_day(None, end) == end and as_of_day("", end) == end
+    assert as_of_day("2025-06-15", end) == T("2025-06-15")
+    with pytest.raises(ChurnmlError, match="after the data end"):
+        as_of_day("2025-07-02", end)

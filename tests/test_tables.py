@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 import subprocess
 from pathlib import Path
 
@@ -332,8 +333,10 @@ def _all_plot_files() -> dict[str, tuple[str, ...]]:
 def test_dvc_plot_definitions_draw_declared_columns():
     files = _all_plot_files()
     plots = yaml.safe_load((ROOT / "dvc.yaml").read_text()).get("plots", [])
+    paths = _params()["paths"]
     for entry in plots:
-        (path, spec) = next(iter(entry.items()))
+        (declared, spec) = next(iter(entry.items()))
+        path = re.sub(r"\$\{paths\.(\w+)\}", lambda m: str(paths[m.group(1)]), declared)
         assert path in files, f"dvc.yaml plots: {path} is in no declared plots folder"
         for axis in ("x", "y"):
             assert spec[axis] in files[path], (

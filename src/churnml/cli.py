@@ -22,13 +22,6 @@ app = typer.Typer(
 )
 
 
-def _quiet_telemetry() -> None:
-    # MLflow and DVC phone home by default; nothing leaves this machine.
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    os.environ.setdefault("DO_NOT_TRACK", "1")
-    os.environ.setdefault("DVC_NO_ANALYTICS", "1")
-
-
 def parse_day(text: str, what: str = "date") -> dt.date:
     """A YYYY-MM-DD day, or a one-line error."""
     try:
@@ -151,24 +144,6 @@ def ingest(
         )
 
 
-def _run_script(stage: str, args: list[str]) -> None:
-    """Run a pipeline stage's script (pipelines/<stage>.py) as DVC would, from the repository root."""
-    import runpy
-
-    from churnml.config import repo_root
-
-    root = repo_root()
-    script = root / "pipelines" / f"{stage}.py"
-    if not script.is_file():
-        raise ChurnmlError(f"{script} not found: run `churnml {stage}` inside a churnml checkout")
-    saved = sys.argv
-    sys.argv = [str(script), *args]
-    try:
-        runpy.run_path(str(script), run_name="__main__")
-    finally:
-        sys.argv = saved
-
-
 @app.command()
 def features(
     folder: Annotated[
@@ -193,28 +168,53 @@ def features(
     _echo(f"wrote {len(frame):,} rows x {frame.shape[1] - 2} features to {out}")
 
 
+def _run_stage(stage: str, *args: str) -> None:
+    """Run one pipeline stage in this checkout (config from params.yaml), as DVC would; log to stderr."""
+    import importlib
+    import logging
+
+    from churnml.config import load_config, repo_root
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+    function = getattr(importlib.import_module(f"churnml.stages.{stage}"), stage)
+    _echo(function(load_config(), repo_root(), *args))
+
+
 @app.command()
 def train(target: Annotated[str, typer.Option(help="churn | expansion")] = "churn") -> None:
     """Stage train: fit and calibrate one target's model (in a checkout, from params.yaml)."""
-    _run_script("train", ["--target", target])
+    _run_stage("train", target)
 
 
 @app.command()
 def evaluate(target: Annotated[str, typer.Option(help="churn | expansion")] = "churn") -> None:
     """Stage evaluate: metrics, plots and the MLflow run with registration and the champion decision."""
-    _run_script("evaluate", ["--target", target])
+    _run_stage("evaluate", target)
 
 
 @app.command()
 def explain() -> None:
     """Stage explain: SHAP drivers and reasons per account, global importance plots."""
-    _run_script("explain", [])
+    _run_stage("explain")
 
 
 @app.command()
 def report() -> None:
     """Stage report: the static portfolio report (reports/index.html)."""
-    _run_script("report", [])
+    _run_stage("report")
+
+
+@app.command()
+def paths() -> None:
+    """Print what the pipeline writes, one path a line: every ``paths`` entry and the local MLflow store.
+
+    ``make clean`` removes exactly these; the list comes from conf/ (composed), so it never goes stale.
+    """
+    from churnml.config import CONF_DIR, compose, repo_root, validate_config
+
+    cfg = validate_config(compose(repo_root() / CONF_DIR))
+    for value in [*vars(cfg.paths).values(), cfg.tracking.store, cfg.tracking.artifacts]:
+        typer.echo(value)
 
 
 # the scoring commands' shared options: the as-of day, and which model version each target uses
@@ -580,7 +580,9 @@ def tabular_score(
 
 def main() -> None:
     """Entry point: expected failures are one line on stderr and exit code 1, never a traceback."""
-    _quiet_telemetry()
+    from churnml.stages import quiet_telemetry
+
+    quiet_telemetry()
     try:
         app()
     except ChurnmlError as exc:

@@ -31,14 +31,38 @@ class PathsConfig:
     spine: str = "data/spine.parquet"
     labels: str = "data/labels.parquet"
     features: str = "data/features.parquet"
-    models: str = "models"
-    metrics: str = "metrics"
-    plots: str = "plots"
+    models: str = "models"  # one folder per target: <models>/<target>
+    registry: str = "models/registry"  # evaluate's record of each registration: <registry>/<target>.json
+    metrics: str = "metrics"  # evaluate's <metrics>/<target>.json
+    plots: str = "plots"  # evaluate's <plots>/<target>/ tables
     explanations: str = "data/explanations.parquet"
+    explanations_csv: str = "data/explanations.csv"  # the same rows, for spreadsheets
+    explain_plots: str = "plots/explain"
+    explain_metrics: str = "metrics/explain.json"
     reasons: str = "data/reasons.parquet"
     scoring_features: str = "data/scoring_features.parquet"
     scores: str = "data/scores.parquet"
+    monitor_metrics: str = "metrics/monitor.json"
+    monitor_plots: str = "plots/monitor"
     reports: str = "reports"
+
+    # DVC cannot look a key up by ${item} (no nested interpolation, treeverse/dvc#5167), so the per-target
+    # paths are <folder>/<target> on both sides; tests/test_dvc_deps.py checks dvc.yaml against these.
+    def model(self, target: str) -> str:
+        """The folder of one target's trained model."""
+        return f"{self.models}/{target}"
+
+    def registry_record(self, target: str) -> str:
+        """The JSON record of one target's latest registration (evaluate's output)."""
+        return f"{self.registry}/{target}.json"
+
+    def target_metrics(self, target: str) -> str:
+        """One target's DVC metrics file."""
+        return f"{self.metrics}/{target}.json"
+
+    def target_plots(self, target: str) -> str:
+        """The folder of one target's DVC plot tables."""
+        return f"{self.plots}/{target}"
 
 
 @dataclass

@@ -161,7 +161,7 @@ OUTPUTS: dict[str, Output] = {
     "labels": _table("labels", "labels per spine row"),
     "features": _table("features", "point-in-time features per spine row"),
     "models/<target>": Output("model_folder", "a trained model (modeling.model.TrainedModel.save)"),
-    "models/registry/<target>.json": Output(
+    "registry/<target>.json": Output(
         "document", "the model's MLflow registration", document="registry_record"
     ),
     "metrics/<target>.json": Output(
@@ -169,18 +169,17 @@ OUTPUTS: dict[str, Output] = {
     ),
     "plots/<target>": Output("plots_folder", "evaluation curves (dvc plots)", files=_CURVE_FILES),
     "explanations": _table("explanations", "SHAP contributions of the top features, with sentences"),
-    # written beside explanations by churnml.explain.contributions.write_explanations (no paths key yet)
-    "data/explanations.csv": Output("table_csv", "a CSV copy of the explanations", table="explanations"),
+    "explanations_csv": Output("table_csv", "a CSV copy of the explanations", table="explanations"),
     "reasons": _table("reasons", "top reasons per account and target"),
     "scoring_features": _table("scoring_features", "features at the scoring as-of"),
-    "plots/explain": Output("plots_folder", "global SHAP view: CSVs and PNG figures", files=_EXPLAIN_FILES),
-    "metrics/explain.json": Output("document", "the explain stage's summary", document="explain_metrics"),
+    "explain_plots": Output("plots_folder", "global SHAP view: CSVs and PNG figures", files=_EXPLAIN_FILES),
+    "explain_metrics": Output("document", "the explain stage's summary", document="explain_metrics"),
     "scores": _table("scores", "the score stage's rows (the churn_scores layout)"),
     "reports": Output("report_folder", "the static HTML portfolio report (index.html)"),
-    "metrics/monitor.json": Output(
+    "monitor_metrics": Output(
         "document", "realised performance and retrain advice", document="monitor_metrics"
     ),
-    "plots/monitor": Output("plots_folder", "realised performance tables (dvc plots)", files=_MONITOR_FILES),
+    "monitor_plots": Output("plots_folder", "realised performance tables (dvc plots)", files=_MONITOR_FILES),
 }
 
 _PATHS_REF = re.compile(r"\$\{paths\.(\w+)\}")

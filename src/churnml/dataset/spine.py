@@ -126,6 +126,28 @@ def scoring_cutoff(tables: Mapping[str, pd.DataFrame] | Path) -> pd.Timestamp:
     return data_end(tables)
 
 
+def as_of_day(as_of: pd.Timestamp | str | None, end: pd.Timestamp) -> pd.Timestamp:
+    """The as-of day of a scoring, explain or report run: the given day, or by default the data end.
+
+    The one place the as-of is resolved: scoring, the explain stage and the report all call it, so they
+    describe the same day.
+
+    Args:
+        as_of: a day (string, date or timestamp); None or "" means the data end.
+        end: the data end (:func:`data_end`).
+
+    Raises:
+        ChurnmlError: when the day is after the data end (features would miss the days in between), or is
+            not a whole day.
+    """
+    day = to_cutoffs([as_of])[0] if as_of is not None and str(as_of) != "" else end
+    if day > end:
+        raise ChurnmlError(
+            f"as-of {day.date()} is after the data end {end.date()}: features would miss the days in between"
+        )
+    return day
+
+
 def training_cutoffs(
     tables: Mapping[str, pd.DataFrame] | Path | tuple,
     cfg: SpineConfig,

@@ -21,7 +21,7 @@ from churnml.contract.io import read_folder
 from churnml.contract.schemas import TABLES
 from churnml.contract.tables import EXPLANATIONS_COLUMNS
 from churnml.contract.validate import validate_tables
-from churnml.dataset.spine import build_spine, data_range, to_cutoffs
+from churnml.dataset.spine import as_of_day, build_spine, data_range
 from churnml.errors import ChurnmlError
 from churnml.explain.contributions import explain_accounts
 from churnml.explain.reasons import reasons_for, top_reasons, with_reasons
@@ -210,17 +210,6 @@ def load_tables(data: Path | None, source_url: str | None) -> dict[str, pd.DataF
     return validate_tables(raw).tables
 
 
-def scoring_day(as_of: pd.Timestamp | str | None, end: pd.Timestamp) -> pd.Timestamp:
-    """The as-of day of a scoring run: the given day (never past the data end) or, by default, the data end."""
-
-    day = to_cutoffs([as_of])[0] if as_of is not None and str(as_of) != "" else end
-    if day > end:
-        raise ChurnmlError(
-            f"as-of {day.date()} is after the data end {end.date()}: features would miss the days in between"
-        )
-    return day
-
-
 def load_models(
     cfg: Config,
     model_refs: Mapping[str, str] | None,
@@ -275,7 +264,7 @@ def score_accounts(
 
     root = root or repo_root()
     start, end = data_range(tables)
-    day = scoring_day(as_of, end)
+    day = as_of_day(as_of, end)
     models, versions = load_models(cfg, model_refs, load_model, root)
     spine = build_spine(tables["subscriptions"], [day])
     if spine.empty:

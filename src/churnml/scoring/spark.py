@@ -19,6 +19,7 @@ import pandas as pd
 
 from churnml.config import ScoringConfig
 from churnml.contract.tables import SCORES_COLUMNS
+from churnml.dataset.spine import as_of_day
 from churnml.errors import ChurnmlError
 from churnml.features.spark import (
     SparkRun,
@@ -29,7 +30,7 @@ from churnml.features.spark import (
 )
 from churnml.features.steps import _tidy
 from churnml.modeling.model import META_FILE, MODEL_FILE, TrainedModel
-from churnml.scoring.batch import check_drift, load_models, score_chunk, scoring_day
+from churnml.scoring.batch import check_drift, load_models, score_chunk
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame as SparkDataFrame
@@ -291,8 +292,7 @@ def score_accounts_spark(
         ChurnmlError: a bad as-of date, missing models, a schema mismatch, drift past the fail threshold,
             or a failed write (nothing written for that date then).
     """
-
-    day = scoring_day(as_of, data_end_spark(spark, source))
+    day = as_of_day(as_of, data_end_spark(spark, source))
     models, versions = load_models(cfg, model_refs, load_model, root)
     spine = build_spine_spark(spark, source, [day])
     features = build_features_spark(spark, source, spine, cfg.features, as_pandas=False)

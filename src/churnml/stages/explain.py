@@ -1,0 +1,64 @@
+"""Stage explain: SHAP drivers and plain-word reasons per account at the as-of date, and the global view.
+
+On simulator data it also checks the reasons against the truth (:mod:`churnml.explain.cause`), written with
+the as-of and the account count to ``paths.explain_metrics``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from churnml.config import Config
+from churnml.contract.io import read_output, read_parquet, read_table, write_output
+from churnml.dataset.spine import as_of_day, build_spine, data_end
+from churnml.explain.cause import cause_check
+from churnml.explain.contributions import explain_accounts, write_global_view
+from churnml.explain.export import TOP_FEATURES, write_csv
+from churnml.explain.reasons import reasons_for, with_reasons
+from churnml.features.engine import build_features
+from churnml.modeling.model import TrainedModel
+
+GLOBAL_SAMPLE = 2000  # accounts behind each model's global view
+
+
+def explain(cfg: Config, root: Path) -> str:
+    """Explain every account active at the as-of day with each target's model; write tables, plots, metrics."""
+    paths = cfg.paths
+    validated = root / paths.validated
+    as_of = as_of_day(cfg.scoring.as_of, data_end(validated))
+    features = build_features(
+        validated, build_spine(read_table(validated, "subscriptions"), [as_of]), cfg.features
+    )
+    explanations, reasons = [], []
+    for target in cfg.model.targets:
+        model = TrainedModel.load(root / paths.model(target))
+        full = explain_accounts(model, features)
+        reasons.append(reasons_for(full, features, top=cfg.scoring.top_reasons))
+        explanations.append(with_reasons(full[full["rank"] <= TOP_FEATURES], features))
+        sample = features.sample(min(len(features), GLOBAL_SAMPLE), random_state=0)
+        write_global_view(model, sample, root / paths.explain_plots)
+    table = pd.concat(explanations, ignore_index=True)
+    write_output(table, root / paths.explanations, "explanations")
+    write_csv(table, root / paths.explanations_csv)
+    write_output(pd.concat(reasons, ignore_index=True), root / paths.reasons, "reasons")
+    write_output(features, root / paths.scoring_features, "scoring_features")
+    summary = {"as_of": str(as_of.date()), "accounts": len(features)}
+    if cfg.data.source == "simulator":
+        from churnml.sources.simulate import CAUSE_FAMILIES
+
+        summary.update(
+            cause_check(
+                TrainedModel.load(root / paths.model("churn")),
+                read_output(root / paths.features, "features"),
+                read_parquet(root / paths.truth / "accounts.parquet"),
+                CAUSE_FAMILIES,
+                cfg.labels.horizon_days,
+            )
+        )
+    metrics = root / paths.explain_metrics
+    metrics.parent.mkdir(parents=True, exist_ok=True)
+    metrics.write_text(json.dumps(summary, indent=2) + "\n")
+    return str(summary)

@@ -1,0 +1,20 @@
+"""Stage score: every active account at the as-of date scored by the champion models, written to the warehouse.
+
+Schedulers call the same package function through `churnml score --as-of DATE [--data DIR | --source-url URL]`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from churnml.config import Config
+from churnml.contract.io import write_output
+from churnml.scoring.batch import load_tables, score_accounts
+
+
+def score(cfg: Config, root: Path) -> str:
+    """Score the validated tables at ``scoring.as_of`` (default the data end); write ``paths.scores`` too."""
+    tables = load_tables(root / cfg.paths.validated, None)
+    result = score_accounts(tables, cfg, as_of=cfg.scoring.as_of, root=root)
+    write_output(result.scores, root / cfg.paths.scores, "scores")
+    return f"scored {len(result.scores)} accounts as of {result.as_of.date()} with {result.versions}"
