@@ -32,12 +32,12 @@ import numpy as np
 import pandas as pd
 
 from churnml.errors import ChurnmlError
-from churnml.features.sql import ALL_FAMILIES
+from churnml.names import FEATURE_FAMILIES
 
 if TYPE_CHECKING:
     from churnml.features.engine import FeatureInfo
 
-FAMILIES = ALL_FAMILIES  # one list: the engine's
+FAMILIES = FEATURE_FAMILIES  # one list: churnml.names'
 # Aggregations recognised at the end of a name outside the engine's catalogue (before the window).
 _AGGS = ("sum", "mean", "avg", "median", "max", "min", "std", "count", "trend", "zscore", "ratio", "share")
 _AGGS += ("latest", "last", "change", "delta", "slope", "rate", "total")

@@ -33,7 +33,8 @@ from churnml.contract.schemas import REQUIRED_TABLES, TABLES
 from churnml.dataset.spine import build_spine, sql_string, to_cutoffs
 from churnml.errors import ChurnmlError
 from churnml.features import sql as fs
-from churnml.features.sql import ALL_FAMILIES, CATEGORICAL, SqlStep, Windows
+from churnml.features.sql import CATEGORICAL, SqlStep, Windows
+from churnml.names import FEATURE_FAMILIES
 
 log = logging.getLogger(__name__)
 
@@ -194,10 +195,10 @@ def enabled_families(cfg: FeaturesConfig, present: set[str]) -> list[str]:
     Raises:
         ChurnmlError: on an unknown family name.
     """
-    unknown = [f for f in cfg.families if f not in ALL_FAMILIES]
+    unknown = [f for f in cfg.families if f not in FEATURE_FAMILIES]
     if unknown:
         raise ChurnmlError(
-            f"features.families: unknown {', '.join(unknown)} (known: {', '.join(ALL_FAMILIES)})"
+            f"features.families: unknown {', '.join(unknown)} (known: {', '.join(FEATURE_FAMILIES)})"
         )
     out = []
     for family in dict.fromkeys(cfg.families):
@@ -373,7 +374,7 @@ def all_steps(
     kinds = fs.column_tokens(list(csm_kinds), "CSM activity kind")
     for family_list in family_steps(cfg, kinds, "2024-01-01").values():
         steps += family_list
-    columns = {f: family_columns(f, cfg, kinds, tokens) for f in ALL_FAMILIES}
+    columns = {f: family_columns(f, cfg, kinds, tokens) for f in FEATURE_FAMILIES}
     steps.append(SqlStep("features", "all", fs.final_sql(columns)))
     return steps
 
@@ -719,7 +720,7 @@ FEATURE_DOCS: dict[str, tuple[str, str, str]] = {
 
 
 def _family(name: str) -> str | None:
-    return next((f for f in ALL_FAMILIES if name.startswith(f + "_")), None)
+    return next((f for f in FEATURE_FAMILIES if name.startswith(f + "_")), None)
 
 
 def parse_feature(name: str) -> FeatureInfo:
@@ -769,7 +770,7 @@ def feature_names(
     kinds = fs.column_tokens(list(csm_kinds), "CSM activity kind")
     out = []
     for family in dict.fromkeys(cfg.families):
-        if family not in ALL_FAMILIES:
+        if family not in FEATURE_FAMILIES:
             raise ChurnmlError(f"features.families: unknown {family}")
         out += family_columns(family, cfg, kinds, tokens)
     return out

@@ -37,6 +37,7 @@ from churnml.config import FeaturesConfig
 from churnml.contract.schemas import REQUIRED_TABLES, TABLES
 from churnml.dataset.spine import SPINE_SQL, to_cutoffs
 from churnml.errors import ChurnmlError
+from churnml.features import sql as fs
 from churnml.features.engine import (
     _TYPED_COLUMNS,
     _spine_keys,
@@ -46,7 +47,6 @@ from churnml.features.engine import (
     family_columns,
     family_steps,
 )
-from churnml.features import sql as fs
 from churnml.features.sql import CATEGORICAL, SqlStep, Windows
 
 if TYPE_CHECKING:
