@@ -34,7 +34,9 @@ from churnml.names import FEATURE_FAMILIES, TARGETS
 
 PARAMS_FILE = "params.yaml"
 CONF_DIR = "conf"
-SCHEMA_NAME = "churnml_schema"  # the dataclasses in Hydra's ConfigStore: the head of conf/config.yaml's defaults
+SCHEMA_NAME = (
+    "churnml_schema"  # the dataclasses in Hydra's ConfigStore: the head of conf/config.yaml's defaults
+)
 
 
 @dataclass
