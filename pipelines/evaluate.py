@@ -13,6 +13,7 @@ from churnml.contract.io import read_parquet
 from churnml.modeling.metrics import write_dvc_outputs
 from churnml.modeling.model import TrainedModel, evaluate_model
 from churnml.modeling.tracking import data_version, log_training_run
+from churnml.names import TARGETS
 from churnml.stage import run_stage
 
 log = logging.getLogger("evaluate")
@@ -20,7 +21,7 @@ log = logging.getLogger("evaluate")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--target", required=True, choices=["churn", "expansion"])
+    parser.add_argument("--target", required=True, choices=TARGETS)
     target = parser.parse_args().target
     cfg = load_config()
     root = repo_root()

@@ -6,6 +6,7 @@ import logging
 from churnml.config import load_config, repo_root
 from churnml.contract.io import read_parquet
 from churnml.modeling.model import train_model
+from churnml.names import TARGETS
 from churnml.stage import run_stage
 
 log = logging.getLogger("train")
@@ -13,7 +14,7 @@ log = logging.getLogger("train")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--target", required=True, choices=["churn", "expansion"])
+    parser.add_argument("--target", required=True, choices=TARGETS)
     target = parser.parse_args().target
     cfg = load_config()
     root = repo_root()

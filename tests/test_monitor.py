@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churnml.config import Config, LabelsConfig, LightGBMConfig, ModelConfig, SimulatorConfig
+from churnml.config import Config, LabelsConfig, ModelConfig, SimulatorConfig
 from churnml.errors import ChurnmlError
 from churnml.modeling.metrics import roc_auc
 from churnml.scoring.backtest import ModelCard, backtest, candidate_of
@@ -41,6 +41,7 @@ from churnml.scoring.monitor import (
 from churnml.warehouse.store import Warehouse
 
 from _env import require_postgres
+from tables import fast_lgbm
 
 NOW = dt.datetime(2026, 1, 1, 12, 0, 0)
 DAY = pd.Timestamp
@@ -49,16 +50,7 @@ DAY = pd.Timestamp
 def small_config(**monitor: float) -> Config:
     """The default config with a model that trains in a fraction of a second on one thread."""
     cfg = Config()
-    cfg.model = ModelConfig(
-        lgbm=LightGBMConfig(
-            n_estimators=60,
-            learning_rate=0.1,
-            num_leaves=15,
-            min_child_samples=20,
-            early_stopping_rounds=15,
-            n_jobs=1,
-        )
-    )
+    cfg.model = ModelConfig(lgbm=fast_lgbm(n_estimators=60, early_stopping_rounds=15))
     cfg.features.threads = 1
     cfg.evaluation.csm_capacity_k = 20
     if monitor:

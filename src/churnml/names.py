@@ -50,6 +50,15 @@ def label_column(target: str, horizon_days: int) -> str:
     return f"{_LABEL_VERBS[target]}_within_{int(horizon_days)}d"
 
 
+def label_horizon(column: str) -> int:
+    """The horizon in days a label column is named after (``churned_within_90d`` -> 90)."""
+    prefix = next((p for p in LABEL_PREFIXES if column.startswith(p)), None)
+    days = column[len(prefix) :].removesuffix("d") if prefix and column.endswith("d") else ""
+    if not days.isdigit():
+        raise ChurnmlError(f"{column!r} is not a label column (<verb>_within_<days>d)")
+    return int(days)
+
+
 def label_columns(horizon_days: int) -> list[str]:
     """Every label column at a horizon: churned, expanded, contracted."""
     return [label_column(t, horizon_days) for t in _LABEL_VERBS]

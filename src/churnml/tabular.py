@@ -59,6 +59,7 @@ from churnml.modeling.model import (
     fit_baselines_rows,
     fit_rows,
 )
+from churnml.names import TARGETS
 
 SPEC_FILE = "tabular.json"
 MODEL_DIR = "model"
@@ -92,7 +93,7 @@ class TabularSpec:
 
     def check(self) -> None:
         """One-line errors for impossible options."""
-        if self.target not in ("churn", "expansion"):
+        if self.target not in TARGETS:
             raise ChurnmlError(f"tabular: target {self.target!r} is not one of churn, expansion")
         if self.folds < 2:
             raise ChurnmlError(f"tabular: --folds must be at least 2, got {self.folds}")

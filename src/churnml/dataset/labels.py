@@ -26,17 +26,18 @@ from __future__ import annotations
 import duckdb
 import pandas as pd
 
+from churnml import names
 from churnml.config import LabelsConfig
 from churnml.dataset.spine import to_cutoffs
 from churnml.errors import ChurnmlError
+from churnml.names import KEYS
 
 TOLERANCE = 1e-6  # currency units or seats: absorbs float rounding at an exact threshold
 
 
 def label_columns(cfg: LabelsConfig) -> list[str]:
     """The label column names for the configured horizon."""
-    h = cfg.horizon_days
-    return [f"churned_within_{h}d", f"expanded_within_{h}d", f"contracted_within_{h}d"]
+    return names.label_columns(cfg.horizon_days)
 
 
 def labels_sql(cfg: LabelsConfig, data_end: pd.Timestamp) -> str:
@@ -127,11 +128,11 @@ def build_labels(
     Returns:
         account_id, cutoff and the three label columns (nullable Int8), in the spine's row order.
     """
-    for col in ("account_id", "cutoff"):
+    for col in KEYS:
         if col not in spine.columns:
             raise ChurnmlError(f"spine: missing column {col!r}")
     to_cutoffs(spine["cutoff"].unique())  # whole days only
-    if spine.duplicated(["account_id", "cutoff"]).any():
+    if spine.duplicated(list(KEYS)).any():
         raise ChurnmlError("spine: duplicate (account_id, cutoff) rows")
     subs = pd.DataFrame(
         {

@@ -34,7 +34,7 @@ from churnml.dataset.spine import build_spine, sql_string, to_cutoffs
 from churnml.errors import ChurnmlError
 from churnml.features import sql as fs
 from churnml.features.sql import CATEGORICAL, SqlStep, Windows
-from churnml.names import FEATURE_FAMILIES
+from churnml.names import FEATURE_FAMILIES, KEYS
 
 log = logging.getLogger(__name__)
 
@@ -172,13 +172,13 @@ def register_sources(
 
 
 def _spine_keys(spine: pd.DataFrame) -> pd.DataFrame:
-    for col in ("account_id", "cutoff"):
+    for col in KEYS:
         if col not in spine.columns:
             raise ChurnmlError(f"spine: missing column {col!r}")
     if len(spine) == 0:
         raise ChurnmlError("spine: no rows (no account is active at the cutoffs)")
     to_cutoffs(spine["cutoff"].unique())
-    if spine.duplicated(["account_id", "cutoff"]).any():
+    if spine.duplicated(list(KEYS)).any():
         raise ChurnmlError("spine: duplicate (account_id, cutoff) rows")
     return pd.DataFrame(
         {
@@ -752,7 +752,7 @@ def feature_families(columns: Sequence[str]) -> dict[str, str]:
     """Feature column -> family, for the feature columns among ``columns`` (keys and labels are left out)."""
     out = {}
     for col in columns:
-        if col in ("account_id", "cutoff"):
+        if col in KEYS:
             continue
         family = _family(col)
         if family is not None:

@@ -54,7 +54,8 @@ from churnml.modeling.metrics import (
     plot_tables,
 )
 from churnml.modeling.metrics import figures as draw_figures
-from churnml.modeling.model import KEYS, TrainedModel
+from churnml.modeling.model import TrainedModel
+from churnml.names import KEYS
 
 log = logging.getLogger(__name__)
 

@@ -18,10 +18,10 @@ import pandas as pd
 
 from churnml.config import Config, DriftConfig, ScoringConfig, TiersConfig
 from churnml.errors import ChurnmlError
+from churnml.names import ACCOUNT, AS_OF, CUTOFF, TARGETS
 
 log = logging.getLogger(__name__)
 
-TARGETS = ("churn", "expansion")
 EXPLANATION_TOP_N = 10  # features per account and target kept in churn_explanations
 
 
@@ -121,8 +121,10 @@ def score_chunk(
     arr = features["contract_arr"].astype(float).to_numpy()
     scores = pd.DataFrame(
         {
-            "account_id": features["account_id"].astype(str).to_numpy(),
-            "as_of": features["cutoff"].to_numpy(),
+            ACCOUNT: features[ACCOUNT].astype(str).to_numpy(),
+            AS_OF: features[
+                CUTOFF
+            ].to_numpy(),  # the one place a feature row's cutoff becomes a score's as_of
             "churn_model_version": versions["churn"],
             "expansion_model_version": versions["expansion"],
             "churn_probability": p_churn,

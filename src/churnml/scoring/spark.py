@@ -21,6 +21,7 @@ from churnml.errors import ChurnmlError
 from churnml.features.engine import (
     _tidy,
 )
+from churnml.names import KEYS, TARGETS
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame as SparkDataFrame
@@ -185,7 +186,7 @@ def score_spark(
     """
     import uuid
 
-    missing = [t for t in ("churn", "expansion") if t not in models or t not in versions]
+    missing = [t for t in TARGETS if t not in models or t not in versions]
     if missing:
         raise ChurnmlError(f"score_spark: no model or version for {', '.join(missing)}")
     _check_inputs(features_sdf, models)
@@ -198,9 +199,8 @@ def score_spark(
     apply = _score_partitions(payload_ref, dict(versions), cfg, run_id or uuid.uuid4().hex, scored_at)
     # every column goes along: reason sentences may quote features the models do not use
     ordered = [
-        "account_id",
-        "cutoff",
-        *(c for c in features_sdf.columns if c not in ("account_id", "cutoff")),
+        *KEYS,
+        *(c for c in features_sdf.columns if c not in KEYS),
     ]
     return features_sdf.select(*ordered).mapInPandas(apply, scores_schema())
 
