@@ -39,6 +39,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from churnml.names import TARGETS, label_column
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
@@ -296,7 +298,7 @@ def run_crm6(variant: str, shared: Path, work: Path, seeds: int, n_boot: int) ->
     )
 
     targets, churn_models, split = {}, [], None
-    for target in ("churn", "expansion"):
+    for target in TARGETS:
         per_seed, score_cols, base = [], {}, None
         for seed in range(seeds):
             model_cfg = dataclasses.replace(cfg.model, seed=seed)
@@ -331,7 +333,7 @@ def run_crm6(variant: str, shared: Path, work: Path, seeds: int, n_boot: int) ->
                 "positives": per_seed[0][name]["positives"],
             }
         targets[target] = {
-            "label": f"{'churned' if target == 'churn' else 'expanded'}_within_{cfg.labels.horizon_days}d",
+            "label": label_column(target, cfg.labels.horizon_days),
             "models": models,
         }
 
@@ -420,7 +422,7 @@ def run_ravenstack(shared: Path, work: Path) -> dict:
     labels = build_labels(read_table(validated, "subscriptions"), spine, cfg.labels, data_end(validated))
     features = build_features(validated, spine, cfg.features)
     targets, split = {}, None
-    for target in ("churn", "expansion"):
+    for target in TARGETS:
         column = label_column(target, cfg.labels.horizon_days)
         known = labels[column].dropna()
         counts = {"labeled_rows": len(known), "positives": int(known.sum())}

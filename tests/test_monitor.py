@@ -17,6 +17,7 @@ import pytest
 from churnml.config import Config, LabelsConfig, ModelConfig, SimulatorConfig
 from churnml.errors import ChurnmlError
 from churnml.modeling.metrics import roc_auc
+from churnml.names import TARGETS
 from churnml.scoring.backtest import ModelCard, backtest, candidate_of
 from churnml.scoring.monitor import (
     ALL,
@@ -404,7 +405,7 @@ def replay(tmp_path_factory):
     features = build_features(tables, spine, cfg.features)
     data_end = data_range(tables)[1]
     labels = build_labels(tables["subscriptions"], spine, cfg.labels, data_end)
-    models = {t: train_model(features, labels, t, cfg.model, cfg.split, 90) for t in ("churn", "expansion")}
+    models = {t: train_model(features, labels, t, cfg.model, cfg.split, 90) for t in TARGETS}
     evaluation = evaluate_model(models["churn"], features, labels, cfg.evaluation)
     test_cutoffs = models["churn"].split.test
     first = test_cutoffs[-1] - pd.DateOffset(months=11)
@@ -443,7 +444,7 @@ def test_backtest_uses_the_latest_model_that_existed(replay):
     cards = replay["backtest"].cards
     assert len(runs) == 12 and (runs["status"] == "succeeded").all()
     for run in runs.itertuples():
-        for target in ("churn", "expansion"):
+        for target in TARGETS:
             version = getattr(run, f"{target}_model_version")
             assert cards[(target, version)].trained_through <= run.as_of  # never a model from the future
             newer = cards[(target, "1")].trained_through <= run.as_of

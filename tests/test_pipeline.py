@@ -53,7 +53,10 @@ def repo(tmp_path_factory) -> tuple[Path, dict]:
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))},
         "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-        "PYTHONPATH": str(ROOT / "tests" / "netguard"),
+        # the netguard, then the churnml under test when PYTHONPATH names one (else the installed one)
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(ROOT / "tests" / "netguard"), os.environ.get("PYTHONPATH")])
+        ),
         "CHURNML_NETGUARD_LOG": str(netlog),
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "DO_NOT_TRACK": "1",
@@ -143,7 +146,7 @@ def test_plain_repro_refuses_stale_params(repo):
     dest, env = repo
     conf = dest / "conf" / "labels" / "default.yaml"
     original = conf.read_text()
-    conf.write_text(original.replace("grace_days: 30", "grace_days: 20"))
+    conf.write_text(original + "grace_days: 20\n")  # the default is the dataclass's 30
     try:
         proc = _run(["dvc", "repro"], dest, env, check=False)
         assert proc.returncode != 0

@@ -25,6 +25,7 @@ from churnml.errors import ChurnmlError
 from churnml.features.engine import build_features
 from churnml.features.sql import CATEGORICAL
 from churnml.modeling.model import train_model
+from churnml.names import TARGETS
 from churnml.scoring.batch import score_chunk
 
 from _env import require_java
@@ -154,7 +155,7 @@ def models(portfolio):
     labels = build_labels(tables["subscriptions"], spine, LabelsConfig(), data_end(tables))
     lgbm = fast_lgbm(n_estimators=40, early_stopping_rounds=10)
     cfg = ModelConfig(lgbm=lgbm)
-    return {t: train_model(features, labels, t, cfg, SplitConfig(), 90) for t in ("churn", "expansion")}
+    return {t: train_model(features, labels, t, cfg, SplitConfig(), 90) for t in TARGETS}
 
 
 def _items(text: str) -> list[tuple[float, str]]:
