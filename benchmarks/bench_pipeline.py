@@ -38,6 +38,7 @@ import json, time
 from churnml.config import ModelConfig, SplitConfig, LabelsConfig
 from churnml.contract.io import read_parquet
 from churnml.modeling.model import train_model
+from churnml.names import TARGETS
 from pathlib import Path
 work = Path({work!r})
 features, labels = read_parquet(work / "features.parquet"), read_parquet(work / "labels.parquet")
@@ -54,11 +55,12 @@ from pathlib import Path
 from churnml.config import ScoringConfig
 from churnml.contract.io import read_parquet
 from churnml.modeling.model import TrainedModel
+from churnml.names import TARGETS
 from churnml.scoring.batch import score_chunk
 work = Path({work!r})
 features = read_parquet(work / "features.parquet")
 features = features[features["cutoff"] == features["cutoff"].max()].reset_index(drop=True)
-models = {{t: TrainedModel.load(work / "models" / t) for t in ("churn", "expansion")}}
+models = {{t: TrainedModel.load(work / "models" / t) for t in TARGETS}}
 start = time.perf_counter()
 scores, explanations = score_chunk(features, models, {versions!r}, ScoringConfig())
 assert len(scores) == len(features)
@@ -84,6 +86,7 @@ def prepare_portfolio(work: Path, sim: Any, n_estimators: int | None = None) -> 
     from churnml.dataset.spine import build_spine, data_end, training_cutoffs
     from churnml.features.engine import build_features
     from churnml.modeling.model import train_model
+    from churnml.names import TARGETS
     from churnml.sources.simulate import generate
 
     raw = work / "raw"
@@ -97,7 +100,7 @@ def prepare_portfolio(work: Path, sim: Any, n_estimators: int | None = None) -> 
     model_cfg = ModelConfig()
     if n_estimators is not None:
         model_cfg.lgbm.n_estimators = n_estimators
-    for target in ("churn", "expansion"):
+    for target in TARGETS:
         train_model(features, labels, target, model_cfg, SplitConfig(), LabelsConfig().horizon_days).save(
             work / "models" / target
         )

@@ -39,6 +39,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from churnml.names import TARGETS, label_column
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
@@ -297,7 +299,7 @@ def run_crm6(variant: str, shared: Path, work: Path, seeds: int, n_boot: int) ->
     )
 
     targets, churn_models, split = {}, [], None
-    for target in ("churn", "expansion"):
+    for target in TARGETS:
         per_seed, score_cols, base = [], {}, None
         for seed in range(seeds):
             model_cfg = dataclasses.replace(cfg.model, seed=seed)
@@ -332,7 +334,7 @@ def run_crm6(variant: str, shared: Path, work: Path, seeds: int, n_boot: int) ->
                 "positives": per_seed[0][name]["positives"],
             }
         targets[target] = {
-            "label": f"{'churned' if target == 'churn' else 'expanded'}_within_{cfg.labels.horizon_days}d",
+            "label": label_column(target, cfg.labels.horizon_days),
             "models": models,
         }
 
@@ -409,7 +411,7 @@ def run_ravenstack(shared: Path, work: Path) -> dict:
     from churnml.features.engine import build_features
     from churnml.modeling.evaluation import evaluate_model
     from churnml.modeling.model import train_model
-    from churnml.modeling.split import label_column
+    from churnml.names import label_column
     from churnml.sources.ingest import ingest
 
     cfg = _config(["data=ravenstack"])
@@ -423,7 +425,7 @@ def run_ravenstack(shared: Path, work: Path) -> dict:
     labels = build_labels(read_table(validated, "subscriptions"), spine, cfg.labels, data_end(validated))
     features = build_features(validated, spine, cfg.features)
     targets, split = {}, None
-    for target in ("churn", "expansion"):
+    for target in TARGETS:
         column = label_column(target, cfg.labels.horizon_days)
         known = labels[column].dropna()
         counts = {"labeled_rows": len(known), "positives": int(known.sum())}

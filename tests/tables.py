@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from churnml.config import LightGBMConfig
+
 
 def tiny_tables() -> dict[str, pd.DataFrame]:
     """Two accounts with every table of the contract, valid as they stand."""
@@ -89,3 +91,17 @@ def tiny_tables() -> dict[str, pd.DataFrame]:
             }
         ),
     }
+
+
+def fast_lgbm(**changes) -> LightGBMConfig:
+    """LightGBM settings that train in a fraction of a second on the tests' small tables (one thread);
+    ``changes`` set the rounds (or leaves) a test needs."""
+    fast = {
+        "n_estimators": 80,
+        "learning_rate": 0.1,
+        "num_leaves": 15,
+        "min_child_samples": 20,
+        "early_stopping_rounds": 20,
+        "n_jobs": 1,
+    }
+    return LightGBMConfig(**{**fast, **changes})

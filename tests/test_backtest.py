@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churnml.config import Config, LabelsConfig, LightGBMConfig, ModelConfig, SplitConfig
+from churnml.config import Config, LabelsConfig, ModelConfig, SplitConfig
 from churnml.dataset.labels import build_labels
 from churnml.dataset.spine import data_end
 from churnml.errors import ChurnmlError
@@ -27,20 +27,13 @@ from churnml.scoring.backtest import (
     trained_through,
 )
 
+from tables import fast_lgbm
+
 DAY = pd.Timestamp
 
 
 def fast_model_config() -> ModelConfig:
-    return ModelConfig(
-        lgbm=LightGBMConfig(
-            n_estimators=40,
-            learning_rate=0.1,
-            num_leaves=15,
-            min_child_samples=20,
-            early_stopping_rounds=10,
-            n_jobs=1,
-        )
-    )
+    return ModelConfig(lgbm=fast_lgbm(n_estimators=40, early_stopping_rounds=10))
 
 
 def candidate(target: str, version: str, since: str) -> Candidate:

@@ -1,12 +1,19 @@
-"""Configuration: every option of every group composes and validates; typos and stale params fail early."""
+"""Configuration: every option of every group composes and validates; typos and stale params fail early;
+a default is written once (in the dataclasses); DVC's own composition writes the same params.yaml."""
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
+from omegaconf import OmegaConf
 
 from churnml.config import (
     CONF_DIR,
@@ -32,8 +39,87 @@ def _options():
 
 @pytest.mark.parametrize(("group", "option"), list(_options()))
 def test_every_option_composes_and_validates(group, option):
-    cfg = validate_config(compose(ROOT / CONF_DIR, [f"{group}={option}"]))
+    raw = compose(ROOT / CONF_DIR, [f"{group}={option}"])
+    cfg = validate_config(raw)
     assert isinstance(cfg, Config)
+    # every key of the schema is in the composition, so `dvc exp run -S section.key=...` can set any of them
+    assert raw == OmegaConf.to_container(OmegaConf.structured(cfg))
+
+
+def _leaves(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, dict) and node:
+        out: dict[str, Any] = {}
+        for k, v in node.items():
+            out.update(_leaves(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: node}
+
+
+def _option_values(group: str, option: str) -> dict[str, Any]:
+    """The values an option file writes itself (not its defaults list), keyed by their path in the config."""
+    raw = yaml.safe_load((ROOT / CONF_DIR / group / f"{option}.yaml").read_text()) or {}
+    raw.pop("defaults", None)
+    text = (ROOT / CONF_DIR / group / f"{option}.yaml").read_text()
+    return _leaves(raw if "@package _global_" in text else {group: raw})
+
+
+# conf/paths belongs to the paths step of issue #14 (one home for paths, shared with dvc.yaml)
+@pytest.mark.parametrize(("group", "option"), [o for o in _options() if o[0] != "paths"])
+def test_no_option_repeats_a_dataclass_default(group, option):
+    defaults = _leaves(OmegaConf.to_container(OmegaConf.structured(Config)))
+    repeated = {k: v for k, v in _option_values(group, option).items() if k in defaults and defaults[k] == v}
+    assert not repeated, f"conf/{group}/{option}.yaml repeats the dataclass defaults {repeated}"
+
+
+def test_every_default_lives_in_the_dataclasses():
+    for section in dataclasses.fields(Config):
+        assert section.default_factory is not dataclasses.MISSING, section.name
+        for f in dataclasses.fields(section.default_factory()):
+            has_default = f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+            assert has_default, f"{section.name}.{f.name}"
+
+
+def test_derived_values_follow_the_label_horizon():
+    cfg = validate_config(compose(ROOT / CONF_DIR, ["labels.horizon_days=60"]))
+    assert cfg.split.purge_days == cfg.simulator.label_horizon_days == 60
+    crm6 = validate_config(compose(ROOT / CONF_DIR, ["data=fightchurn_crm6_signal"]))
+    assert crm6.split.purge_days == crm6.labels.horizon_days == 31
+    assert validate_config(compose(ROOT / CONF_DIR, ["split.purge_days=120"])).split.purge_days == 120
+
+
+def test_group_options_inherit_within_their_group():
+    spark = validate_config(compose(ROOT / CONF_DIR, ["features=spark"])).features
+    assert dataclasses.replace(spark, engine="duckdb") == validate_config(compose(ROOT / CONF_DIR)).features
+    pg = validate_config(compose(ROOT / CONF_DIR, ["warehouse=postgres"])).warehouse
+    assert dataclasses.replace(pg, schema="") == validate_config(compose(ROOT / CONF_DIR)).warehouse
+
+
+_DVC_COMPOSE = """
+import os, sys
+from dvc.config import Config
+from dvc.utils.hydra import compose_and_dump
+root, out, *overrides = sys.argv[1:]
+hydra = Config(dvc_dir=os.path.join(root, ".dvc"))["hydra"]  # read as dvc/repo/experiments/queue/base.py does
+plugins = os.path.join(root, hydra.get("plugins_path", ""))
+compose_and_dump(out, os.path.join(root, "conf"), None, "config", plugins, overrides)
+"""
+
+
+@pytest.mark.parametrize("overrides", [[], ["labels.horizon_days=60", "model.lgbm.num_leaves=63"]])
+def test_dvc_composes_the_same_params_as_churnml_params(repo, overrides):
+    """DVC's `dvc exp run` composition (plain Hydra, the schema found through .dvc/config's plugins_path), in
+    a fresh interpreter that cannot import churnml but from the repository's src/."""
+    shutil.copytree(ROOT / ".dvc", repo / ".dvc", ignore=shutil.ignore_patterns("tmp", "cache"))
+    shutil.copytree(ROOT / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__"))
+    code = f"import sys; sys.path = [p for p in sys.path if not p.endswith('src')]\n{_DVC_COMPOSE}"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    dvc_params = repo / "dvc_params.yaml"
+    cmd = [sys.executable, "-c", code, str(repo), str(dvc_params), *overrides]
+    done = subprocess.run(cmd, env=env, cwd=repo, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    ours = write_params(repo, overrides)
+    assert dvc_params.read_text() == ours.read_text()
+    assert "${" not in ours.read_text()  # resolved: stages read values, not interpolations
 
 
 def test_every_dataclass_section_has_a_group():
@@ -67,7 +153,7 @@ def test_edit_under_conf_makes_a_plain_run_refuse(repo, monkeypatch):
     monkeypatch.delenv("DVC_EXP_NAME", raising=False)
     assert load_config(repo).model.lgbm.num_leaves == 31
     path = repo / CONF_DIR / "model" / "lightgbm.yaml"
-    path.write_text(path.read_text().replace("num_leaves: 31", "num_leaves: 63"))
+    path.write_text(path.read_text() + "lgbm:\n  num_leaves: 63\n")
     with pytest.raises(StaleParamsError, match=r"stale .* model\.lgbm\.num_leaves.*make params"):
         load_config(repo)
     write_params(repo)

@@ -13,14 +13,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churnml.config import EvaluationConfig, LightGBMConfig, ModelConfig, SplitConfig
+from churnml.config import EvaluationConfig, ModelConfig, SplitConfig
 from churnml.errors import ChurnmlError
 from churnml.modeling.baselines import HealthScore, fit_baselines
 from churnml.modeling.calibration import Calibrator
 from churnml.modeling.evaluation import evaluate_model
 from churnml.modeling.metrics import brier
 from churnml.modeling.model import TrainedModel, train_model
-from churnml.modeling.split import feature_columns, label_column, split_periods
+from churnml.modeling.split import feature_columns, split_periods
+from churnml.names import KEYS, TARGETS
+
+from tables import fast_lgbm
 
 HORIZON = 90
 
@@ -79,22 +82,13 @@ def synthetic_tables(n_accounts: int = 300, n_cutoffs: int = 24, seed: int = 0, 
             "expanded_within_90d": pd.array(np.where(labeled, expanded, np.nan), dtype="Int8"),
         }
     )
-    truth = {
-        t: data[["account_id", "cutoff"]].assign(probability=data[f"_p_{t}"]) for t in ("churn", "expansion")
-    }
+    truth = {t: data[list(KEYS)].assign(horizon_days=HORIZON, probability=data[f"_p_{t}"]) for t in TARGETS}
     return data.drop(columns=["_p_churn", "_p_expansion"]), labels, truth
 
 
 def fast_config(**changes) -> ModelConfig:
     """A model config that trains in a fraction of a second on the synthetic table."""
-    lgbm = LightGBMConfig(
-        n_estimators=80,
-        learning_rate=0.1,
-        num_leaves=15,
-        min_child_samples=20,
-        early_stopping_rounds=20,
-        n_jobs=1,
-    )
+    lgbm = fast_lgbm()
     return ModelConfig(lgbm=lgbm, **changes)
 
 
@@ -169,13 +163,6 @@ def test_training_uses_labeled_cutoffs_only(tables, churn_model):
 
 
 # ------------------------------------------------------------------------------------------ training
-
-
-def test_label_column_follows_target_and_horizon():
-    assert label_column("churn", 90) == "churned_within_90d"
-    assert label_column("expansion", 30) == "expanded_within_30d"
-    with pytest.raises(ChurnmlError, match="unknown target"):
-        label_column("upsell", 90)
 
 
 def test_feature_columns_exclude_keys_and_labels(tables):
@@ -415,6 +402,23 @@ def test_oracle_reads_the_simulator_truth_columns_and_needs_full_coverage(tables
     with pytest.warns(UserWarning, match="no oracle"):
         ev = evaluate_model(churn_model, features, labels, EvaluationConfig(), truth=partial)
     assert "oracle" not in set(ev.metrics["model"])
+
+
+def test_oracle_refuses_truth_at_another_horizon(tables):
+    """`-S labels.horizon_days=60` with data/truth still at 90 days: a 60-day model against a 90-day ceiling is
+    refused, naming both horizons; truth regenerated at 60 days is the oracle."""
+    features, labels, truth = tables
+    labels60 = labels.rename(columns=lambda c: c.replace("_within_90d", "_within_60d"))
+    model60 = train_model(features, labels60, "churn", fast_config(), SplitConfig(), 60)
+    with pytest.raises(ChurnmlError, match=r"truth: .* at a 90-day horizon, labels at 60 days"):
+        evaluate_model(model60, features, labels60, EvaluationConfig(), truth=truth["churn"])
+    at60 = truth["churn"].assign(horizon_days=60)
+    ev = evaluate_model(model60, features, labels60, EvaluationConfig(), truth=at60)
+    assert "oracle" in set(ev.metrics["model"])
+    with pytest.raises(ChurnmlError, match="horizon_days"):  # a truth that does not say its horizon
+        evaluate_model(
+            model60, features, labels60, EvaluationConfig(), truth=at60.drop(columns="horizon_days")
+        )
 
 
 def test_evaluation_needs_arr_segment_and_touch_columns(tables, churn_model):

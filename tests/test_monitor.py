@@ -14,9 +14,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churnml.config import Config, LabelsConfig, LightGBMConfig, ModelConfig, SimulatorConfig
+from churnml.config import Config, LabelsConfig, ModelConfig, SimulatorConfig
 from churnml.errors import ChurnmlError
 from churnml.modeling.metrics import roc_auc
+from churnml.names import TARGETS
 from churnml.scoring.advice import advise
 from churnml.scoring.backtest import ModelCard, backtest, candidate_of
 from churnml.scoring.monitor import (
@@ -43,6 +44,7 @@ from churnml.scoring.realised import (
 from churnml.warehouse.store import Warehouse
 
 from _env import require_postgres
+from tables import fast_lgbm
 
 NOW = dt.datetime(2026, 1, 1, 12, 0, 0)
 DAY = pd.Timestamp
@@ -51,16 +53,7 @@ DAY = pd.Timestamp
 def small_config(**monitor: float) -> Config:
     """The default config with a model that trains in a fraction of a second on one thread."""
     cfg = Config()
-    cfg.model = ModelConfig(
-        lgbm=LightGBMConfig(
-            n_estimators=60,
-            learning_rate=0.1,
-            num_leaves=15,
-            min_child_samples=20,
-            early_stopping_rounds=15,
-            n_jobs=1,
-        )
-    )
+    cfg.model = ModelConfig(lgbm=fast_lgbm(n_estimators=60, early_stopping_rounds=15))
     cfg.features.threads = 1
     cfg.evaluation.csm_capacity_k = 20
     if monitor:
@@ -415,7 +408,7 @@ def replay(tmp_path_factory):
     features = build_features(tables, spine, cfg.features)
     data_end = data_range(tables)[1]
     labels = build_labels(tables["subscriptions"], spine, cfg.labels, data_end)
-    models = {t: train_model(features, labels, t, cfg.model, cfg.split, 90) for t in ("churn", "expansion")}
+    models = {t: train_model(features, labels, t, cfg.model, cfg.split, 90) for t in TARGETS}
     evaluation = evaluate_model(models["churn"], features, labels, cfg.evaluation)
     test_cutoffs = models["churn"].split.test
     first = test_cutoffs[-1] - pd.DateOffset(months=11)
@@ -454,7 +447,7 @@ def test_backtest_uses_the_latest_model_that_existed(replay):
     cards = replay["backtest"].cards
     assert len(runs) == 12 and (runs["status"] == "succeeded").all()
     for run in runs.itertuples():
-        for target in ("churn", "expansion"):
+        for target in TARGETS:
             version = getattr(run, f"{target}_model_version")
             assert cards[(target, version)].trained_through <= run.as_of  # never a model from the future
             newer = cards[(target, "1")].trained_through <= run.as_of

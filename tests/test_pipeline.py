@@ -112,7 +112,7 @@ def test_plain_repro_refuses_stale_params(repo):
     dest, env = repo
     conf = dest / "conf" / "labels" / "default.yaml"
     original = conf.read_text()
-    conf.write_text(original.replace("grace_days: 30", "grace_days: 20"))
+    conf.write_text(original + "grace_days: 20\n")  # the default is the dataclass's 30
     try:
         proc = _run(["dvc", "repro"], dest, env, check=False)
         assert proc.returncode != 0

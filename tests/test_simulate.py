@@ -198,6 +198,7 @@ def test_truth_rows_are_the_spine_with_valid_probabilities(portfolio):
     for col in ("p_churn", "p_expand"):
         assert monthly[col].between(0, 1).all()
     assert (monthly["p_churn"] + monthly["p_expand"] <= 1 + 1e-9).all()
+    assert (monthly["horizon_days"] == cfg.label_horizon_days).all()  # the oracle refuses another horizon
     acc = truth["accounts"]
     assert (acc["dominant_cause"].notna() == acc["churn_date"].notna()).all()
     assert set(acc["dominant_cause"].dropna()) <= set(CAUSES)

@@ -13,7 +13,6 @@ import pytest
 from churnml.config import (
     FeaturesConfig,
     LabelsConfig,
-    LightGBMConfig,
     ModelConfig,
     ScoringConfig,
     SpineConfig,
@@ -26,9 +25,11 @@ from churnml.errors import ChurnmlError
 from churnml.features.engine import build_features
 from churnml.features.sql import CATEGORICAL
 from churnml.modeling.model import train_model
+from churnml.names import TARGETS
 from churnml.scoring.batch import score_chunk
 
 from _env import require_java
+from tables import fast_lgbm
 
 # pyspark 4.0 passes pandas a keyword that pandas 3 deprecates
 pytestmark = pytest.mark.filterwarnings("ignore:The copy keyword is deprecated")
@@ -152,16 +153,9 @@ def models(portfolio):
     spine = build_spine(tables["subscriptions"], cutoffs)
     features = build_features(tables, spine, FeaturesConfig())
     labels = build_labels(tables["subscriptions"], spine, LabelsConfig(), data_end(tables))
-    lgbm = LightGBMConfig(
-        n_estimators=40,
-        learning_rate=0.1,
-        num_leaves=15,
-        min_child_samples=20,
-        early_stopping_rounds=10,
-        n_jobs=1,
-    )
+    lgbm = fast_lgbm(n_estimators=40, early_stopping_rounds=10)
     cfg = ModelConfig(lgbm=lgbm)
-    return {t: train_model(features, labels, t, cfg, SplitConfig(), 90) for t in ("churn", "expansion")}
+    return {t: train_model(features, labels, t, cfg, SplitConfig(), 90) for t in TARGETS}
 
 
 def _items(text: str) -> list[tuple[float, str]]:

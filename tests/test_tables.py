@@ -13,8 +13,9 @@ import yaml
 
 from churnml.contract.io import read_document, read_output, write_document, write_output, write_table
 from churnml.contract.outputs import DOCUMENTS, OUTPUTS, check_document, output_key
-from churnml.contract.tables import OUTPUT_TABLES, label_columns
+from churnml.contract.tables import OUTPUT_TABLES
 from churnml.errors import ChurnmlError
+from churnml.names import label_columns
 
 ROOT = Path(__file__).resolve().parents[1]
 DAY = pd.Timestamp("2024-03-01")

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from churnml import cli
-from churnml.config import EvaluationConfig, LightGBMConfig, ModelConfig
+from churnml.config import EvaluationConfig, ModelConfig
 from churnml.errors import ChurnmlError
 from churnml.tabular import (
     TabularSpec,
@@ -29,6 +29,8 @@ from churnml.tabular import (
     score_table,
     time_split,
 )
+
+from tables import fast_lgbm
 
 N = 600
 
@@ -63,14 +65,7 @@ def snapshot(n: int = N, seed: int = 0, dated: bool = False) -> pd.DataFrame:
 def fast_model() -> ModelConfig:
     return ModelConfig(
         seed=0,
-        lgbm=LightGBMConfig(
-            n_estimators=120,
-            learning_rate=0.1,
-            num_leaves=7,
-            min_child_samples=20,
-            early_stopping_rounds=20,
-            n_jobs=1,
-        ),
+        lgbm=fast_lgbm(n_estimators=120, num_leaves=7),
     )
 
 

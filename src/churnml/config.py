@@ -1,6 +1,21 @@
-"""Typed configuration: the dataclasses are the schema, the YAML files under conf/ extend them.
+"""Typed configuration: the dataclasses are the schema and hold every default; conf/ states only choices.
 
-Hydra composes ``conf/`` into ``params.yaml`` (``make params``, or DVC itself on ``dvc exp run -S``).
+Each default lives in one place, the dataclass field below. Hydra composes ``conf/`` on top of these
+dataclasses (registered in Hydra's ConfigStore as ``churnml_schema``, the first entry of
+``conf/config.yaml``'s defaults list), so a group's YAML file holds only what differs from the dataclass
+(``conf/labels/fightchurn_crm6.yaml``: a 31-day horizon) and a derived value is an interpolation
+(``split.purge_days`` and ``simulator.label_horizon_days`` follow ``${labels.horizon_days}``).
+
+Why this way and not ``MISSING`` in the dataclasses with the values in YAML: the tests (and notebooks)
+build sections with their defaults (``LabelsConfig(horizon_days=60)``) and must get a working section,
+and a typo in YAML fails at compose because the schema is there first. DVC composes ``conf/`` itself on
+``dvc exp run`` with plain Hydra; it finds the schema through ``[hydra] plugins_path = src`` in
+``.dvc/config``: DVC puts that folder on ``sys.path`` and Hydra's plugin scan imports
+``hydra_plugins.churnml_schema``, which calls :func:`register_schema`. So every key of every section is
+in DVC's composition too and ``dvc exp run -S model.lgbm.num_leaves=63`` works for any key.
+:func:`write_params` (``churnml params``) dumps the composition as DVC does (resolved, ``OmegaConf.to_yaml``),
+so both write the same ``params.yaml`` (tests/test_config.py composes both ways and compares).
+
 Every stage loads ``params.yaml`` through :func:`load_config`, which merges it into the dataclasses
 (a typo or a wrong type fails here, at load, with the key named) and refuses stale parameters:
 ``dvc repro`` never composes ``conf/`` (treeverse/dvc#10750), so a plain run after an edit under
@@ -15,9 +30,13 @@ from pathlib import Path
 from typing import Any
 
 from churnml.errors import ChurnmlError
+from churnml.names import FEATURE_FAMILIES, TARGETS
 
 PARAMS_FILE = "params.yaml"
 CONF_DIR = "conf"
+SCHEMA_NAME = (
+    "churnml_schema"  # the dataclasses in Hydra's ConfigStore: the head of conf/config.yaml's defaults
+)
 
 
 @dataclass
@@ -84,7 +103,8 @@ class SimulatorConfig:
         "2023-12-01"  # the data then ends in November: scoring as of a normal week, not the holidays
     )
     months: int = 24
-    label_horizon_days: int = 90  # horizon of the true probabilities written to data/truth/
+    # Horizon of the true probabilities written to data/truth/; composed as ${labels.horizon_days}.
+    label_horizon_days: int = 90
     # A behaviour shift after this date (concept drift); empty = none.
     drift_date: str = ""
     drift_strength: float = 0.0
@@ -122,20 +142,7 @@ class FeaturesConfig:
     key_feature_prefix: str = "feature_"
     onboarding_days: int = 90
     sponsor_left_window_days: int = 90
-    families: list[str] = field(
-        default_factory=lambda: [
-            "account",
-            "usage",
-            "adoption",
-            "lifecycle",
-            "contract",
-            "support",
-            "nps",
-            "csm",
-            "contacts",
-            "invoices",
-        ]
-    )
+    families: list[str] = field(default_factory=lambda: list(FEATURE_FAMILIES))
     memory_limit: str = "4GB"
     threads: int = 0  # 0: DuckDB's default (all cores)
 
@@ -146,7 +153,7 @@ class SplitConfig:
 
     test_periods: int = 3
     validation_periods: int = 3
-    purge_days: int = 90
+    purge_days: int = 90  # composed as ${labels.horizon_days}
     # Fixed dates instead of "the latest periods" (a published protocol to reproduce); empty = unused.
     test_start: str = ""  # test = the labeled cutoffs on or after this day (not the latest test_periods)
     test_end: str = ""  # ... and before this day
@@ -173,7 +180,7 @@ class LightGBMConfig:
 class ModelConfig:
     """Training of both targets."""
 
-    targets: list[str] = field(default_factory=lambda: ["churn", "expansion"])
+    targets: list[str] = field(default_factory=lambda: list(TARGETS))
     seed: int = 42
     class_weight: str = "balanced"  # balanced | none
     # sigmoid (Platt) by default: isotonic's flat steps give many accounts zero probability points,
@@ -379,8 +386,18 @@ def validate_config(raw: dict[str, Any] | Any) -> Config:
         raise ChurnmlError(f"invalid configuration{f' at {key!r}' if key else ''}: {msg}") from None
 
 
-def compose(conf_dir: Path, overrides: list[str] | None = None) -> dict[str, Any]:
-    """Compose ``conf/`` with Hydra into a plain, resolved mapping."""
+def register_schema() -> None:
+    """Put :class:`Config` in Hydra's ConfigStore as ``churnml_schema`` (idempotent).
+
+    ``conf/config.yaml`` composes on top of it; DVC gets it from ``hydra_plugins.churnml_schema``.
+    """
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name=SCHEMA_NAME, node=Config)
+
+
+def _compose(conf_dir: Path, overrides: list[str] | None) -> Any:
+    """Compose ``conf/`` on the schema and resolve it in place, as DVC does before dumping params.yaml."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -388,25 +405,38 @@ def compose(conf_dir: Path, overrides: list[str] | None = None) -> dict[str, Any
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
+    register_schema()
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(str(conf_dir.resolve()), version_base=None):
             cfg = hydra_compose(config_name="config", overrides=list(overrides or []))
+        OmegaConf.resolve(cfg)
     except (HydraException, OmegaConfBaseException) as exc:
         raise ChurnmlError(f"cannot compose {conf_dir}: {str(exc).splitlines()[0]}") from None
     finally:
         GlobalHydra.instance().clear()
-    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+    return cfg
+
+
+def compose(conf_dir: Path, overrides: list[str] | None = None) -> dict[str, Any]:
+    """Compose ``conf/`` with Hydra into a plain, resolved mapping."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(_compose(conf_dir, overrides), resolve=True)  # type: ignore[return-value]
 
 
 def write_params(root: Path, overrides: list[str] | None = None) -> Path:
-    """Compose ``conf/`` (plus overrides) and write ``params.yaml``, validated first."""
-    import yaml
+    """Compose ``conf/`` (plus overrides) and write ``params.yaml``, validated first.
 
-    raw = compose(root / CONF_DIR, overrides)
-    validate_config(raw)
+    The text is what DVC writes on ``dvc exp run`` (``OmegaConf.to_yaml`` of the resolved composition), so
+    neither rewrites the other's file.
+    """
+    from omegaconf import OmegaConf
+
+    cfg = _compose(root / CONF_DIR, overrides)
+    validate_config(OmegaConf.to_container(cfg, resolve=True))
     out = root / PARAMS_FILE
-    text = yaml.safe_dump(raw, sort_keys=False, default_flow_style=False)
+    text = OmegaConf.to_yaml(cfg)
     if not out.exists() or out.read_text(encoding="utf-8") != text:
         out.write_text(text, encoding="utf-8")
     return out

@@ -60,6 +60,7 @@ from churnml.modeling.metrics import Evaluation, build_evaluation, compute_metri
 from churnml.modeling.model import TrainedModel, _categorical_levels, fit_rows
 from churnml.modeling.runs import log_training_run
 from churnml.modeling.tracking import data_version
+from churnml.names import TARGETS
 from churnml.scoring.batch import risk_tier
 
 SPEC_FILE = "tabular.json"
@@ -94,7 +95,7 @@ class TabularSpec:
 
     def check(self) -> None:
         """One-line errors for impossible options."""
-        if self.target not in ("churn", "expansion"):
+        if self.target not in TARGETS:
             raise ChurnmlError(f"tabular: target {self.target!r} is not one of churn, expansion")
         if self.folds < 2:
             raise ChurnmlError(f"tabular: --folds must be at least 2, got {self.folds}")

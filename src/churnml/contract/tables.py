@@ -19,11 +19,10 @@ from dataclasses import dataclass
 import pandera.pandas as pa
 
 from churnml.contract.schemas import DATE
+from churnml.names import CONTRACTION, KEYS, LABEL_PREFIXES, label_column
 
 # ------------------------------------------------------------------------------------------ vocabulary
 
-KEYS = ("account_id", "cutoff")  # the key of every per-(account, as-of) table of the dataset
-LABEL_KINDS = ("churned", "expanded", "contracted")
 LABEL_DTYPE = "Int8"  # 0/1, null when the row is unlabeled (its horizon runs past the data)
 # Feature columns that are categories (text); every other feature is a float.
 CATEGORICAL_FEATURES = (
@@ -36,18 +35,6 @@ CATEGORICAL_FEATURES = (
     "lifecycle_journey_stage",
 )
 REASON_DIRECTIONS = ("raises", "lowers", "context")  # the order reason rows and JSON items come in
-
-
-def label_column(kind: str, horizon_days: int) -> str:
-    """The label column of one kind (``churned``, ``expanded``, ``contracted``) for a horizon."""
-    if kind not in LABEL_KINDS:
-        raise ValueError(f"label kind {kind!r} is not one of {LABEL_KINDS}")
-    return f"{kind}_within_{int(horizon_days)}d"
-
-
-def label_columns(horizon_days: int) -> list[str]:
-    """Every label column for a horizon, in :data:`LABEL_KINDS` order."""
-    return [label_column(kind, horizon_days) for kind in LABEL_KINDS]
 
 
 # ------------------------------------------------------------------------------------ warehouse columns
@@ -207,14 +194,14 @@ LABELS = OutputTable(
             "cutoff": _day(),
             # the horizon is configuration: any <kind>_within_<h>d column (label_column builds the names)
             **{
-                rf"^{kind}_within_\d+d$": pa.Column(
+                rf"^{prefix}\d+d$": pa.Column(
                     LABEL_DTYPE,
                     pa.Check.isin([0, 1]),
                     nullable=True,
                     regex=True,
-                    required=kind != "contracted",
+                    required=prefix != label_column(CONTRACTION, 0)[: -len("0d")],
                 )
-                for kind in LABEL_KINDS
+                for prefix in LABEL_PREFIXES
             },
         },
         KEYS,

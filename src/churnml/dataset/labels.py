@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from churnml import names
 from churnml.config import LabelsConfig
-from churnml.contract.tables import label_columns as contract_label_columns
 from churnml.dataset.spine import query_frames, to_cutoffs
 from churnml.errors import ChurnmlError
 
@@ -35,7 +35,7 @@ TOLERANCE = 1e-6  # currency units or seats: absorbs float rounding at an exact 
 
 def label_columns(cfg: LabelsConfig) -> list[str]:
     """The label column names for the configured horizon."""
-    return contract_label_columns(cfg.horizon_days)
+    return names.label_columns(cfg.horizon_days)
 
 
 def labels_sql(cfg: LabelsConfig, data_end: pd.Timestamp) -> str:

@@ -26,8 +26,9 @@ import pandas as pd
 
 from churnml.config import SpineConfig
 from churnml.errors import ChurnmlError
+from churnml.names import KEYS
 
-SPINE_COLUMNS = ["account_id", "cutoff"]
+SPINE_COLUMNS = list(KEYS)
 
 # Portable SQL (DuckDB dialect, transpiles to Spark): accounts active on the day before each cutoff.
 SPINE_SQL = """

@@ -8,9 +8,9 @@ from functools import cache
 
 from churnml.errors import ChurnmlError
 from churnml.features.catalogue import FeatureInfo, parse_feature
-from churnml.features.sql import ALL_FAMILIES
+from churnml.names import FEATURE_FAMILIES
 
-FAMILIES = ALL_FAMILIES  # one list: the engine's
+FAMILIES = FEATURE_FAMILIES  # one list: churnml.names'
 # Aggregations recognised at the end of a name outside the engine's catalogue (before the window).
 _AGGS = ("sum", "mean", "avg", "median", "max", "min", "std", "count", "trend", "zscore", "ratio", "share")
 _AGGS += ("latest", "last", "change", "delta", "slope", "rate", "total")

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from churnml.config import FeaturesConfig
 from churnml.errors import ChurnmlError
 from churnml.features import sql as fs
-from churnml.features.sql import ALL_FAMILIES, CATEGORICAL
+from churnml.features.sql import CATEGORICAL
 from churnml.features.steps import EXAMPLE_CSM_KINDS, EXAMPLE_METRICS, family_columns
+from churnml.names import FEATURE_FAMILIES, KEYS
 
 # --------------------------------------------------------------------------------------------- catalogue
 
@@ -217,7 +218,7 @@ FEATURE_DOCS: dict[str, tuple[str, str, str]] = {
 
 
 def _family(name: str) -> str | None:
-    return next((f for f in ALL_FAMILIES if name.startswith(f + "_")), None)
+    return next((f for f in FEATURE_FAMILIES if name.startswith(f + "_")), None)
 
 
 def parse_feature(name: str) -> FeatureInfo:
@@ -249,7 +250,7 @@ def feature_families(columns: Sequence[str]) -> dict[str, str]:
     """Feature column -> family, for the feature columns among ``columns`` (keys and labels are left out)."""
     out = {}
     for col in columns:
-        if col in ("account_id", "cutoff"):
+        if col in KEYS:
             continue
         family = _family(col)
         if family is not None:
@@ -267,7 +268,7 @@ def feature_names(
     kinds = fs.column_tokens(list(csm_kinds), "CSM activity kind")
     out = []
     for family in dict.fromkeys(cfg.families):
-        if family not in ALL_FAMILIES:
+        if family not in FEATURE_FAMILIES:
             raise ChurnmlError(f"features.families: unknown {family}")
         out += family_columns(family, cfg, kinds, tokens)
     return out

@@ -50,6 +50,7 @@ from churnml.features.steps import (
     family_columns,
     family_steps,
 )
+from churnml.names import KEYS
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame as SparkDataFrame
@@ -386,7 +387,7 @@ def _spine_rows(
     if _is_spark_frame(spine):
         from pyspark.sql import functions as F
 
-        missing = [c for c in ("account_id", "cutoff") if c not in spine.columns]
+        missing = [c for c in KEYS if c not in spine.columns]
         if missing:
             raise ChurnmlError(f"spine: missing column {missing[0]!r}")
         rows = spine.select(

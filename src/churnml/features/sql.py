@@ -67,18 +67,6 @@ from churnml.config import FeaturesConfig
 from churnml.contract.tables import CATEGORICAL_FEATURES
 from churnml.errors import ChurnmlError
 
-ALL_FAMILIES = (
-    "account",
-    "usage",
-    "adoption",
-    "lifecycle",
-    "contract",
-    "support",
-    "nps",
-    "csm",
-    "contacts",
-    "invoices",
-)
 # Tables a family needs beyond the spine; a family whose optional table is absent is skipped.
 FAMILY_TABLES: dict[str, tuple[str, ...]] = {
     "account": ("accounts",),

@@ -11,7 +11,8 @@ from churnml.config import FeaturesConfig
 from churnml.dataset.spine import to_cutoffs
 from churnml.errors import ChurnmlError
 from churnml.features import sql as fs
-from churnml.features.sql import ALL_FAMILIES, CATEGORICAL, SqlStep, Windows
+from churnml.features.sql import CATEGORICAL, SqlStep, Windows
+from churnml.names import FEATURE_FAMILIES, KEYS
 
 log = logging.getLogger(__name__)
 
@@ -69,13 +70,13 @@ _TYPED_COLUMNS: dict[str, str] = {
 
 
 def _spine_keys(spine: pd.DataFrame) -> pd.DataFrame:
-    for col in ("account_id", "cutoff"):
+    for col in KEYS:
         if col not in spine.columns:
             raise ChurnmlError(f"spine: missing column {col!r}")
     if len(spine) == 0:
         raise ChurnmlError("spine: no rows (no account is active at the cutoffs)")
     to_cutoffs(spine["cutoff"].unique())
-    if spine.duplicated(["account_id", "cutoff"]).any():
+    if spine.duplicated(list(KEYS)).any():
         raise ChurnmlError("spine: duplicate (account_id, cutoff) rows")
     return pd.DataFrame(
         {
@@ -92,10 +93,10 @@ def enabled_families(cfg: FeaturesConfig, present: set[str]) -> list[str]:
     Raises:
         ChurnmlError: on an unknown family name.
     """
-    unknown = [f for f in cfg.families if f not in ALL_FAMILIES]
+    unknown = [f for f in cfg.families if f not in FEATURE_FAMILIES]
     if unknown:
         raise ChurnmlError(
-            f"features.families: unknown {', '.join(unknown)} (known: {', '.join(ALL_FAMILIES)})"
+            f"features.families: unknown {', '.join(unknown)} (known: {', '.join(FEATURE_FAMILIES)})"
         )
     out = []
     for family in dict.fromkeys(cfg.families):
@@ -162,7 +163,7 @@ def all_steps(
     kinds = fs.column_tokens(list(csm_kinds), "CSM activity kind")
     for family_list in family_steps(cfg, kinds, "2024-01-01").values():
         steps += family_list
-    columns = {f: family_columns(f, cfg, kinds, tokens) for f in ALL_FAMILIES}
+    columns = {f: family_columns(f, cfg, kinds, tokens) for f in FEATURE_FAMILIES}
     steps.append(SqlStep("features", "all", fs.final_sql(columns)))
     return steps
 

@@ -12,9 +12,11 @@ from churnml.errors import ChurnmlError
 from churnml.modeling.baselines import Baselines, fit_baselines
 from churnml.modeling.metrics import Evaluation, build_evaluation
 from churnml.modeling.model import TrainedModel
-from churnml.modeling.split import KEYS, _with_day_keys, labeled_frame
+from churnml.modeling.split import _with_day_keys, labeled_frame
+from churnml.names import KEYS, label_horizon
 
 TRUTH_COLUMNS = {"churn": "p_churn", "expansion": "p_expand"}  # the simulator's data/truth/monthly.parquet
+TRUTH_HORIZON = "horizon_days"  # ... and the horizon its probabilities look ahead
 ARR_COLUMN = "contract_arr"
 SEGMENT_COLUMN = "account_segment"
 TOUCH_COLUMN = "account_touch_model"
@@ -23,11 +25,19 @@ TOUCH_COLUMN = "account_touch_model"
 # -------------------------------------------------------------------------------------------- evaluation
 
 
-def _oracle(truth: pd.DataFrame, data: pd.DataFrame, target: str) -> np.ndarray | None:
+def _oracle(truth: pd.DataFrame, data: pd.DataFrame, target: str, horizon_days: int) -> np.ndarray | None:
     column = "probability" if "probability" in truth.columns else TRUTH_COLUMNS[target]
-    if column not in truth.columns:
+    if column not in truth.columns or TRUTH_HORIZON not in truth.columns:
         raise ChurnmlError(
-            f"truth: expected columns account_id, cutoff and probability or {TRUTH_COLUMNS[target]}"
+            f"truth: expected columns account_id, cutoff, {TRUTH_HORIZON} and probability or "
+            f"{TRUTH_COLUMNS[target]}"
+        )
+    # a probability of the event within another horizon is another ceiling: refuse it, never compare
+    horizons = sorted({int(h) for h in truth[TRUTH_HORIZON].unique()})
+    if horizons != [horizon_days]:
+        raise ChurnmlError(
+            f"truth: true probabilities at a {'/'.join(map(str, horizons))}-day horizon, labels at "
+            f"{horizon_days} days: regenerate the truth at labels.horizon_days (simulator.label_horizon_days)"
         )
     t = _with_day_keys(truth[[*KEYS, column]], "truth").rename(columns={column: "probability"})
     joined = data[list(KEYS)].merge(t, on=list(KEYS), how="left", validate="many_to_one")
@@ -59,9 +69,11 @@ def evaluate_model(
             account_touch_model for the ARR metric and the per-group rows).
         labels: the labels table.
         cfg: the evaluation section.
-        truth: optional simulator ground truth (``data/truth/monthly.parquet``): account_id, cutoff and
-            the true probability of the target event, in ``probability`` or else ``p_churn`` /
-            ``p_expand``; adds the ``oracle`` model when it covers every evaluated row (else a warning).
+        truth: optional simulator ground truth (``data/truth/monthly.parquet``): account_id, cutoff,
+            horizon_days and the true probability of the target event within it, in ``probability`` or
+            else ``p_churn`` / ``p_expand``; a horizon other than the model's label horizon is refused
+            (:class:`ChurnmlError`). Adds the ``oracle`` model when it covers every evaluated row (else
+            a warning).
         baselines: fitted baselines; fitted here when omitted.
 
     Returns:
@@ -78,7 +90,7 @@ def evaluate_model(
         baselines = fit_baselines(model, features, labels, cfg)
     predictions = {"lightgbm": model.predict_proba(data), **baselines.predict_proba(data)}
     if truth is not None:
-        oracle = _oracle(truth, data, model.target)
+        oracle = _oracle(truth, data, model.target, label_horizon(model.label_column))
         if oracle is not None:
             predictions["oracle"] = oracle
     base = pd.DataFrame(

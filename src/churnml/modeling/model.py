@@ -32,14 +32,13 @@ from churnml.errors import ChurnmlError
 from churnml.modeling.calibration import Calibrator, _sigmoid
 from churnml.modeling.drift import _categorical_reference, _numeric_fractions, _numeric_reference, psi
 from churnml.modeling.split import (
-    KEYS,
     Split,
     _is_categorical,
     feature_columns,
-    label_column,
     labeled_frame,
     split_periods,
 )
+from churnml.names import KEYS, TARGETS, label_column
 
 MODEL_FILE = "model.txt"
 META_FILE = "model.json"
@@ -354,6 +353,8 @@ def train_model(
         from the whole feature table given (the vocabulary known at training time). The calibrator is
         fitted on the validation period, unweighted.
     """
+    if target not in TARGETS:
+        raise ChurnmlError(f"unknown target {target!r}: expected one of {', '.join(TARGETS)}")
     label = label_column(target, horizon)
     columns = list(feature_list) if feature_list is not None else feature_columns(features)
     missing = [c for c in columns if c not in features.columns]

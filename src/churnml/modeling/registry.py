@@ -39,8 +39,8 @@ from churnml.modeling.metrics import (
     compute_metrics,
 )
 from churnml.modeling.model import TrainedModel
-from churnml.modeling.split import KEYS
 from churnml.modeling.tracking import _client, _mlflow, registered_name, tracking_uri
+from churnml.names import KEYS
 
 log = logging.getLogger(__name__)
 

@@ -9,18 +9,7 @@ import pandas as pd
 
 from churnml.config import SplitConfig
 from churnml.errors import ChurnmlError
-
-KEYS = ("account_id", "cutoff")
-LABEL_PATTERNS = {"churn": "churned_within_{h}d", "expansion": "expanded_within_{h}d"}
-LABEL_PREFIXES = ("churned_within_", "expanded_within_", "contracted_within_")
-
-
-def label_column(target: str, horizon_days: int) -> str:
-    """The label column of a target, e.g. ``churned_within_90d``."""
-    if target not in LABEL_PATTERNS:
-        raise ChurnmlError(f"unknown target {target!r}: expected one of {', '.join(LABEL_PATTERNS)}")
-    return LABEL_PATTERNS[target].format(h=horizon_days)
-
+from churnml.names import KEYS, LABEL_PREFIXES
 
 # ------------------------------------------------------------------------------------------------ split
 

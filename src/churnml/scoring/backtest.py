@@ -40,11 +40,11 @@ from churnml.modeling.metrics import roc_auc
 from churnml.modeling.model import TrainedModel, train_model
 from churnml.modeling.registry import load_champion, model_versions
 from churnml.modeling.split import Split, labeled_frame
+from churnml.names import KEYS, TARGETS, label_column
 from churnml.scoring.batch import score_accounts
 
 log = logging.getLogger(__name__)
 
-TARGETS = ("churn", "expansion")
 RETRAIN_MODES = ("as_of", "fixed")
 CARDS_FOLDER = "cards"
 WALK_FORWARD_PREFIX = "backtest-"
@@ -129,8 +129,7 @@ def trained_through(model: TrainedModel, labels: LabelsConfig) -> pd.Timestamp:
         ChurnmlError: when the model's horizon is not the configured one (its labels would mature on
             another schedule).
     """
-    expected = f"_within_{labels.horizon_days}d"
-    if not model.label_column.endswith(expected):
+    if model.label_column != label_column(model.target, labels.horizon_days):
         raise ChurnmlError(
             f"{model.target} model predicts {model.label_column}, but labels.horizon_days is {labels.horizon_days}"
         )
@@ -389,9 +388,7 @@ class _WalkForward:
             features = self.features()
             features = features[features["cutoff"] <= as_of].reset_index(drop=True)
             # the labels as computed on that day: the as-of is the data end, so later rows stay unlabeled
-            labels = build_labels(
-                self.tables["subscriptions"], features[["account_id", "cutoff"]], self.cfg.labels, as_of
-            )
+            labels = build_labels(self.tables["subscriptions"], features[list(KEYS)], self.cfg.labels, as_of)
             horizon = self.cfg.labels.horizon_days
             try:
                 model = train_model(features, labels, target, self.cfg.model, self.split, horizon)

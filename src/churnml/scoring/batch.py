@@ -27,13 +27,13 @@ from churnml.explain.contributions import explain_accounts
 from churnml.explain.reasons import reasons_for, top_reasons, with_reasons
 from churnml.features.engine import build_features
 from churnml.modeling.registry import load_champion
+from churnml.names import ACCOUNT, AS_OF, CUTOFF, TARGETS
 from churnml.warehouse.secrets import redact_url, scrub_secrets
 from churnml.warehouse.store import Warehouse
 from churnml.warehouse.tables import RunInfo
 
 log = logging.getLogger(__name__)
 
-TARGETS = ("churn", "expansion")
 EXPLANATION_TOP_N = 10  # features per account and target kept in churn_explanations
 
 
@@ -131,8 +131,9 @@ def score_chunk(
     arr = features["contract_arr"].astype(float).to_numpy()
     scores = pd.DataFrame(
         {
-            "account_id": features["account_id"].astype(str).to_numpy(),
-            "as_of": features["cutoff"].to_numpy(),
+            ACCOUNT: features[ACCOUNT].astype(str).to_numpy(),
+            # the one place a feature row's cutoff becomes a score's as_of
+            AS_OF: features[CUTOFF].to_numpy(),
             "churn_model_version": versions["churn"],
             "expansion_model_version": versions["expansion"],
             "churn_probability": p_churn,

@@ -15,13 +15,12 @@ from churnml.dataset.labels import build_labels
 from churnml.errors import ChurnmlError
 from churnml.modeling.drift import psi
 from churnml.modeling.metrics import arr_captured_at_k, pr_auc, roc_auc, top_weights
+from churnml.names import TARGETS, label_column
 from churnml.scoring.backtest import ModelCard
 
-TARGETS = ("churn", "expansion")
 ALL = "all"
 PROBABILITY = {"churn": "churn_probability", "expansion": "expansion_probability"}
 VERSION = {"churn": "churn_model_version", "expansion": "expansion_model_version"}
-LABEL = {"churn": "churned_within_{h}d", "expansion": "expanded_within_{h}d"}
 PERFORMANCE_COLUMNS = [
     "as_of", "target", "model_version", "touch_model", "n", "n_positive", "roc_auc", "pr_auc", "ece",
     "lift_at_k", "arr_captured", "psi_score", "test_roc_auc", "months_since_training", "evaluated_at", "matured",
@@ -199,7 +198,7 @@ def realised_rows(
     labels = build_labels(subscriptions, keys, labels_cfg, data_end).rename(columns={"cutoff": "as_of"})
     parts = []
     for target in TARGETS:
-        label = LABEL[target].format(h=labels_cfg.horizon_days)
+        label = label_column(target, labels_cfg.horizon_days)
         part = frame[["account_id", "as_of", VERSION[target], PROBABILITY[target], "arr", "touch_model"]]
         part = part.rename(columns={VERSION[target]: "model_version", PROBABILITY[target]: "probability"})
         # one churn version may be stored beside several expansion versions: its scores count once

@@ -30,6 +30,7 @@ from churnml.features.spark import (
 )
 from churnml.features.steps import _tidy
 from churnml.modeling.model import META_FILE, MODEL_FILE, TrainedModel
+from churnml.names import KEYS, TARGETS
 from churnml.scoring.batch import check_drift, load_models, score_chunk
 
 if TYPE_CHECKING:
@@ -180,7 +181,7 @@ def score_spark(
             unseen at training (checked on the driver before any task runs).
     """
 
-    missing = [t for t in ("churn", "expansion") if t not in models or t not in versions]
+    missing = [t for t in TARGETS if t not in models or t not in versions]
     if missing:
         raise ChurnmlError(f"score_spark: no model or version for {', '.join(missing)}")
     _check_inputs(features_sdf, models)
@@ -193,9 +194,8 @@ def score_spark(
     apply = _score_partitions(payload_ref, dict(versions), cfg, run_id or uuid.uuid4().hex, scored_at)
     # every column goes along: reason sentences may quote features the models do not use
     ordered = [
-        "account_id",
-        "cutoff",
-        *(c for c in features_sdf.columns if c not in ("account_id", "cutoff")),
+        *KEYS,
+        *(c for c in features_sdf.columns if c not in KEYS),
     ]
     return features_sdf.select(*ordered).mapInPandas(apply, scores_schema())
 

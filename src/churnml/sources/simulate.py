@@ -687,6 +687,7 @@ _TRUTH_SCHEMAS = {
         [
             ("account_id", pa.string()),
             ("cutoff", pa.timestamp("us")),
+            ("horizon_days", pa.int64()),  # p_churn, p_expand: the event within this many days of the cutoff
             ("health", pa.float64()),
             ("p_churn", pa.float64()),
             ("p_expand", pa.float64()),
@@ -801,7 +802,7 @@ def _simulate_chunk(cfg: SimulatorConfig, cal: _Calendar, chunk: int) -> tuple[d
                 hist[key][k] = st[key]
 
     tables = _chunk_tables(cfg, cal, st, num, account_id, subs, contacts, hist, rng_obs)
-    truth = _chunk_truth(cal, st, account_id, truth_m, exp_log)
+    truth = _chunk_truth(cal, st, account_id, truth_m, exp_log, cfg.label_horizon_days)
     return tables, truth
 
 
@@ -1159,7 +1160,9 @@ def _chunk_tables(cfg, cal, st, num, account_id, subs, contacts, hist, rng) -> d
     }
 
 
-def _chunk_truth(cal: _Calendar, st: dict, account_id: pa.Array, truth_m: list, exp_log: _Log) -> dict:
+def _chunk_truth(
+    cal: _Calendar, st: dict, account_id: pa.Array, truth_m: list, exp_log: _Log, horizon_days: int
+) -> dict:
     idx, cutoff, health, p_c, p_e = (np.concatenate(c) for c in zip(*truth_m, strict=True))
     idx, cutoff, health, p_c, p_e = _sort_events(
         idx.astype(np.int64), cutoff.astype(np.int64), health, p_c, p_e
@@ -1169,6 +1172,7 @@ def _chunk_truth(cal: _Calendar, st: dict, account_id: pa.Array, truth_m: list, 
         {
             "account_id": account_id.take(pa.array(idx)),
             "cutoff": cal.dates(cutoff),
+            "horizon_days": np.full(idx.size, horizon_days, dtype=np.int64),
             "health": health,
             "p_churn": p_c,
             "p_expand": p_e,
@@ -1248,8 +1252,8 @@ def generate(
     Args:
         cfg: simulator section of the config.
         raw_dir: folder for the contract's tables.
-        truth_dir: folder for ``monthly.parquet`` (health, p_churn, p_expand per account and monthly
-            cutoff) and ``accounts.parquet`` (churn date, dominant cause, expansions).
+        truth_dir: folder for ``monthly.parquet`` (health, and p_churn, p_expand within
+            ``cfg.label_horizon_days`` (its ``horizon_days`` column) per account and monthly cutoff) and ``accounts.parquet`` (churn date, dominant cause, expansions).
         progress: called with (chunks done, chunks in all) after each chunk.
 
     Returns:
