@@ -73,13 +73,26 @@ def write_folder(tables: dict[str, pd.DataFrame], folder: Path) -> None:
         write_parquet(frame, folder / f"{name}.parquet")
 
 
-def write_parquet(frame: pd.DataFrame, path: Path) -> None:
-    """Write a frame to Parquet atomically (a crash never leaves half a file behind)."""
+def _write_atomic(frame: pd.DataFrame, path: Path, fmt: str) -> None:
+    """Write to a hidden temporary file beside ``path``, then rename it: a crash never leaves half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    frame.to_parquet(tmp, index=False)
+    if fmt == "csv":
+        frame.to_csv(tmp, index=False)
+    else:
+        frame.to_parquet(tmp, index=False)
     tmp.replace(path)
+
+
+def write_parquet(frame: pd.DataFrame, path: Path) -> None:
+    """Write a frame to Parquet atomically (a crash never leaves half a file behind)."""
+    _write_atomic(frame, path, "parquet")
+
+
+def write_csv(frame: pd.DataFrame, path: Path) -> None:
+    """Write a frame as CSV atomically (a crash never leaves half a file behind)."""
+    _write_atomic(frame, path, "csv")
 
 
 def read_table(folder: Path, name: str) -> pd.DataFrame:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from churnml.contract.tables import PERFORMANCE_COLUMNS
+from churnml.contract.tables import PERFORMANCE_COLUMNS, RELIABILITY_COLUMNS
 from churnml.errors import ChurnmlError
 
 # The evaluation metrics of metrics/<target>.json (DESIGN.md, Interfaces).
@@ -129,16 +129,7 @@ _MONITOR_FILES = {
         "n",
         "n_positive",
     ),
-    "reliability.csv": (
-        "as_of",
-        "target",
-        "model_version",
-        "touch_model",
-        "bin",
-        "mean_predicted",
-        "observed_rate",
-        "count",
-    ),
+    "reliability.csv": RELIABILITY_COLUMNS,
     # the score_performance rows without the time they were evaluated (keeps the file input-determined)
     "performance.csv": tuple(c.name for c in PERFORMANCE_COLUMNS if c.name != "evaluated_at"),
 }

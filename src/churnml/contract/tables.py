@@ -37,6 +37,18 @@ CATEGORICAL_FEATURES = (
 REASON_DIRECTIONS = ("raises", "lowers", "context")  # the order reason rows and JSON items come in
 
 
+# The monitor's reliability curves (plots/monitor/reliability.csv): one row per as-of, target, version, tier and bin.
+RELIABILITY_COLUMNS = (
+    "as_of",
+    "target",
+    "model_version",
+    "touch_model",
+    "bin",
+    "mean_predicted",
+    "observed_rate",
+    "count",
+)
+
 # ------------------------------------------------------------------------------------ warehouse columns
 
 

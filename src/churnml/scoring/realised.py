@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from churnml.config import MonitorConfig
+from churnml.contract.tables import RELIABILITY_COLUMNS
 from churnml.dataset.labels import build_labels
 from churnml.errors import ChurnmlError
 from churnml.modeling.drift import psi
@@ -294,16 +295,7 @@ def performance_table(
     performance["n"] = performance["n"].astype("Int64")
     performance["n_positive"] = performance["n_positive"].astype("Int64")
     performance["matured"] = performance["matured"].astype(bool)
-    curve_columns = [
-        "as_of",
-        "target",
-        "model_version",
-        "touch_model",
-        "bin",
-        "mean_predicted",
-        "observed_rate",
-        "count",
-    ]
+    curve_columns = list(RELIABILITY_COLUMNS)
     reliability = (
         pd.concat(curves, ignore_index=True)[curve_columns] if curves else pd.DataFrame(columns=curve_columns)
     )

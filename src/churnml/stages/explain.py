@@ -12,11 +12,11 @@ from pathlib import Path
 import pandas as pd
 
 from churnml.config import Config
-from churnml.contract.io import read_output, read_parquet, read_table, write_output
+from churnml.contract.io import read_output, read_parquet, read_table, write_csv, write_output
 from churnml.dataset.spine import as_of_day, build_spine, data_end
 from churnml.explain.cause import cause_check
 from churnml.explain.contributions import explain_accounts, write_global_view
-from churnml.explain.export import TOP_FEATURES, write_csv
+from churnml.explain.export import TOP_FEATURES
 from churnml.explain.reasons import reasons_for, with_reasons
 from churnml.features.engine import build_features
 from churnml.modeling.model import TrainedModel
