@@ -183,6 +183,20 @@ def test_logged_model_from_the_registry_predicts_the_same_probabilities(store, t
     assert (store / "store" / "mlartifacts").is_dir()
 
 
+def test_a_model_registered_before_the_layout_change_still_loads(store, trained, monkeypatch):
+    """Versions registered before the subpackages carry a code file importing churnml.tracking."""
+    import churnml.modeling.runs as runs
+
+    legacy = '"""MLflow models-from-code entry point."""\n\nfrom churnml.tracking import set_pyfunc_model\n\nset_pyfunc_model()\n'
+    monkeypatch.setattr(runs, "_CODE", legacy)
+    model, _ = trained["good"]
+    _log(trained, "good", store)
+    rows = trained["features"][trained["features"]["cutoff"].isin(model.split.test)]
+    loaded, version = load_champion("churn", root=store)
+    assert version == "1"
+    np.testing.assert_array_equal(loaded.predict_proba(rows), model.predict_proba(rows))
+
+
 @pytest.mark.slow
 def test_a_worse_model_does_not_take_the_champion_alias_and_a_better_one_does(store, trained):
     weak_auc = trained["weak"][1].metric("roc_auc")
