@@ -293,9 +293,7 @@ def run_monitor(
         if write:
             warehouse.write_performance(result.performance)
     if write:
-        write_monitor_outputs(
-            result, root / cfg.paths.metrics / "monitor.json", root / cfg.paths.plots / "monitor"
-        )
+        write_monitor_outputs(result, root / cfg.paths.monitor_metrics, root / cfg.paths.monitor_plots)
     if track:
         log_monitoring(
             result.document,
