@@ -63,8 +63,7 @@ def _option_values(group: str, option: str) -> dict[str, Any]:
     return _leaves(raw if "@package _global_" in text else {group: raw})
 
 
-# conf/paths belongs to the paths step of issue #14 (one home for paths, shared with dvc.yaml)
-@pytest.mark.parametrize(("group", "option"), [o for o in _options() if o[0] != "paths"])
+@pytest.mark.parametrize(("group", "option"), _options())
 def test_no_option_repeats_a_dataclass_default(group, option):
     defaults = _leaves(OmegaConf.to_container(OmegaConf.structured(Config)))
     repeated = {k: v for k, v in _option_values(group, option).items() if k in defaults and defaults[k] == v}

@@ -25,6 +25,7 @@ Every stage loads ``params.yaml`` through :func:`load_config`, which merges it i
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from churnml.names import FEATURE_FAMILIES, TARGETS
 
 PARAMS_FILE = "params.yaml"
 CONF_DIR = "conf"
+_SIBLING = re.compile(r"\$\{\.(\w+)\}")  # a relative interpolation of a sibling key
 SCHEMA_NAME = (
     "churnml_schema"  # the dataclasses in Hydra's ConfigStore: the head of conf/config.yaml's defaults
 )
@@ -41,7 +43,11 @@ SCHEMA_NAME = (
 
 @dataclass
 class PathsConfig:
-    """Where each stage reads and writes, relative to the repository root."""
+    """Where each stage reads and writes, relative to the repository root.
+
+    Paths inside another path's folder are interpolations (``${.models}/registry``): composed by Hydra and
+    resolved by :func:`load_config`, so moving ``metrics`` moves ``explain_metrics`` and ``monitor_metrics``.
+    """
 
     raw: str = "data/raw"
     truth: str = "data/truth"
@@ -51,19 +57,26 @@ class PathsConfig:
     labels: str = "data/labels.parquet"
     features: str = "data/features.parquet"
     models: str = "models"  # one folder per target: <models>/<target>
-    registry: str = "models/registry"  # evaluate's record of each registration: <registry>/<target>.json
+    registry: str = "${.models}/registry"  # evaluate's record of each registration: <registry>/<target>.json
     metrics: str = "metrics"  # evaluate's <metrics>/<target>.json
     plots: str = "plots"  # evaluate's <plots>/<target>/ tables
     explanations: str = "data/explanations.parquet"
     explanations_csv: str = "data/explanations.csv"  # the same rows, for spreadsheets
-    explain_plots: str = "plots/explain"
-    explain_metrics: str = "metrics/explain.json"
+    explain_plots: str = "${.plots}/explain"
+    explain_metrics: str = "${.metrics}/explain.json"
     reasons: str = "data/reasons.parquet"
     scoring_features: str = "data/scoring_features.parquet"
     scores: str = "data/scores.parquet"
-    monitor_metrics: str = "metrics/monitor.json"
-    monitor_plots: str = "plots/monitor"
+    monitor_metrics: str = "${.metrics}/monitor.json"
+    monitor_plots: str = "${.plots}/monitor"
     reports: str = "reports"
+
+    def __post_init__(self) -> None:
+        # Built by Hydra/OmegaConf the interpolations arrive resolved; built in Python (``PathsConfig()``,
+        # ``Config()`` in tests and notebooks) they would stay literal, so the sibling references resolve here.
+        for name, value in vars(self).items():
+            if isinstance(value, str) and "${." in value:
+                setattr(self, name, _SIBLING.sub(lambda m: str(getattr(self, m.group(1))), value))
 
     # DVC cannot look a key up by ${item} (no nested interpolation, treeverse/dvc#5167), so the per-target
     # paths are <folder>/<target> on both sides; tests/test_dvc_deps.py checks dvc.yaml against these.
@@ -331,6 +344,14 @@ class TrackingConfig:
 
 
 @dataclass
+class ReportConfig:
+    """The portfolio report's history: how far back its KPI and usage charts look."""
+
+    kpi_months: int = 24  # complete months of KPIs (churn, GRR, NRR, ARR) before the as-of
+    usage_weeks: int = 26  # full weeks of the portfolio's usage chart before the as-of
+
+
+@dataclass
 class Config:
     """The whole composed configuration."""
 
@@ -347,6 +368,7 @@ class Config:
     warehouse: WarehouseConfig = field(default_factory=WarehouseConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
 
 
 class StaleParamsError(ChurnmlError):
@@ -464,7 +486,7 @@ def load_config(root: Path | None = None, *, check_fresh: bool = True) -> Config
     params = root / PARAMS_FILE
     conf = root / CONF_DIR
     if not conf.is_dir():
-        return Config()
+        return validate_config({})  # the defaults, interpolations resolved
     if not params.is_file():
         raise StaleParamsError(f"{PARAMS_FILE} is missing: run `make params` (or `dvc exp run`)")
     try:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from churnml.config import ReportConfig
 from churnml.contract.io import read_table
 from churnml.errors import ChurnmlError
 from churnml.report.kpis import portfolio_kpis, weekly_usage
@@ -25,7 +26,7 @@ class PortfolioInputs:
 
 
 def portfolio_inputs(
-    validated: Path, as_of: pd.Timestamp, *, grace_days: int, usage_metric: str
+    validated: Path, as_of: pd.Timestamp, *, grace_days: int, usage_metric: str, cfg: ReportConfig
 ) -> PortfolioInputs:
     """Monthly KPIs (the complete months before ``as_of``), weekly usage before it, and the accounts table.
 
@@ -34,11 +35,14 @@ def portfolio_inputs(
         as_of: the report's as-of day (:func:`churnml.dataset.spine.as_of_day`).
         grace_days: the labels' grace period (a renewal within it is not churn).
         usage_metric: the daily usage metric charted per week.
+        cfg: the report section (how many months of KPIs, weeks of usage).
     """
     subscriptions = read_table(validated, "subscriptions")
     return PortfolioInputs(
-        kpis=portfolio_kpis(subscriptions, as_of=as_of, grace_days=grace_days),
-        usage=weekly_usage(read_table(validated, "usage"), as_of=as_of, metric=usage_metric),
+        kpis=portfolio_kpis(subscriptions, cfg.kpi_months, as_of=as_of, grace_days=grace_days),
+        usage=weekly_usage(
+            read_table(validated, "usage"), as_of=as_of, metric=usage_metric, weeks=cfg.usage_weeks
+        ),
         accounts=read_table(validated, "accounts"),
     )
 

@@ -4,6 +4,9 @@ Each adapter reads a source folder, maps it faithfully onto the contract's table
 it could not carry (nothing is dropped silently). It does not judge the data: rows that break the
 contract are left for :func:`churnml.contract.validate.validate_tables` to reject or quarantine.
 
+The module holds every adapter (about 640 lines): each is a few mapping functions over one source's files,
+read side by side with the others they share helpers with; one file per adapter would scatter those helpers.
+
 ``fightchurn`` (ChurnSim exports, e.g. the ``crm6`` B2B CRM simulation; files ``<schema>_account.csv``,
 ``<schema>_subscription.csv[.gz]``, ``<schema>_usage_daily.csv[.gz]``, ``sim_config/<schema>_conf.yaml``):
 

@@ -23,6 +23,7 @@ def report(cfg: Config, root: Path) -> str:
         as_of,
         grace_days=cfg.labels.grace_days,
         usage_metric=cfg.features.active_users_metric,
+        cfg=cfg.report,
     )
     path = build_report(
         scores,
