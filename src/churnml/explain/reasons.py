@@ -36,6 +36,20 @@ _DIRECTION_ORDER = {d: i for i, d in enumerate(DIRECTIONS)}
 REASON_COLUMNS = REASONS.columns
 
 
+_TARGET_WORDS = {"churn": "churn risk", "expansion": "chance to expand"}
+
+
+def point_label(points: float, target: str) -> str:
+    """How a reason's points read beside it: "raises churn risk +4.0 pts", "lowers chance to expand -0.6 pts".
+
+    The verb follows the sign of the points (one decimal; a driver under 0.05 points rounds to +/-0.0 and
+    keeps the verb of its sign).
+    """
+    what = _TARGET_WORDS.get(target, target)
+    verb = "raises" if points > 0 else "lowers" if points < 0 else "leaves"
+    return f"{verb} {what} {points * 100:+.1f} pts"
+
+
 # ------------------------------------------------------------------------------------------------ drivers
 
 
@@ -118,8 +132,13 @@ def reasons_for(
     top: int = 3,
     cutoff_col: str = "cutoff",
     context: Iterable[str] | None = None,
+    min_points: float = 0.0,
 ) -> pd.DataFrame:
     """The top drivers raising and lowering each account's score, each with a sentence, and its context.
+
+    A driver moving the probability by less than ``min_points`` (``scoring.min_reason_points``) is noise, not
+    a reason: it takes no reason slot. A sentence appears at most once per account, as-of and target: when two
+    drivers render the same words, only the stronger one is kept (raises before lowers before context).
 
     Context drivers (:func:`is_context`: days to renewal, tenure, term, plan, size, segment...) say when or what
     the account is, not why its risk moved: they never take a reason slot, so the ``top`` reasons each way are
@@ -133,6 +152,7 @@ def reasons_for(
         top: Drivers kept per account, as-of, target and direction (context counts as one direction).
         cutoff_col: The as-of column of ``features``.
         context: The context drivers (None: the default of :func:`is_context`; empty: none).
+        min_points: Drivers whose points are smaller in magnitude are not reasons (context is kept).
 
     Returns:
         ``account_id``, ``as_of``, ``target``, ``rank`` (1 = most points, by magnitude, within its direction),
@@ -165,6 +185,8 @@ def reasons_for(
     drivers = strongest.join(points).reset_index()
     drivers = drivers[drivers["probability_points"] != 0]
     contextual = drivers["driver"].map({d: is_context(d, context) for d in drivers["driver"].unique()})
+    big = drivers["probability_points"].abs() >= min_points
+    drivers, contextual = drivers[big | contextual.astype(bool)], contextual[big | contextual.astype(bool)]
     drivers = drivers.assign(
         direction=np.where(
             contextual.astype(bool),
@@ -176,11 +198,16 @@ def reasons_for(
         ["account_id", "as_of", "target", "direction", "magnitude"],
         ascending=[True, True, True, False, False],
     )
-    drivers["rank"] = drivers.groupby(["account_id", "as_of", "target", "direction"]).cumcount() + 1
-    kept = drivers[drivers["rank"] <= top].copy()
+    group = ["account_id", "as_of", "target", "direction"]
+    drivers["rank"] = drivers.groupby(group).cumcount() + 1
+    # render a few spares: a sentence that repeats a stronger one is dropped and the next driver moves up
+    kept = drivers[drivers["rank"] <= top + 2].copy()
     kept["_order"] = kept["direction"].map(_DIRECTION_ORDER)
     kept = kept.sort_values(["account_id", "as_of", "target", "_order", "rank"]).reset_index(drop=True)
     kept["reason"] = pd.Series(_render_rows(kept, features, cutoff_col), index=kept.index, dtype="str")
+    kept = kept.drop_duplicates(["account_id", "as_of", "target", "reason"], keep="first")
+    kept["rank"] = kept.groupby(group).cumcount() + 1
+    kept = kept[kept["rank"] <= top].reset_index(drop=True)
     out = kept[REASON_COLUMNS].astype(
         {"account_id": "str", "target": "str", "driver": "str", "direction": "str"}
     )

@@ -50,7 +50,9 @@ def _num(v: float) -> str:
         return f"{v:.0f}"
     if abs(v) >= 1:
         return f"{v:.1f}".removesuffix(".0")
-    return f"{v:.2g}"
+    if abs(v) < 0.01:
+        return "under 0.01" if v > 0 else "above -0.01"
+    return f"{v:.2f}".rstrip("0").removesuffix(".")
 
 
 def _int(v: float) -> str:
@@ -58,24 +60,32 @@ def _int(v: float) -> str:
 
 
 def _plural(n: float, word: str, many: str | None = None) -> str:
-    return f"{_int(n)} {word if round(float(n)) == 1 else (many or word + 's')}"
+    n = max(float(n), 0.0)  # a count below zero is a feed glitch: it reads as none
+    return f"{_int(n)} {word if round(n) == 1 else (many or word + 's')}"
 
 
 def _count(n: float, word: str, many: str | None = None) -> str:
     """ "3 tickets", "1 ticket", and "No tickets" for zero."""
-    if round(float(n)) == 0:
+    if round(float(n)) <= 0:
         return f"No {many or word + 's'}"
     return _plural(n, word, many)
 
 
 def _money(v: float) -> str:
-    return f"${float(v):,.0f}"
+    v = round(float(v))
+    return f"-${-v:,d}" if v < 0 else f"${v:,d}"
 
 
 def _fraction_pct(v: float) -> str:
     """A share stored as a fraction (0.34) or a percentage (34) shown as 34%."""
     v = float(v)
-    return f"{(v * 100 if abs(v) <= 1.5 else v):.0f}%"
+    return f"{(v * 100 if abs(v) <= 1.5 else v):,.0f}%"
+
+
+def _change(v: float) -> str:
+    """A relative change's size: "45%", and "more than tenfold" past +1,000%."""
+    pct = abs(float(v)) * 100
+    return "more than tenfold" if pct >= 1000 else f"{pct:.0f}%"
 
 
 def _words(metric: str) -> str:
@@ -178,7 +188,7 @@ def _trend(ctx: Context, label: str = "") -> str:
             tail = f" ({_num(total)} {_window(i.window_days)})"
     if abs(v) < 0.005:
         return f"{label} flat vs {_previous(i.window_days)}{tail}"
-    return f"{label} {'down' if v < 0 else 'up'} {abs(v) * 100:.0f}% vs {_previous(i.window_days)}{tail}"
+    return f"{label} {'down' if v < 0 else 'up'} {_change(v)} vs {_previous(i.window_days)}{tail}"
 
 
 def _zscore(ctx: Context) -> str:
@@ -196,7 +206,8 @@ def _zscore(ctx: Context) -> str:
 def _days_since(ctx: Context, what: str, never: str) -> str:
     if ctx.missing:
         return never
-    return f"{what} today" if round(float(ctx.value)) == 0 else f"{what} {_plural(ctx.value, 'day')} ago"
+    # a negative count of days (a clock or feed glitch) reads as today, never "-1 days ago"
+    return f"{what} today" if round(float(ctx.value)) <= 0 else f"{what} {_plural(ctx.value, 'day')} ago"
 
 
 _LAST_USE = {
@@ -323,7 +334,7 @@ def _contract(ctx: Context) -> str:
         v = float(ctx.value)
         if v == 0:
             return f"{name} unchanged {when}"
-        size = _money(abs(v)) if i.agg == "delta" and m in ("arr", "mrr") else f"{abs(v) * 100:.0f}%"
+        size = _money(abs(v)) if i.agg == "delta" and m in ("arr", "mrr") else _change(v)
         return f"{name} {'down' if v < 0 else 'up'} {size} {when}"
     if m in ("arr", "mrr", "acv", "revenue"):
         if ctx.missing:
@@ -464,7 +475,12 @@ def _invoices(ctx: Context) -> str:
         )
     if "late" in m or "days_to_pay" in m or "delay" in m:
         if ctx.missing:
-            return _join("No invoice due", _window(i.window_days))
+            # absent invoices mean something only against the billing period: an annual contract has none
+            # due for months, a monthly one should have several
+            period = ctx.get("contract_billing_period")
+            why = {"annual": "billed annually", "monthly": "billed monthly"}.get(str(period or ""), "")
+            text = _join("No invoice due", _window(i.window_days))
+            return f"{text} ({why})" if why else text
         v = float(ctx.value)
         if v <= 0:
             return _join("Pays on time", _window(i.window_days))
