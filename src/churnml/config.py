@@ -67,6 +67,8 @@ class PathsConfig:
     reasons: str = "data/reasons.parquet"
     scoring_features: str = "data/scoring_features.parquet"
     scores: str = "data/scores.parquet"
+    call_list: str = "data/call_list.parquet"  # this week's call list (the weekly_call_list rows)
+    tiers: str = "data/tiers.json"  # the tier cut-offs the score stage used, and how they were chosen
     monitor_metrics: str = "${.metrics}/monitor.json"
     monitor_plots: str = "${.plots}/monitor"
     reports: str = "reports"
@@ -240,8 +242,21 @@ class EvaluationConfig:
 
 @dataclass
 class TiersConfig:
-    """Risk tiers and the play a CSM runs per tier and touch model."""
+    """Risk tiers and the play a CSM runs per tier and touch model.
 
+    Tiers are relative to the portfolio: ``top_shares`` gives, per tier, the cumulative share of accounts
+    from the riskiest down (0.10 = the riskiest 10%; multiples of 0.1 are exact, others interpolated between deciles), read off the churn model's calibrated probabilities on
+    its validation period, so the cut-offs are probabilities chosen on validation data and every tier holds
+    about its share of a portfolio like the validation one (never empty by construction). The lowest tier
+    (absent from ``top_shares``) holds the rest. ``expansion_top_share`` flags "likely to expand" the same way.
+    ``thresholds`` are fixed probabilities used only for a model that carries no validation reference
+    (tabular mode).
+    """
+
+    top_shares: dict[str, float] = field(
+        default_factory=lambda: {"critical": 0.10, "high": 0.25, "medium": 0.50}
+    )
+    expansion_top_share: float = 0.10
     thresholds: dict[str, float] = field(
         default_factory=lambda: {"critical": 0.5, "high": 0.25, "medium": 0.1, "low": 0.0}
     )
@@ -288,6 +303,21 @@ class DriftConfig:
 
 
 @dataclass
+class CallListConfig:
+    """This week's call list: who each CSM calls, ranked by the rule in the README, within capacity."""
+
+    capacity_per_csm: int = 8  # calls per named CSM per week
+    pooled_capacity: int = 20  # calls per week for accounts without a named CSM (the pooled team)
+    renewal_soon_days: int = 30  # a term end this close makes a renewal urgent
+    renewal_window_days: int = 90  # "renewals that matter": annual/multi-year term ends this close
+    rise_points: float = 0.02  # a risk rise of at least this (probability) since the last scoring counts
+    due_days: int = 7  # a call is due this many days after the as-of
+    renewal_rescue_play: str = (
+        "Renewal rescue: call the sponsor this week, confirm the renewal decision and clear what blocks it"
+    )
+
+
+@dataclass
 class ScoringConfig:
     """Batch scoring."""
 
@@ -296,6 +326,10 @@ class ScoringConfig:
     chunk_size: int = 50000
     top_reasons: int = 3
     tiers: TiersConfig = field(default_factory=TiersConfig)
+    calls: CallListConfig = field(default_factory=CallListConfig)
+    min_reason_points: float = (
+        0.005  # a driver moving the probability less than this is not shown as a reason
+    )
     drift: DriftConfig = field(default_factory=DriftConfig)
 
 
@@ -310,6 +344,7 @@ class WarehouseConfig:
     explanations_table: str = "churn_explanations"
     runs_table: str = "score_runs"
     performance_table: str = "score_performance"
+    call_list_table: str = "weekly_call_list"
     lock_timeout_s: float = (
         60.0  # how long a writer waits for another writer of the same file/as-of (0: fail)
     )

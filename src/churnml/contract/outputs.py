@@ -53,6 +53,8 @@ DOCUMENTS: dict[str, Shape] = {
     },
     # models/registry/<target>.json: the MLflow registration the evaluate stage made
     "registry_record": ("target", "run_id", "version"),
+    # data/tiers.json: the tier cut-offs the score stage used (churnml.scoring.tiers.TierDefinition)
+    "tiers": ("cutoffs", "shares", "base_rate", "expansion_cutoff", "source"),
 }
 
 
@@ -166,6 +168,10 @@ OUTPUTS: dict[str, Output] = {
     "explain_plots": Output("plots_folder", "global SHAP view: CSVs and PNG figures", files=_EXPLAIN_FILES),
     "explain_metrics": Output("document", "the explain stage's summary", document="explain_metrics"),
     "scores": _table("scores", "the score stage's rows (the churn_scores layout)"),
+    "call_list": _table("call_list", "this week's call list (the weekly_call_list layout)"),
+    "tiers": Output(
+        "document", "the tier cut-offs the score stage used and how they were chosen", document="tiers"
+    ),
     "reports": Output("report_folder", "the static HTML portfolio report (index.html)"),
     "monitor_metrics": Output(
         "document", "realised performance and retrain advice", document="monitor_metrics"

@@ -8,7 +8,7 @@ taken from here, never typed again.
 
 Tables: ``spine``, ``labels``, ``features``, ``scoring_features``, ``explanations``, ``reasons``, ``scores``
 (the score stage's Parquet: the ``churn_scores`` layout before the warehouse adds ``run_id``/``scored_at``),
-and the warehouse tables ``churn_scores``, ``churn_explanations``, ``score_runs``, ``score_performance``.
+and the warehouse tables ``churn_scores``, ``churn_explanations``, ``score_runs``, ``score_performance``, ``weekly_call_list``.
 """
 
 from __future__ import annotations
@@ -127,6 +127,28 @@ PERFORMANCE_COLUMNS: tuple[WarehouseColumn, ...] = (
     _W("months_since_training", "float"),
     _W("evaluated_at", "ts"),
     _W("matured", "bool"),
+)
+# This week's call list a CRM can sync (churnml.scoring.calls): one row per account to call, per as-of; a
+# rerun of an as-of replaces its rows. rank is the place in the CSM's own list (csm_id "pooled" for accounts
+# without a named CSM), team_rank the place in the team's list; due is the day the call should be made by.
+CALL_LIST_COLUMNS: tuple[WarehouseColumn, ...] = (
+    _W("account_id", "text", key=True),
+    _W("as_of", "date", key=True),
+    _W("csm_id", "text"),
+    _W("rank", "int"),
+    _W("team_rank", "int"),
+    _W("priority", "float"),
+    _W("churn_probability", "float"),
+    _W("risk_change", "float"),
+    _W("risk_tier", "text"),
+    _W("arr", "float"),
+    _W("arr_at_risk", "float"),
+    _W("days_to_renewal", "float"),
+    _W("reason", "text"),
+    _W("play", "text"),
+    _W("due", "date"),
+    _W("churn_model_version", "text"),
+    _W("expansion_model_version", "text"),
 )
 _PANDERA_DTYPE = {"text": str, "date": DATE, "ts": DATE, "float": float, "int": "Int64", "bool": "boolean"}
 
@@ -296,6 +318,8 @@ CHURN_SCORES = _warehouse("churn_scores", SCORES_COLUMNS)
 CHURN_EXPLANATIONS = _warehouse("churn_explanations", EXPLANATIONS_COLUMNS)
 SCORE_RUNS = _warehouse("score_runs", RUNS_COLUMNS)
 SCORE_PERFORMANCE = _warehouse("score_performance", PERFORMANCE_COLUMNS)
+WEEKLY_CALL_LIST = _warehouse("weekly_call_list", CALL_LIST_COLUMNS)
+CALL_LIST = _warehouse("call_list", CALL_LIST_COLUMNS)  # the score stage's Parquet copy
 # The score stage's Parquet: the churn_scores rows before the warehouse fills run_id and scored_at.
 SCORES = _warehouse("scores", SCORES_COLUMNS, optional=("run_id", "scored_at"))
 
@@ -313,5 +337,7 @@ OUTPUT_TABLES: dict[str, OutputTable] = {
         CHURN_EXPLANATIONS,
         SCORE_RUNS,
         SCORE_PERFORMANCE,
+        WEEKLY_CALL_LIST,
+        CALL_LIST,
     )
 }

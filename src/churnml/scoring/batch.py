@@ -28,6 +28,8 @@ from churnml.explain.reasons import reasons_for, top_reasons, with_reasons
 from churnml.features.engine import build_features
 from churnml.modeling.registry import load_champion
 from churnml.names import ACCOUNT, AS_OF, CUTOFF, TARGETS
+from churnml.scoring.calls import call_list, changes_since, previous_scores
+from churnml.scoring.tiers import TierDefinition, define_tiers
 from churnml.warehouse.secrets import redact_url, scrub_secrets
 from churnml.warehouse.store import Warehouse
 from churnml.warehouse.tables import RunInfo
@@ -48,6 +50,8 @@ class ScoreResult:
     drift: pd.DataFrame
     warnings: list[str] = field(default_factory=list)
     run: Any = None  # the warehouse's RunRecord, when written
+    tiers: TierDefinition | None = None
+    call_list: pd.DataFrame | None = None
 
 
 def risk_tier(probability: np.ndarray, thresholds: Mapping[str, float]) -> np.ndarray:
@@ -115,9 +119,16 @@ def _chunks(frame: pd.DataFrame, rows: int) -> Iterator[pd.DataFrame]:
 
 
 def score_chunk(
-    features: pd.DataFrame, models: Mapping[str, Any], versions: Mapping[str, str], cfg: ScoringConfig
+    features: pd.DataFrame,
+    models: Mapping[str, Any],
+    versions: Mapping[str, str],
+    cfg: ScoringConfig,
+    definition: TierDefinition | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Scores and explanation rows for one chunk of feature rows (one as-of date).
+
+    Args:
+        definition: the tier cut-offs (default: :func:`churnml.scoring.tiers.define_tiers` of the models).
 
     Returns:
         (scores in the ``churn_scores`` layout without run columns, explanations in the
@@ -126,7 +137,8 @@ def score_chunk(
 
     p_churn = models["churn"].predict_proba(features)
     p_expand = models["expansion"].predict_proba(features)
-    tiers = risk_tier(p_churn, cfg.tiers.thresholds)
+    definition = definition or define_tiers(models["churn"], models["expansion"], cfg.tiers)
+    tiers = risk_tier(p_churn, definition.cutoffs)
     touch = features["account_touch_model"].astype(str).to_numpy()
     arr = features["contract_arr"].astype(float).to_numpy()
     scores = pd.DataFrame(
@@ -149,7 +161,7 @@ def score_chunk(
     explanations, reasons = [], []
     for target in TARGETS:
         full = explain_accounts(models[target], features)
-        reasons.append(reasons_for(full, features, top=cfg.top_reasons))
+        reasons.append(reasons_for(full, features, top=cfg.top_reasons, min_points=cfg.min_reason_points))
         top = full[full["rank"] <= EXPLANATION_TOP_N]
         explanations.append(with_reasons(top, features).assign(model_version=versions[target]))
     churn_reasons = top_reasons(reasons[0], top=cfg.top_reasons)
@@ -277,15 +289,23 @@ def score_accounts(
     for line in warnings:
         log.warning(line)
 
+    definition = define_tiers(models["churn"], models["expansion"], cfg.scoring.tiers)
+
     def batches() -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
         for chunk in _chunks(features, cfg.scoring.chunk_size):
-            yield score_chunk(chunk, models, versions, cfg.scoring)
+            yield score_chunk(chunk, models, versions, cfg.scoring, definition)
 
-    result = ScoreResult(day, versions, pd.DataFrame(), pd.DataFrame(), drift, warnings)
+    result = ScoreResult(day, versions, pd.DataFrame(), pd.DataFrame(), drift, warnings, tiers=definition)
+    warehouse = Warehouse.from_config(
+        cfg.warehouse,
+        url_override=warehouse_url or None,
+        root=root,
+    )
     if not write:
         parts = list(batches())
         result.scores = pd.concat([p[0] for p in parts], ignore_index=True)
         result.explanations = pd.concat([p[1] for p in parts], ignore_index=True)
+        result.call_list = weekly_calls(result.scores, features, tables["accounts"], None, cfg, definition)
         return result
 
     kept: list[pd.DataFrame] = []
@@ -305,12 +325,42 @@ def score_accounts(
         data_start=start.date(),
         data_end=(end - pd.Timedelta(days=1)).date(),
     )
-    warehouse = Warehouse.from_config(
-        cfg.warehouse,
-        url_override=warehouse_url or None,
-        root=root,
-    )
     with warehouse:
+        history = previous_scores(warehouse.read_scores(), day)
         result.run = warehouse.write_batches(keep(batches()), run)
-    result.scores = pd.concat(kept, ignore_index=True) if kept else pd.DataFrame()
+        result.scores = pd.concat(kept, ignore_index=True) if kept else pd.DataFrame()
+        result.call_list = weekly_calls(result.scores, features, tables["accounts"], history, cfg, definition)
+        if run_kind != "backtest":
+            warehouse.write_call_list(result.call_list, day)
     return result
+
+
+def weekly_calls(
+    scores: pd.DataFrame,
+    features: pd.DataFrame,
+    accounts: pd.DataFrame,
+    previous: pd.DataFrame | None,
+    cfg: Config,
+    definition: TierDefinition,
+) -> pd.DataFrame:
+    """The call list of one scoring (:func:`churnml.scoring.calls.call_list`) from its scores, features and
+    accounts, with the changes since ``previous`` (:func:`churnml.scoring.calls.previous_scores`)."""
+    order = {tier: i for i, (tier, _) in enumerate(definition.ordered())}
+    info = pd.DataFrame(
+        {
+            ACCOUNT: features[ACCOUNT].astype(str).to_numpy(),
+            "days_to_renewal": pd.to_numeric(
+                features["contract_days_to_renewal"], errors="coerce"
+            ).to_numpy(),
+            "billing_period": features["contract_billing_period"].astype("string").to_numpy(),
+        }
+    )
+    if "csm_id" in accounts:
+        csm = accounts[[ACCOUNT, "csm_id"]].assign(**{ACCOUNT: accounts[ACCOUNT].astype(str)})
+        info = info.merge(csm.drop_duplicates(ACCOUNT), on=ACCOUNT, how="left")
+    else:
+        info["csm_id"] = None
+    changes = changes_since(scores, previous if previous is not None else pd.DataFrame(), order)
+    return call_list(
+        scores, info, changes, cfg.scoring.calls, tier_order=order, base_rate=definition.base_rate
+    )

@@ -36,7 +36,9 @@ def explain(cfg: Config, root: Path) -> str:
     for target in cfg.model.targets:
         model = TrainedModel.load(root / paths.model(target))
         full = explain_accounts(model, features)
-        reasons.append(reasons_for(full, features, top=cfg.scoring.top_reasons))
+        reasons.append(
+            reasons_for(full, features, top=cfg.scoring.top_reasons, min_points=cfg.scoring.min_reason_points)
+        )
         explanations.append(with_reasons(full[full["rank"] <= TOP_FEATURES], features))
         sample = features.sample(min(len(features), GLOBAL_SAMPLE), random_state=0)
         write_global_view(model, sample, root / paths.explain_plots)

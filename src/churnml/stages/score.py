@@ -8,13 +8,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from churnml.config import Config
-from churnml.contract.io import write_output
+from churnml.contract.io import write_document, write_output
 from churnml.scoring.batch import load_tables, score_accounts
 
 
 def score(cfg: Config, root: Path) -> str:
-    """Score the validated tables at ``scoring.as_of`` (default the data end); write ``paths.scores`` too."""
+    """Score the validated tables at ``scoring.as_of`` (default the data end); write ``paths.scores``, this
+    week's ``paths.call_list`` and the tier cut-offs used (``paths.tiers``) too."""
     tables = load_tables(root / cfg.paths.validated, None)
     result = score_accounts(tables, cfg, as_of=cfg.scoring.as_of, root=root)
     write_output(result.scores, root / cfg.paths.scores, "scores")
+    write_output(result.call_list, root / cfg.paths.call_list, "call_list")
+    write_document(result.tiers.to_dict(), root / cfg.paths.tiers, "tiers")
     return f"scored {len(result.scores)} accounts as of {result.as_of.date()} with {result.versions}"

@@ -36,6 +36,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+def sa_select_lock(table: str, as_of: Any) -> Any:
+    """A transaction-level advisory lock on one (table, as-of): PostgreSQL writers of the same date queue."""
+    import sqlalchemy as sa
+
+    return sa.select(sa.func.pg_advisory_xact_lock(_hash64(f"{table}|{as_of}")))
+
+
 class _Unavailable(ChurnmlError):
     """The warehouse could not be opened or locked; the message is one safe line."""
 
@@ -75,6 +82,10 @@ class _Session:
     def replace_performance(self, table: pa.Table) -> None:
         raise NotImplementedError
 
+    def replace_as_of(self, logical: str, table: pa.Table, as_of: Any) -> None:
+        """Delete the rows of ``as_of`` and insert ``table`` in one transaction."""
+        raise NotImplementedError
+
 
 class _DuckDBSession(_Session):
     slice_rows = None
@@ -105,6 +116,27 @@ class _DuckDBSession(_Session):
             con.commit()
         except BaseException:
             with suppress(Exception):  # the original error matters more
+                con.rollback()
+            raise
+        finally:
+            with suppress(Exception):
+                con.unregister(view)
+
+    def replace_as_of(self, logical: str, table: pa.Table, as_of: Any) -> None:
+        q, wh, con = self.wh._q, self.wh, self.con
+        for statement in wh._ddl((logical,)):
+            con.execute(statement)
+        view = f"churnml_{logical}_{uuid.uuid4().hex}"
+        names = wh._qcols(table.column_names)
+        con.begin()
+        try:
+            con.execute(f"DELETE FROM {wh._qtable(logical)} WHERE {q('as_of')} = ?", [as_of])
+            if table.num_rows:
+                con.register(view, table)
+                con.execute(f"INSERT INTO {wh._qtable(logical)} ({names}) SELECT {names} FROM {q(view)}")
+            con.commit()
+        except BaseException:
+            with suppress(Exception):
                 con.rollback()
             raise
         finally:
@@ -258,6 +290,17 @@ class _SQLSession(_Session):
                 conn.execute(sa.select(sa.func.pg_advisory_xact_lock(lock)))
             conn.execute(delete, [{f"key_{k}": row[k] for k in keys} for row in rows])
             conn.execute(target.insert(), rows)
+
+    def replace_as_of(self, logical: str, table: pa.Table, as_of: Any) -> None:
+        self.ensure_tables((logical,))
+        target = self.wh.tables[logical]
+        with self.engine.begin() as conn:
+            if self.postgres:
+                conn.execute(sa_select_lock(self.wh._qtable(logical), as_of))
+            conn.execute(target.delete().where(target.c["as_of"] == as_of))
+            rows = table.to_pylist()
+            if rows:
+                conn.execute(target.insert(), rows)
 
     def insert_run(self, record: RunRecord) -> None:
         with self.engine.begin() as conn:

@@ -152,29 +152,34 @@ def _prepare(frame: pd.DataFrame, table: str, run: RunInfo, scored_at: dt.dateti
 
 def _performance_arrow(frame: pd.DataFrame) -> pa.Table:
     """A performance frame checked (columns, non-null unique keys) and converted to Arrow in table order."""
+    return _checked_arrow(frame, PERFORMANCE_COLUMNS, "performance")
+
+
+def _checked_arrow(frame: pd.DataFrame, columns: tuple[_Col, ...], what: str) -> pa.Table:
+    """A frame checked against ``columns`` (no unknown or missing column, non-null unique keys), as Arrow."""
     import pyarrow as pa
 
-    names = [c.name for c in PERFORMANCE_COLUMNS]
+    names = [c.name for c in columns]
     unknown = [c for c in frame.columns if c not in names]
     if unknown:
         raise ChurnmlError(
-            f"performance: unknown column(s) {', '.join(map(str, unknown))} (allowed: {', '.join(names)})"
+            f"{what}: unknown column(s) {', '.join(map(str, unknown))} (allowed: {', '.join(names)})"
         )
     missing = [c for c in names if c not in frame.columns]
     if missing:
-        raise ChurnmlError(f"performance: missing column(s) {', '.join(missing)}")
-    keys = [c.name for c in PERFORMANCE_COLUMNS if c.key]
+        raise ChurnmlError(f"{what}: missing column(s) {', '.join(missing)}")
+    keys = [c.name for c in columns if c.key]
     arrays = []
-    for col in PERFORMANCE_COLUMNS:
-        array = _arrow_column(frame[col.name], col, "performance")
+    for col in columns:
+        array = _arrow_column(frame[col.name], col, what)
         if col.key and array.null_count:
-            raise ChurnmlError(f"performance.{col.name}: {array.null_count} null value(s) in a key column")
+            raise ChurnmlError(f"{what}.{col.name}: {array.null_count} null value(s) in a key column")
         arrays.append(array)
     out = pa.Table.from_arrays(arrays, names=names)
     duplicated = out.select(keys).to_pandas().duplicated()
     if duplicated.any():
         first = out.select(keys).slice(int(duplicated.to_numpy().argmax()), 1).to_pylist()[0]
-        raise ChurnmlError(f"performance: key {first} appears more than once")
+        raise ChurnmlError(f"{what}: key {first} appears more than once")
     return out
 
 

@@ -43,6 +43,7 @@ from churnml.warehouse.backends import _DuckDBSession, _path_lock, _Session, _SQ
 from churnml.warehouse.frames import (
     _arrow_batches,
     _chain,
+    _checked_arrow,
     _iter_frames,
     _normalise,
     _pairs,
@@ -52,6 +53,7 @@ from churnml.warehouse.secrets import _one_line, _url_secrets, redact_url
 from churnml.warehouse.tables import (
     _COLUMNS,
     _RUN_TABLES,
+    CALL_LIST_COLUMNS,
     RUNS_COLUMNS,
     ChunkHook,
     Frames,
@@ -87,6 +89,7 @@ class Warehouse:
         explanations_table: Name of the explanations table.
         runs_table: Name of the run records table.
         performance_table: Name of the realised-performance table (:meth:`write_performance`).
+        call_list_table: Name of the weekly call list table (:meth:`write_call_list`).
         lock_timeout_s: How long a writer waits for another writer (DuckDB file lock, PostgreSQL advisory
             lock) before failing; 0 fails at once, None waits forever.
         fallback_path: Where a DuckDB run record goes when the file cannot be opened (default
@@ -102,6 +105,7 @@ class Warehouse:
         explanations_table: str = "churn_explanations",
         runs_table: str = "score_runs",
         performance_table: str = "score_performance",
+        call_list_table: str = "weekly_call_list",
         lock_timeout_s: float | None = DEFAULT_LOCK_TIMEOUT_S,
         fallback_path: Path | None = None,
     ):
@@ -122,6 +126,7 @@ class Warehouse:
             "explanations": explanations_table,
             "runs": runs_table,
             "performance": performance_table,
+            "call_list": call_list_table,
         }
         for logical, name in names.items():
             validate_identifier(name, f"{logical} table")
@@ -187,6 +192,7 @@ class Warehouse:
             explanations_table=cfg.explanations_table,
             runs_table=cfg.runs_table,
             performance_table=cfg.performance_table,
+            call_list_table=cfg.call_list_table,
             lock_timeout_s=cfg.lock_timeout_s,
         )
 
@@ -475,6 +481,30 @@ class Warehouse:
         log.info("wrote %d performance rows to %s", table.num_rows, self.url)
         return table.num_rows
 
+    def write_call_list(self, frame: pd.DataFrame, as_of: Any) -> int:
+        """Replace the call list of ``as_of`` with ``frame`` in one transaction (other dates stay).
+
+        Args:
+            frame: rows in the ``weekly_call_list`` layout (:data:`CALL_LIST_COLUMNS`), all of ``as_of``;
+                key (account_id, as_of). An empty frame clears the date.
+
+        Returns:
+            The number of rows written.
+
+        Raises:
+            ChurnmlError: on a bad frame (nothing written) or a failed write (rolled back: the previous
+                rows stay).
+        """
+        day = _to_date(as_of, "as_of")
+        table = _checked_arrow(frame, CALL_LIST_COLUMNS, "call_list")
+        days = {d for d in table.column("as_of").to_pylist()}
+        if days - {day}:
+            raise ChurnmlError(f"call_list: rows dated {sorted(map(str, days - {day}))[:3]}, expected {day}")
+        with self._errors("call list write failed and was rolled back"), self._session() as session:
+            session.replace_as_of("call_list", table, day)
+        log.info("wrote %d call list rows for as_of %s to %s", table.num_rows, day, self.url)
+        return table.num_rows
+
     # -------------------------------------------------------------------------------- reading
 
     def _read(self, logical: str, where: dict[str, Any], order: list[str]) -> pd.DataFrame:
@@ -526,6 +556,11 @@ class Warehouse:
         where = {} if as_of is None else {"as_of": _to_date(as_of, "as_of")}
         order = ["as_of", "target", "model_version", "account_id", "rank", "feature"]
         return self._read("explanations", where, order)
+
+    def read_call_list(self, as_of: Any = None) -> pd.DataFrame:
+        """The call list (all as-of dates, or one), ordered by as-of and team rank."""
+        where = {} if as_of is None else {"as_of": _to_date(as_of, "as_of")}
+        return self._read("call_list", where, ["as_of", "team_rank"])
 
     def read_performance(self) -> pd.DataFrame:
         """Realised-performance rows ordered by as-of, target, model version and touch model."""

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from churnml.contract.tables import (
+    CALL_LIST_COLUMNS,
     EXPLANATIONS_COLUMNS,
     PERFORMANCE_COLUMNS,
     RUNS_COLUMNS,
@@ -48,8 +49,10 @@ _COLUMNS = {
     "explanations": EXPLANATIONS_COLUMNS,
     "runs": RUNS_COLUMNS,
     "performance": PERFORMANCE_COLUMNS,
+    "call_list": CALL_LIST_COLUMNS,
 }
-# The tables a scoring run writes (and creates when missing); the performance table is created by its writer.
+# The tables a scoring run writes (and creates when missing); the performance and call list tables are created
+# by their writers.
 _RUN_TABLES = ("scores", "explanations", "runs")
 
 
