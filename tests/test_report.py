@@ -264,7 +264,7 @@ def test_report_shows_realised_performance_and_its_decay(report, tmp_path):
     html = report.read_text(encoding="utf-8")
     page = html[html.index('<section id="performance"') :]
     page = page[: page.index("</section>")]
-    assert '<a href="#performance">' in html
+    assert '<a class="toplink" href="#performance">' in html
     assert "Retraining recommended" in page and "Retrain recommended" in page
     assert "retrain: realised ROC-AUC 0.710 vs 0.842 at training" in page
     # one point per matured as-of, placed by months since training, and the test ROC-AUC as reference
@@ -291,23 +291,27 @@ def test_report_is_self_contained_and_lists_accounts_by_arr_at_risk(report):
     assert report.name == "index.html"
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", html)
     assert "@import" not in html and "url(" not in html
-    names = re.findall(
-        r'<tr data-segment="[^"]*" data-touch="[^"]*" data-csm="[^"]*" data-tier="[^"]*" data-name="([^"]*)"',
-        html,
-    )
-    # ARR at risk, largest first: 36,000 / 31,000 / 15,000 / 6,000 / 960 / 40
-    assert [n.split()[-1] for n in names] == ["a1", "a0", "a3", "a4", "a2", "a5"]
-    assert "Active users down 45% vs the previous 4 weeks" in html and "+21.0 pts" in html
+    records = _records(html)
+    # every account is embedded, ARR at risk largest first: 36,000 / 31,000 / 15,000 / 6,000 / 960 / 40
+    assert [r["i"] for r in records] == ["A1", "A0", "A3", "A4", "A2", "A5"]
+    a0 = next(r for r in records if r["i"] == "A0")
+    assert a0["u"][0] == ["Active users down 45% vs the previous 4 weeks", "raises churn risk +21.0 pts"]
+    assert a0["w"] == [["Latest NPS answer 9 / 10 (promoter)", "lowers churn risk -3.0 pts"]]
+    a3 = next(r for r in records if r["i"] == "A3")
+    assert a3["eu"] == [
+        ["License utilisation 97% (97 of 100 seats active)", "raises chance to expand +20.0 pts"]
+    ]
+    assert a3["u"] == []  # an expansion signal is never listed among churn reasons
     assert "Sponsor left 23 days ago" in html and "Renewal in" in html
-    assert "CSM call within 5 days" in html  # A0: critical tier, low touch
-    assert "Business as usual" in html  # the play from the tiers config (low tier, tech touch)
+    assert a0["p"].startswith("CSM call within 5 days")  # A0: critical tier, low touch
+    assert any(r["p"] == "Business as usual" for r in records)  # the play from the tiers config
     # the CSP allows exactly the inline script that is there, by hash, and nothing from the network
     csp = re.search(r'http-equiv="Content-Security-Policy" content="([^"]+)"', html).group(1)
     assert "default-src 'none'" in csp
     script = re.search(r"<script>(.*?)</script>", html, flags=re.DOTALL).group(1)
     digest = base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode()
     assert f"'sha256-{digest}'" in csp
-    assert html.count("<script") == 1
+    assert html.count("<script") == 2 and html.count('<script type="application/json"') == 1  # data is inert
 
 
 def test_arr_at_risk_by_segment():
@@ -319,31 +323,39 @@ def test_arr_at_risk_by_segment():
     assert seg.loc["smb", "share_at_risk"] == pytest.approx((960 + 6000 + 40) / 25000)
 
 
+def _records(html: str) -> list[dict]:
+    """The accounts embedded in the page (the script builds the table from them)."""
+    m = re.search(
+        r'<script type="application/json" id="portfolio-data">(.*?)</script>', html, flags=re.DOTALL
+    )
+    assert m
+    return json.loads(m.group(1))
+
+
 def test_report_escapes_account_data(report):
     html = report.read_text(encoding="utf-8")
     assert XSS_NAME not in html and XSS_IMG not in html
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
-    assert "&lt;img src=x onerror=" in html
-    assert "Globex &amp; Sons" in html
+    data = re.search(r'id="portfolio-data">(.*?)</script>', html, flags=re.DOTALL).group(1)
+    assert "<" not in data and ">" not in data  # the embedded JSON cannot close its script element
+    names = {r["n"] for r in _records(html)}
+    assert XSS_IMG in names  # intact once parsed: the script sets it as text, never as markup
 
 
-def test_report_respects_max_accounts_and_fails_clearly(tmp_path):
+def test_report_embeds_every_account_and_fails_clearly(tmp_path):
     scores, reasons, usage_weekly, kpis, accounts = _inputs()
     # values as a warehouse may return them: nullable objects
     scores = scores.assign(days_to_renewal=pd.Series([41, None, 12, None, None, 90], dtype=object))
-    path = build_report(scores, None, None, None, tmp_path, accounts=accounts, max_accounts=2)
+    path = build_report(scores, None, None, None, tmp_path, accounts=accounts, page_size=2)
     html = path.read_text(encoding="utf-8")
-    assert html.count("<tr data-segment=") == 2 and "of 6" in html
+    assert len(_records(html)) == 6 and 'data-page-size="2"' in html and "of 6 match" in html
     with pytest.raises(ChurnmlError, match="lack column.*churn_probability"):
         build_report(scores.drop(columns=["churn_probability"]), None, None, None, tmp_path)
     with pytest.raises(ChurnmlError, match="more than one row per account"):
         build_report(pd.concat([scores, scores]), None, None, None, tmp_path)
 
 
-def _row_of(html: str, account_id: str) -> str:
-    m = re.search(rf"<tr data-segment=(?:(?!</tr>).)*?{account_id} &middot;.*?</tr>", html, flags=re.DOTALL)
-    assert m, account_id
-    return m.group(0)
+def _row_of(html: str, account_id: str) -> dict:
+    return next(r for r in _records(html) if r["i"] == account_id)
 
 
 def test_context_is_shown_beside_the_reasons_not_as_one(tmp_path):
@@ -370,9 +382,9 @@ def test_context_is_shown_beside_the_reasons_not_as_one(tmp_path):
         accounts=accounts,
     )
     row = _row_of(path.read_text(encoding="utf-8"), "A0")
-    assert "Context: Renewal in 41 days · Billed annually" in row
-    assert not re.search(r"<li[^>]*>(?:(?!</li>).)*Renewal in 41 days", row, flags=re.DOTALL)
-    assert row.count('<li class="up">') == 2 and row.count('<li class="down">') == 1
+    assert row["cx"] == ["Renewal in 41 days", "Billed annually"]
+    assert all("Renewal in 41 days" not in t for t, _ in row["u"] + row["w"])
+    assert len(row["u"]) == 2 and len(row["w"]) == 1
     # the same from the warehouse's JSON column (no reasons frame)
     items = [
         {"reason": "Active users down 45% vs the previous 4 weeks", "points": 0.21, "direction": "raises"},
@@ -381,8 +393,8 @@ def test_context_is_shown_beside_the_reasons_not_as_one(tmp_path):
     ]
     scored = scores.assign(top_reasons=[json.dumps(items)] + ["[]"] * (len(scores) - 1))
     row = _row_of(build_report(scored, None, None, None, tmp_path / "b", accounts=accounts).read_text(), "A0")
-    assert "Context: Renewal in 41 days" in row
-    assert row.count('<li class="up">') == 1 and row.count('<li class="down">') == 1
+    assert row["cx"] == ["Renewal in 41 days"]
+    assert len(row["u"]) == 1 and len(row["w"]) == 1
 
 
 # ------------------------------------------------------------------------------------------------ browser
@@ -434,8 +446,7 @@ def test_report_opens_in_chromium_without_console_messages(report, tmp_path):
     filtered = _chromium(chromium, report.as_uri() + "#segment=smb", tmp_path / "p2", "--dump-dom")
     assert _console_messages(filtered.stderr) == []
     rows = re.findall(r"<tr ([^>]*data-segment=\"(\w+)\"[^>]*)>", filtered.stdout)
-    assert len(rows) == 6
-    assert all(("hidden" in attrs) == (segment != "smb") for attrs, segment in rows)
+    assert len(rows) == 3 and all(segment == "smb" for _, segment in rows)  # only the matches are built
 
     shot = tmp_path / "report.png"
     run = _chromium(

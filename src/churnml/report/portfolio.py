@@ -25,8 +25,10 @@ from markupsafe import Markup
 
 from churnml.config import TiersConfig
 from churnml.errors import ChurnmlError
-from churnml.report.charts import decay_chart_svg, line_chart_svg, sparkline_svg
+from churnml.explain.reasons import point_label
+from churnml.report.charts import decay_chart_svg, line_chart_svg
 from churnml.report.kpis import KPI_COLUMNS, flag_abnormal
+from churnml.scoring.tiers import TierDefinition
 
 TIER_COLOURS = {"critical": "#b42318", "high": "#c4320a", "medium": "#b54708", "low": "#067647"}
 REPORT_FILE = "index.html"
@@ -172,27 +174,24 @@ def _accounts_frame(
             df = df.merge(
                 accounts[["account_id", *extra]].astype({"account_id": "str"}), on="account_id", how="left"
             )
-    if (
-        "days_to_renewal" not in df.columns
-        and features is not None
-        and "contract_days_to_renewal" in features
-    ):
-        feats = features[["account_id", "cutoff", "contract_days_to_renewal"]].astype({"account_id": "str"})
+    wanted = {"contract_days_to_renewal": "days_to_renewal", "contract_billing_period": "billing_period"}
+    take = [f for f, c in wanted.items() if c not in df.columns and features is not None and f in features]
+    if take:
+        feats = features[["account_id", "cutoff", *take]].astype({"account_id": "str"})
         if "as_of" in df.columns:
             feats = feats.assign(as_of=pd.to_datetime(feats["cutoff"]).astype("datetime64[us]"))
             df = df.assign(as_of=pd.to_datetime(df["as_of"]).astype("datetime64[us]")).merge(
-                feats[["account_id", "as_of", "contract_days_to_renewal"]],
-                on=["account_id", "as_of"],
-                how="left",
+                feats[["account_id", "as_of", *take]], on=["account_id", "as_of"], how="left"
             )
         else:
             latest = feats.sort_values("cutoff").drop_duplicates("account_id", keep="last")
-            df = df.merge(latest[["account_id", "contract_days_to_renewal"]], on="account_id", how="left")
-        df = df.rename(columns={"contract_days_to_renewal": "days_to_renewal"})
+            df = df.merge(latest[["account_id", *take]], on="account_id", how="left")
+        df = df.rename(columns=wanted)
     for col, default in (
         ("account_name", None),
         ("csm_id", None),
         ("days_to_renewal", np.nan),
+        ("billing_period", None),
         ("expansion_probability", np.nan),
     ):
         if col not in df.columns:
@@ -218,7 +217,7 @@ def _reasons_by_account(reasons: pd.DataFrame | None, scores: pd.DataFrame) -> d
         for (acct, target, direction), g in r.groupby(["account_id", "target", "direction"], sort=False):
             key = {
                 "churn": {"raises": "up", "lowers": "down", "context": "ctx"},
-                "expansion": {"raises": "exp"},
+                "expansion": {"raises": "exp", "lowers": "exp_down"},
             }.get(target, {}).get(direction)
             if key:
                 out.setdefault(str(acct), {}).setdefault(key, []).extend(
@@ -334,6 +333,161 @@ def _template_text(name: str) -> str:
     return resources.files("churnml.report").joinpath("templates", name).read_text(encoding="utf-8")
 
 
+def _records(
+    df: pd.DataFrame,
+    by_reason: dict[str, dict[str, list]],
+    series: dict[str, np.ndarray],
+    definition: TierDefinition | None,
+) -> list[dict[str, Any]]:
+    """Every account as a compact record for the page's script (the whole portfolio, searchable offline)."""
+    expand_from = definition.expansion_cutoff if definition is not None else 0.3
+    out = []
+    for rec in df.to_dict("records"):
+        acct = rec["account_id"]
+        values = series.get(acct)
+        days = rec["days_to_renewal"]
+        exp = rec["expansion_probability"]
+        rs = by_reason.get(acct, {})
+        has_days = days is not None and np.isfinite(days)
+        has_exp = exp is not None and np.isfinite(exp)
+        out.append(
+            {
+                "i": acct,
+                "n": rec["account_name"]
+                if isinstance(rec["account_name"], str) and rec["account_name"]
+                else acct,
+                "s": str(rec["segment"]),
+                "sl": _nice(rec["segment"]),
+                "t": str(rec["touch_model"]),
+                "tl": _nice(rec["touch_model"]).lower(),
+                "c": rec["csm_id"] if isinstance(rec["csm_id"], str) and rec["csm_id"] else "",
+                "a": round(float(rec["arr"]), 2),
+                "af": _money(float(rec["arr"])),
+                "r": round(float(rec["churn_probability"]), 5),
+                "rf": _pct(float(rec["churn_probability"])),
+                "ti": str(rec["risk_tier"]),
+                "k": round(float(rec["arr_at_risk"]), 2),
+                "kf": _money(float(rec["arr_at_risk"])),
+                "e": round(float(exp), 5) if has_exp else -1.0,
+                "ef": _pct(float(exp)) if has_exp else "–",
+                "x": 1 if has_exp and exp >= expand_from else 0,
+                "d": float(days) if has_days else None,
+                "df": f"{days:.0f} d" if has_days else "–",
+                "b": str(rec.get("billing_period") or ""),
+                "sp": [round(float(v), 1) for v in values] if values is not None else [],
+                "u": [[t, point_label(p, "churn")] for t, p in rs.get("up", [])][:3],
+                "w": [[t, point_label(p, "churn")] for t, p in rs.get("down", [])][:2],
+                "eu": [[t, point_label(p, "expansion")] for t, p in rs.get("exp", [])][:2],
+                "ed": [[t, point_label(p, "expansion")] for t, p in rs.get("exp_down", [])][:1],
+                "cx": [t for t, _ in rs.get("ctx", [])][:3],
+                "p": str(rec["recommended_play"] or ""),
+            }
+        )
+    return out
+
+
+def _calls_view(calls: pd.DataFrame | None, df: pd.DataFrame) -> list[dict[str, Any]]:
+    if calls is None or calls.empty:
+        return []
+    names = df.set_index("account_id")["account_name"].to_dict()
+    rows = []
+    for rec in calls.sort_values("team_rank").to_dict("records"):
+        acct = str(rec["account_id"])
+        change = rec.get("risk_change")
+        days = rec.get("days_to_renewal")
+        rows.append(
+            {
+                "team_rank": int(rec["team_rank"]),
+                "rank": int(rec["rank"]),
+                "id": acct,
+                "name": names.get(acct) if isinstance(names.get(acct), str) and names.get(acct) else acct,
+                "csm": str(rec["csm_id"]),
+                "tier": str(rec["risk_tier"]),
+                "risk": _pct(float(rec["churn_probability"])),
+                "at_risk": _money(float(rec["arr_at_risk"])),
+                "change": f"{change * 100:+.1f} pts" if change is not None and np.isfinite(change) else "–",
+                "renewal": f"{days:.0f} d" if days is not None and np.isfinite(days) else "–",
+                "reason": str(rec["reason"]),
+                "play": str(rec["play"]),
+                "due": pd.Timestamp(rec["due"]).date().isoformat(),
+                "rescue": str(rec["play"]).startswith("Renewal rescue"),
+            }
+        )
+    return rows
+
+
+def _changes_view(changes: pd.DataFrame | None, df: pd.DataFrame, top: int = 10) -> dict[str, Any] | None:
+    if changes is None or changes.empty or changes["risk_change"].isna().all():
+        return None
+    c = changes.merge(
+        df[["account_id", "account_name", "csm_id", "arr_at_risk", "churn_probability", "risk_tier"]],
+        on="account_id",
+    )
+    c["name"] = c["account_name"].where(c["account_name"].astype("string").fillna("") != "", c["account_id"])
+
+    def row(r: Mapping[str, Any]) -> dict[str, Any]:
+        return {
+            "id": r["account_id"],
+            "name": r["name"],
+            "csm": r["csm_id"] if isinstance(r["csm_id"], str) else "",
+            "risk": _pct(float(r["churn_probability"])),
+            "before": _pct(float(r["previous_probability"]))
+            if np.isfinite(r["previous_probability"])
+            else "–",
+            "change": f"{r['risk_change'] * 100:+.1f} pts" if np.isfinite(r["risk_change"]) else "new",
+            "tier": str(r["risk_tier"]),
+            "previous_tier": str(r["previous_tier"]) or "–",
+            "new_reasons": list(r["new_reasons"]),
+        }
+
+    risers = c[c["risk_change"] > 0].sort_values("risk_change", ascending=False).head(top)
+    moved_up = c[c["tier_move"] == "up"].sort_values("arr_at_risk", ascending=False)
+    with_new = c[c["new_reasons"].map(len) > 0].sort_values("arr_at_risk", ascending=False)
+    return {
+        "previous_as_of": pd.Timestamp(c["previous_as_of"].dropna().iloc[0]).date().isoformat(),
+        "risers": [row(r) for r in risers.to_dict("records")],
+        "up": int((c["tier_move"] == "up").sum()),
+        "down": int((c["tier_move"] == "down").sum()),
+        "new": int((c["tier_move"] == "new").sum()),
+        "moved_up": [row(r) for r in moved_up.head(top).to_dict("records")],
+        "new_reasons": [row(r) for r in with_new.head(top).to_dict("records")],
+        "new_reason_accounts": len(with_new),
+    }
+
+
+def _renewals_view(df: pd.DataFrame, window: int) -> dict[str, Any]:
+    """Term ends of annual and multi-year contracts within ``window`` days; monthly terms summarised apart."""
+    days = df["days_to_renewal"]
+    within = df[(days >= 0) & (days <= window)]
+    monthly = within["billing_period"].astype("string").fillna("") == "monthly"
+    term = within[~monthly].sort_values(["days_to_renewal", "arr_at_risk"], ascending=[True, False])
+    return {
+        "window": window,
+        "count": len(term),
+        "arr": _money(float(term["arr"].sum())),
+        "at_risk": _money(float(term["arr_at_risk"].sum())),
+        "rows": [
+            {
+                "id": r["account_id"],
+                "name": r["account_name"]
+                if isinstance(r["account_name"], str) and r["account_name"]
+                else r["account_id"],
+                "csm": r["csm_id"] if isinstance(r["csm_id"], str) and r["csm_id"] else "pooled",
+                "days": f"{r['days_to_renewal']:.0f} d",
+                "term": _nice(r["billing_period"]) if isinstance(r["billing_period"], str) else "–",
+                "arr": _money(float(r["arr"])),
+                "risk": _pct(float(r["churn_probability"])),
+                "tier": str(r["risk_tier"]),
+                "at_risk": _money(float(r["arr_at_risk"])),
+            }
+            for r in term.to_dict("records")
+        ],
+        "monthly": int(monthly.sum()),
+        "monthly_arr": _money(float(within.loc[monthly, "arr"].sum())),
+        "monthly_at_risk": _money(float(within.loc[monthly, "arr_at_risk"].sum())),
+    }
+
+
 def build_report(
     scores: pd.DataFrame,
     reasons: pd.DataFrame | None,
@@ -345,7 +499,11 @@ def build_report(
     accounts: pd.DataFrame | None = None,
     features: pd.DataFrame | None = None,
     performance: Mapping[str, Any] | None = None,
-    max_accounts: int = 1000,
+    definition: TierDefinition | None = None,
+    calls: pd.DataFrame | None = None,
+    changes: pd.DataFrame | None = None,
+    renewal_window_days: int = 90,
+    page_size: int = 50,
     title: str = "Customer portfolio: churn risk and expansion",
     generated_at: dt.datetime | None = None,
 ) -> Path:
@@ -361,13 +519,16 @@ def build_report(
         usage_weekly: :func:`weekly_usage` output (None: no sparklines).
         kpis: :func:`portfolio_kpis` output (None: no KPI section).
         out_dir: Folder to write ``index.html`` into.
-        tiers: Tier thresholds and plays (fill ``risk_tier`` / ``recommended_play`` when absent; legend).
+        tiers: Tier thresholds and plays (fill ``risk_tier`` / ``recommended_play`` when absent).
         accounts: The accounts table, for names and CSMs when the scores lack them.
-        features: The feature table, for ``contract_days_to_renewal`` when the scores lack ``days_to_renewal``.
-        performance: :func:`churnml.scoring.monitor.monitor_section` output: the page on realised performance once
-            labels matured (advice, latest metrics per touch tier, decay by months since training); None
-            leaves it out.
-        max_accounts: List at most this many accounts (the largest ARR at risk first); totals cover all.
+        features: The feature table, for ``contract_days_to_renewal`` and ``contract_billing_period``.
+        performance: :func:`churnml.scoring.monitor.monitor_section` output (None leaves it out).
+        definition: The tier cut-offs the scores used (:class:`churnml.scoring.tiers.TierDefinition`), stated
+            in words; None: the fixed ``tiers.thresholds``.
+        calls: This week's call list (:func:`churnml.scoring.calls.call_list`); None: no call list section.
+        changes: :func:`churnml.scoring.calls.changes_since` output; None or no history: the section says so.
+        renewal_window_days: How far ahead "renewals that matter" look.
+        page_size: Accounts per page of the portfolio table (every account is embedded and searchable).
         title: Page title.
         generated_at: Timestamp shown in the header (default: now, UTC).
 
@@ -378,60 +539,22 @@ def build_report(
 
     tiers = tiers or TiersConfig()
     df = _accounts_frame(scores, accounts, features, tiers)
+    if definition is None:
+        ordered = sorted(tiers.thresholds.items(), key=lambda kv: -kv[1])
+        definition = TierDefinition(dict(ordered), {}, None, 0.3, None, None, "fixed")
     by_reason = _reasons_by_account(reasons, df)
     series: dict[str, np.ndarray] = {}
     if usage_weekly is not None and len(usage_weekly):
         uw = usage_weekly.sort_values(["account_id", "week_start"])
         series = {str(a): g["value"].to_numpy(float) for a, g in uw.groupby("account_id", sort=False)}
     weeks = max((len(s) for s in series.values()), default=0)
-    shown = df.head(max_accounts)
-    rows = []
-    for rec in shown.to_dict("records"):
-        acct = rec["account_id"]
-        values = series.get(acct)
-        tier = str(rec["risk_tier"])
-        days = rec["days_to_renewal"]
-        exp = rec["expansion_probability"]
-        rs = by_reason.get(acct, {})
-        rows.append(
-            {
-                "id": acct,
-                "name": rec["account_name"]
-                if isinstance(rec["account_name"], str) and rec["account_name"]
-                else acct,
-                "segment": str(rec["segment"]),
-                "segment_label": _nice(rec["segment"]),
-                "touch": str(rec["touch_model"]),
-                "touch_label": _nice(rec["touch_model"]).lower(),
-                "csm": rec["csm_id"] if isinstance(rec["csm_id"], str) and rec["csm_id"] else "",
-                "arr": float(rec["arr"]),
-                "arr_fmt": _money(float(rec["arr"])),
-                "risk": float(rec["churn_probability"]),
-                "risk_fmt": _pct(float(rec["churn_probability"])),
-                "tier": tier,
-                "at_risk": float(rec["arr_at_risk"]),
-                "at_risk_fmt": _money(float(rec["arr_at_risk"])),
-                "exp": float(exp) if exp is not None and np.isfinite(exp) else -1.0,
-                "exp_fmt": _pct(float(exp)) if exp is not None and np.isfinite(exp) else "–",
-                "renewal": float(days) if days is not None and np.isfinite(days) else 1e9,
-                "renewal_fmt": f"{days:.0f} d" if days is not None and np.isfinite(days) else "–",
-                "renewal_soon": bool(days is not None and np.isfinite(days) and days <= 90),
-                "spark": sparkline_svg(values)
-                if values is not None
-                else Markup('<span class="muted">no usage data</span>'),
-                "usage_last": f"last week {values[-1]:.0f}/day" if values is not None and len(values) else "",
-                "up": [(t, _pts(p)) for t, p in rs.get("up", [])][:3],
-                "down": [(t, _pts(p)) for t, p in rs.get("down", [])][:2],
-                "exp_reasons": [(t, _pts(p)) for t, p in rs.get("exp", [])][:2],
-                # when/what the account is (renewal timing, term, plan...): beside the reasons, not one of them
-                "context": [t for t, _ in rs.get("ctx", [])][:3],
-                "play": str(rec["recommended_play"] or ""),
-            }
-        )
+    records = _records(df, by_reason, series, definition)
     total_arr = float(df["arr"].sum())
     at_risk = float(df["arr_at_risk"].sum())
-    ordered_tiers = sorted(tiers.thresholds.items(), key=lambda kv: -kv[1])
+    ordered_tiers = definition.ordered()
     tier_counts = df.groupby("risk_tier")["arr"].agg(["size", "sum"])
+    likely = df["expansion_probability"] >= definition.expansion_cutoff
+    renewals = _renewals_view(df, renewal_window_days)
     summary = {
         "accounts": len(df),
         "arr": _money(total_arr),
@@ -442,9 +565,13 @@ def build_report(
             float(tier_counts["sum"].reindex([t for t, _ in ordered_tiers[:2]]).fillna(0).sum())
         ),
         "urgent_tiers": " or ".join(t for t, _ in ordered_tiers[:2]),
-        "renewals_90": int((df["days_to_renewal"] <= 90).sum()),
-        "expansion": int((df["expansion_probability"] >= 0.3).sum()),
-        "expansion_arr": _money(float(df.loc[df["expansion_probability"] >= 0.3, "arr"].sum())),
+        "renewals": renewals["count"],
+        "renewals_arr": renewals["arr"],
+        "monthly": renewals["monthly"],
+        "expansion": int(likely.sum()),
+        "expansion_arr": _money(float(df.loc[likely, "arr"].sum())),
+        "expansion_words": definition.describe_expansion(),
+        "base_rate": _pct(definition.base_rate, 1) if definition.base_rate else None,
     }
     seg = arr_at_risk_by_segment(df)
     biggest = float(seg["arr_at_risk"].max()) if len(seg) else 0.0
@@ -467,6 +594,7 @@ def build_report(
         for k, c in (("churn", "churn_model_version"), ("expansion", "expansion_model_version"))
         if c in df.columns and len(df)
     }
+    call_rows = _calls_view(calls, df)
     script = _template_text("report.js")
     script_hash = base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode()
     env = Environment(
@@ -476,6 +604,7 @@ def build_report(
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    counts = df["risk_tier"].value_counts()
     html = env.get_template("report.html.j2").render(
         title=title,
         as_of=as_of,
@@ -484,17 +613,28 @@ def build_report(
         summary=summary,
         kpis=_kpi_cards(kpis) if kpis is not None else [],
         segments=segments,
-        rows=rows,
-        shown=len(rows),
+        records=records,
         total=len(df),
+        page_size=page_size,
         weeks=weeks,
+        calls=call_rows,
+        call_csms=sorted({r["csm"] for r in call_rows}),
+        changes=_changes_view(changes, df),
+        renewals=renewals,
         tiers=[
-            {"name": t, "cut": _pct(c), "colour": TIER_COLOURS.get(t, "#475467")} for t, c in ordered_tiers
+            {
+                "name": t,
+                "cut": _pct(c, 1),
+                "words": w,
+                "count": f"{int(counts.get(t, 0)):,}",
+                "colour": TIER_COLOURS.get(t, "#475467"),
+            }
+            for (t, c), w in zip(ordered_tiers, definition.describe(), strict=True)
         ],
         filters={
-            "segment": [(v, _nice(v)) for v in sorted({r["segment"] for r in rows})],
-            "touch": [(v, _nice(v)) for v in sorted({r["touch"] for r in rows})],
-            "csm": sorted({r["csm"] for r in rows if r["csm"]}),
+            "segment": [(v, _nice(v)) for v in sorted({r["s"] for r in records})],
+            "touch": [(v, _nice(v)) for v in sorted({r["t"] for r in records})],
+            "csm": sorted({r["c"] for r in records if r["c"]}),
             "tier": [t for t, _ in ordered_tiers],
         },
         performance=_performance_view(performance) if performance is not None else None,
