@@ -30,7 +30,7 @@ from churnml.report.charts import decay_chart_svg, line_chart_svg
 from churnml.report.kpis import KPI_COLUMNS, flag_abnormal
 from churnml.scoring.tiers import TierDefinition
 
-TIER_COLOURS = {"critical": "#b42318", "high": "#c4320a", "medium": "#b54708", "low": "#067647"}
+TIER_COLOURS = {"critical": "#b42318", "high": "#c4320a", "medium": "#8a5a00", "low": "#067647"}
 REPORT_FILE = "index.html"
 
 

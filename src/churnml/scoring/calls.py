@@ -164,7 +164,11 @@ def call_list(
         raise ChurnmlError("scoring.calls: capacities must be >= 0")
     lowest = max(tier_order, key=tier_order.get)
     acc = accounts.assign(account_id=accounts["account_id"].astype(str)).drop_duplicates("account_id")
-    df = scores.assign(account_id=scores["account_id"].astype(str)).merge(
+    extra = ["csm_id", "days_to_renewal", "billing_period", "risk_change", "tier_move"]
+    df = scores.drop(columns=[c for c in extra if c in scores]).assign(
+        account_id=scores["account_id"].astype(str)
+    )
+    df = df.merge(
         acc[["account_id", "csm_id", "days_to_renewal", "billing_period"]], on="account_id", how="left"
     )
     df = df.merge(changes[["account_id", "risk_change", "tier_move"]], on="account_id", how="left")
