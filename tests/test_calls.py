@@ -113,7 +113,7 @@ def test_call_list_follows_the_ranking_rule_within_capacity():
 
     # the rule, recomputed independently: candidates, priority, capacity per CSM
     df = scores.merge(accounts, on="account_id").merge(changes, on="account_id")
-    soon = (df["risk_tier"] != "low") & (df["billing_period"] != "monthly") & (df["days_to_renewal"] <= 30)
+    soon = (df["churn_probability"] >= 0.05) & (df["billing_period"] != "monthly") & (df["days_to_renewal"] <= 30)
     rose = (df["risk_change"] >= cfg.rise_points) | (df["tier_move"] == "up")
     df["value"] = df["arr_at_risk"] * np.where(soon, 2.0, 1.0) * np.where(rose, 1.5, 1.0)
     df["csm"] = df["csm_id"].fillna(POOLED)
@@ -133,7 +133,7 @@ def test_call_list_follows_the_ranking_rule_within_capacity():
     # a renewal within 30 days at elevated risk gets the rescue play and is due before the term ends
     merged = calls.merge(accounts, on="account_id", suffixes=("", "_a"))
     urgent = (
-        (merged["risk_tier"] != "low")
+        (merged["churn_probability"] >= 0.05)
         & (merged["billing_period"] == "annual")
         & (merged["days_to_renewal_a"] <= 30)
     )

@@ -3,14 +3,15 @@
 The ranking rule (the README states it too): an account is a candidate when its risk tier is above the lowest
 one, or its risk rose by at least ``calls.rise_points`` since the previous scoring. Its **priority** is its
 expected ARR at risk (ARR x churn probability) times an urgency factor: x2 when its annual or multi-year
-term ends within ``calls.renewal_soon_days``, x1.5 when its risk rose by ``rise_points`` or more or it moved
-up a tier since the previous scoring (both: x3). Ties go to the higher churn probability, then the account
+term ends within ``calls.renewal_soon_days`` at elevated risk, x1.5 when its risk rose by ``rise_points`` or more or it moved
+up a tier since the previous scoring (both: x3). "Elevated risk" for a renewal means a churn probability of
+at least the churn model's validation base rate. Ties go to the higher churn probability, then the account
 id. Each named CSM gets the ``capacity_per_csm`` candidates of highest priority among their accounts; the
 accounts without a CSM form one pooled queue of ``pooled_capacity``. The team list is every selected call,
 by priority.
 
 Each call carries one line saying why to call now and a play: a renewal within ``renewal_soon_days`` at
-elevated risk (a tier above the lowest) gets the renewal-rescue play, every other call the tier's play for
+elevated risk (at least the base rate) gets the renewal-rescue play, every other call the tier's play for
 its touch model.
 """
 
@@ -175,7 +176,11 @@ def call_list(
     days = pd.to_numeric(df["days_to_renewal"], errors="coerce").to_numpy(float)
     term = df["billing_period"].astype("string").fillna("").to_numpy()
     elevated = df["risk_tier"].astype(str).to_numpy() != lowest
-    soon = elevated & (term != MONTHLY) & np.isfinite(days) & (days >= 0) & (days <= cfg.renewal_soon_days)
+    # a renewal is urgent at elevated risk: at least the base rate (the tier above the lowest without one)
+    at_least_base = (
+        df["churn_probability"].to_numpy(float) >= base_rate if base_rate else elevated
+    )
+    soon = at_least_base & (term != MONTHLY) & np.isfinite(days) & (days >= 0) & (days <= cfg.renewal_soon_days)
     change = pd.to_numeric(df["risk_change"], errors="coerce").to_numpy(float)
     rose = (np.nan_to_num(change, nan=0.0) >= cfg.rise_points) | (df["tier_move"].to_numpy() == "up")
     df = df.assign(
