@@ -113,7 +113,11 @@ def test_call_list_follows_the_ranking_rule_within_capacity():
 
     # the rule, recomputed independently: candidates, priority, capacity per CSM
     df = scores.merge(accounts, on="account_id").merge(changes, on="account_id")
-    soon = (df["churn_probability"] >= 0.05) & (df["billing_period"] != "monthly") & (df["days_to_renewal"] <= 30)
+    soon = (
+        (df["churn_probability"] >= 0.05)
+        & (df["billing_period"] != "monthly")
+        & (df["days_to_renewal"] <= 30)
+    )
     rose = (df["risk_change"] >= cfg.rise_points) | (df["tier_move"] == "up")
     df["value"] = df["arr_at_risk"] * np.where(soon, 2.0, 1.0) * np.where(rose, 1.5, 1.0)
     df["csm"] = df["csm_id"].fillna(POOLED)

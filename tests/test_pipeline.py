@@ -141,3 +141,62 @@ def test_exp_run_with_override_logs_to_the_parent_store(repo):
     assert '"num_leaves": 7' in shown.replace(" ", "").replace('"num_leaves":7', '"num_leaves": 7')
     diff = _run(["dvc", "metrics", "diff", "--all"], dest, env)
     assert diff.returncode == 0
+
+
+def test_second_scoring_date_drives_the_call_list_changes_and_screenshots(repo, tmp_path):
+    """Two as-of dates in the warehouse: the report compares them, the call list follows the README's rule."""
+    import duckdb
+    import numpy as np
+    import pandas as pd
+    from browser import with_page
+
+    from churnml.config import CallListConfig
+    from churnml.contract.io import read_document
+    from churnml.dataset.spine import data_range
+    from churnml.scoring.calls import priority
+
+    from _env import require_chromium
+
+    dest, env = repo
+    if not (dest / "data" / "warehouse.duckdb").is_file():
+        _run(["dvc", "repro"], dest, env)
+    _, end = data_range(dest / "data" / "validated")
+    week_before = end - pd.Timedelta(days=7)
+    _run(["churnml", "score", "--as-of", str(week_before.date())], dest, env)
+    _run(["churnml", "report"], dest, env)
+    with duckdb.connect(str(dest / "data" / "warehouse.duckdb"), read_only=True) as con:
+        calls = con.execute(
+            "select * from weekly_call_list where as_of = ? order by team_rank", [end.date()]
+        ).df()
+        dates = [
+            r[0] for r in con.execute("select distinct as_of from weekly_call_list order by 1").fetchall()
+        ]
+        tiers = con.execute(
+            "select risk_tier, count(*) from churn_scores where as_of = ? group by 1", [end.date()]
+        ).df()
+    assert week_before.date() in dates and end.date() in dates
+    definition = read_document(dest / "data" / "tiers.json", "tiers")
+    assert set(tiers["risk_tier"]) == set(definition["cutoffs"])  # every tier holds at least one account
+    cfg = CallListConfig()
+    sizes = calls.groupby("csm_id").size()
+    assert (sizes.drop("pooled", errors="ignore") <= cfg.capacity_per_csm).all()
+    assert sizes.get("pooled", 0) <= cfg.pooled_capacity
+    # the order is the rule's: priority = ARR at risk x urgency, non-increasing down the team list
+    rescue = (calls["play"] == cfg.renewal_rescue_play).to_numpy()
+    urgency = (calls["priority"] / calls["arr_at_risk"]).round(6)
+    assert set(urgency) <= {1.0, 1.5, 2.0, 3.0} and ((urgency >= 2) == rescue).all()
+    rose = (urgency == 1.5) | (urgency == 3.0)
+    assert np.allclose(calls["priority"], priority(calls["arr_at_risk"].to_numpy(), rescue, rose.to_numpy()))
+    assert (np.diff(calls["priority"].to_numpy()) <= 1e-9).all()
+    assert (calls.loc[rescue, "days_to_renewal"] <= cfg.renewal_soon_days).all()
+    html = (dest / "reports" / "index.html").read_text(encoding="utf-8")
+    assert "What changed since the last scoring" in html and "No earlier scoring" not in html
+    shots = tmp_path / "shots"
+    shots.mkdir()
+
+    async def work(page):
+        await page.screenshot(shots / "pipeline-calls.png", "#calls")
+        await page.screenshot(shots / "pipeline-changes.png", "#changes")
+
+    with_page(require_chromium(), (dest / "reports" / "index.html").as_uri(), tmp_path / "profile", work)
+    assert all(p.stat().st_size > 10_000 for p in shots.iterdir())
