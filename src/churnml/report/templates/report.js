@@ -91,15 +91,16 @@
     if (r.x) { exp.appendChild(document.createElement("br")); exp.appendChild(el("span", "pill exp", "likely")); }
     cell(tr, "num" + (r.d !== null && r.d <= 90 && r.b !== "monthly" ? " soon" : ""), r.df + (r.b === "monthly" ? " (monthly)" : ""));
     var sp = cell(tr, "sparkcell"); sp.appendChild(spark(r.sp));
-    var churn = cell(tr, "reasons");
+    // churn and expansion reasons: two labelled lists, each with the points of its own probability
+    var why = cell(tr, "reasons");
+    why.appendChild(el("div", "listhead", "Churn"));
     var ul = el("ul");
     reasonList(r.u, "up", "\u25b2").concat(reasonList(r.w, "down", "\u25bc")).forEach(function (li) { ul.appendChild(li); });
-    if (ul.childNodes.length) { churn.appendChild(ul); } else { churn.appendChild(el("span", "muted", "no churn reason above the minimum size")); }
-    if (r.cx.length) { churn.appendChild(el("div", "context muted small", "Context: " + r.cx.join(" \u00b7 "))); }
-    var expr = cell(tr, "reasons");
+    if (ul.childNodes.length) { why.appendChild(ul); } else { why.appendChild(el("div", "muted small", "no reason above the minimum size")); }
     var ul2 = el("ul");
     reasonList(r.eu, "exp", "\u25c6").concat(reasonList(r.ed, "expdown", "\u25c7")).forEach(function (li) { ul2.appendChild(li); });
-    if (ul2.childNodes.length) { expr.appendChild(ul2); } else { expr.appendChild(el("span", "muted", "none above the minimum size")); }
+    if (ul2.childNodes.length) { why.appendChild(el("div", "listhead", "Expansion")); why.appendChild(ul2); }
+    if (r.cx.length) { why.appendChild(el("div", "context muted small", "Context: " + r.cx.join(" \u00b7 "))); }
     cell(tr, "play", r.p);
     return tr;
   }
