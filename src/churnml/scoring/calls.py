@@ -177,10 +177,10 @@ def call_list(
     term = df["billing_period"].astype("string").fillna("").to_numpy()
     elevated = df["risk_tier"].astype(str).to_numpy() != lowest
     # a renewal is urgent at elevated risk: at least the base rate (the tier above the lowest without one)
-    at_least_base = (
-        df["churn_probability"].to_numpy(float) >= base_rate if base_rate else elevated
+    at_least_base = df["churn_probability"].to_numpy(float) >= base_rate if base_rate else elevated
+    soon = (
+        at_least_base & (term != MONTHLY) & np.isfinite(days) & (days >= 0) & (days <= cfg.renewal_soon_days)
     )
-    soon = at_least_base & (term != MONTHLY) & np.isfinite(days) & (days >= 0) & (days <= cfg.renewal_soon_days)
     change = pd.to_numeric(df["risk_change"], errors="coerce").to_numpy(float)
     rose = (np.nan_to_num(change, nan=0.0) >= cfg.rise_points) | (df["tier_move"].to_numpy() == "up")
     df = df.assign(
