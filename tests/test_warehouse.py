@@ -629,3 +629,41 @@ def test_missing_postgres_skips_locally_and_fails_under_ci(monkeypatch):
     with pytest.raises(pytest.fail.Exception, match="not reachable") as info:
         require_postgres()
     assert "s3cret" not in str(info.value)
+
+
+@parametrize_backends
+def test_call_list_is_replaced_per_as_of_on_every_backend(make_warehouse):
+    """weekly_call_list: a rerun of an as-of replaces its rows, other dates stay (DuckDB, SQLite, PostgreSQL)."""
+    from churnml.contract.tables import CALL_LIST_COLUMNS
+
+    def calls(day: str, n: int) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "account_id": [f"A{i}" for i in range(n)],
+                "as_of": pd.Timestamp(day),
+                "csm_id": ["csm_1"] * n,
+                "rank": range(1, n + 1),
+                "team_rank": range(1, n + 1),
+                "priority": [100.0 - i for i in range(n)],
+                "churn_probability": 0.2,
+                "risk_change": [None] + [0.01] * (n - 1),
+                "risk_tier": "critical",
+                "arr": 1000.0,
+                "arr_at_risk": 200.0,
+                "days_to_renewal": 12.0,
+                "reason": "Renews in 12 days at 20% churn risk",
+                "play": "Renewal rescue",
+                "due": pd.Timestamp(day) + pd.Timedelta(days=7),
+                "churn_model_version": "3",
+                "expansion_model_version": "4",
+            }
+        )[[c.name for c in CALL_LIST_COLUMNS]]
+
+    wh = make_warehouse()
+    assert wh.write_call_list(calls("2025-06-01", 5), "2025-06-01") == 5
+    assert wh.write_call_list(calls("2025-06-08", 4), "2025-06-08") == 4
+    assert wh.write_call_list(calls("2025-06-01", 2), "2025-06-01") == 2
+    back = wh.read_call_list()
+    assert back.groupby(back["as_of"].astype(str)).size().to_dict() == {"2025-06-01": 2, "2025-06-08": 4}
+    one = wh.read_call_list("2025-06-08")
+    assert list(one["team_rank"]) == [1, 2, 3, 4] and pd.isna(one["risk_change"].iloc[0])
