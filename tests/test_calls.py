@@ -52,6 +52,12 @@ def test_tiers_fall_back_to_fixed_thresholds_without_a_validation_reference():
     bare = SimpleNamespace(info={}, distributions={})
     d = define_tiers(bare, bare, TiersConfig())
     assert d.source == "fixed" and d.cutoffs == TiersConfig().thresholds
+    # tied validation deciles (a nearly constant model): the scored portfolio's own quantiles
+    tied = _model([0.04] * 9)
+    scored = np.linspace(0.0, 0.2, 101)
+    d = define_tiers(tied, tied, TiersConfig(), (scored, scored))
+    assert d.source == "portfolio" and d.cutoffs["critical"] == pytest.approx(0.18)
+    assert d.describe()[0].startswith("Critical: the riskiest 10% of accounts scored today")
     with pytest.raises(ChurnmlError, match="strictly between"):
         define_tiers(bare, bare, TiersConfig(top_shares={"critical": 1.5, "high": 0.3, "medium": 0.5}))
 

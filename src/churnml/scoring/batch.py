@@ -290,6 +290,9 @@ def score_accounts(
         log.warning(line)
 
     definition = define_tiers(models["churn"], models["expansion"], cfg.scoring.tiers)
+    if definition.source != "validation":  # tied validation deciles: the scored portfolio's quantiles
+        portfolio = (models["churn"].predict_proba(features), models["expansion"].predict_proba(features))
+        definition = define_tiers(models["churn"], models["expansion"], cfg.scoring.tiers, portfolio)
 
     def batches() -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
         for chunk in _chunks(features, cfg.scoring.chunk_size):

@@ -33,7 +33,8 @@ class TierDefinition:
         expansion_cutoff: the expansion probability from which an account is "likely to expand".
         expansion_share: the share of validation accounts at or above it.
         expansion_base_rate: the expansion model's validation base rate.
-        source: ``validation`` (quantiles of validation scores) or ``fixed`` (``thresholds`` from config).
+        source: ``validation`` (quantiles of validation scores), ``portfolio`` (quantiles of the scored
+            accounts, when the validation deciles are tied) or ``fixed`` (``thresholds`` from config).
     """
 
     cutoffs: dict[str, float]
@@ -64,7 +65,8 @@ class TierDefinition:
         for tier, cut in self.ordered():
             share = self.shares.get(tier)
             what = tier.capitalize()
-            if self.source == "validation" and share is not None and share < 1.0:
+            where = "on validation data" if self.source == "validation" else "scored today"
+            if self.source in ("validation", "portfolio") and share is not None and share < 1.0:
                 band = (
                     f"the riskiest {share * 100:.0f}%"
                     if previous == 0
@@ -72,7 +74,7 @@ class TierDefinition:
                 )
                 times = f", {cut / self.base_rate:.1f}x the base rate" if self.base_rate else ""
                 lines.append(
-                    f"{what}: {band} of accounts on validation data (risk from {cut * 100:.1f}%{times})"
+                    f"{what}: {band} of accounts {where} (risk from {cut * 100:.1f}%{times})"
                 )
                 previous = share
             elif share is not None and share >= 1.0 or cut == 0.0:
@@ -88,9 +90,10 @@ class TierDefinition:
             if self.expansion_base_rate
             else ""
         )
-        if self.source == "validation" and self.expansion_share is not None:
+        if self.source in ("validation", "portfolio") and self.expansion_share is not None:
+            where = "on validation data" if self.source == "validation" else "scored today"
             return (
-                f"the {self.expansion_share * 100:.0f}% most likely to expand on validation data "
+                f"the {self.expansion_share * 100:.0f}% most likely to expand {where} "
                 f"(expansion probability from {self.expansion_cutoff * 100:.1f}%{times})"
             )
         return f"expansion probability from {self.expansion_cutoff * 100:.1f}%"
@@ -113,13 +116,23 @@ def _quantile(edges: np.ndarray, top_share: float) -> float:
     return float(np.interp(1.0 - top_share, _DECILES, edges))
 
 
-def define_tiers(churn_model: Any, expansion_model: Any, cfg: TiersConfig) -> TierDefinition:
-    """The tier cut-offs of a scoring run, from the models' validation scores (fixed thresholds as fallback).
+def define_tiers(
+    churn_model: Any,
+    expansion_model: Any,
+    cfg: TiersConfig,
+    portfolio: tuple[np.ndarray, np.ndarray] | None = None,
+) -> TierDefinition:
+    """The tier cut-offs of a scoring run, from the models' validation scores.
+
+    A model whose validation scores have tied deciles (a nearly constant model, e.g. a few trees on a small
+    portfolio) gives no usable quantiles: the cut-offs are then the same quantiles of the scored
+    ``portfolio`` (source ``portfolio``), and only without it the fixed ``thresholds`` (source ``fixed``).
 
     Args:
         churn_model, expansion_model: trained models (:class:`churnml.modeling.model.TrainedModel`); their
             ``distributions["score"]`` decile edges and ``info`` validation counts are read.
         cfg: the tiers section.
+        portfolio: (churn probabilities, expansion probabilities) of the accounts being scored.
 
     Raises:
         ChurnmlError: shares outside (0, 1), not increasing with the tier order, or a tier without a play.
@@ -136,6 +149,11 @@ def define_tiers(churn_model: Any, expansion_model: Any, cfg: TiersConfig) -> Ti
         )
     edges, base = _reference(churn_model)
     exp_edges, exp_base = _reference(expansion_model)
+    source = "validation"
+    if (edges is None or exp_edges is None) and portfolio is not None and len(portfolio[0]):
+        edges = np.quantile(np.asarray(portfolio[0], dtype=float), _DECILES)
+        exp_edges = np.quantile(np.asarray(portfolio[1], dtype=float), _DECILES)
+        source = "portfolio"
     if edges is None or exp_edges is None:
         ordered = sorted(cfg.thresholds.items(), key=lambda kv: -kv[1])
         return TierDefinition(
@@ -156,5 +174,5 @@ def define_tiers(churn_model: Any, expansion_model: Any, cfg: TiersConfig) -> Ti
         expansion_cutoff=_quantile(exp_edges, cfg.expansion_top_share),
         expansion_share=cfg.expansion_top_share,
         expansion_base_rate=exp_base,
-        source="validation",
+        source=source,
     )
