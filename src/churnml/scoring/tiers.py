@@ -73,9 +73,7 @@ class TierDefinition:
                     else f"the next {(share - previous) * 100:.0f}%"
                 )
                 times = f", {cut / self.base_rate:.1f}x the base rate" if self.base_rate else ""
-                lines.append(
-                    f"{what}: {band} of accounts {where} (risk from {cut * 100:.1f}%{times})"
-                )
+                lines.append(f"{what}: {band} of accounts {where} (risk from {cut * 100:.1f}%{times})")
                 previous = share
             elif share is not None and share >= 1.0 or cut == 0.0:
                 lines.append(f"{what}: every other account")
