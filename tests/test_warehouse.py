@@ -660,10 +660,30 @@ def test_call_list_is_replaced_per_as_of_on_every_backend(make_warehouse):
         )[[c.name for c in CALL_LIST_COLUMNS]]
 
     wh = make_warehouse()
+    # with a scoring run: the list commits with the scores, and a failure rolls both back
+    scores = make_scores(6)
+    day = str(AS_OF)
+    wh.write_batches([(scores, None)], RunInfo(AS_OF, "v1", "v1"), call_list=lambda: calls(day, 3))
+    assert len(wh.read_call_list(AS_OF)) == 3 and len(wh.read_scores(AS_OF)) == 6
+
+    def broken() -> pd.DataFrame:
+        raise RuntimeError("call list failed")
+
+    with pytest.raises(ChurnmlError, match="call list failed"):
+        wh.write_batches([(make_scores(2), None)], RunInfo(AS_OF, "v1", "v1"), call_list=broken)
+    assert len(wh.read_call_list(AS_OF)) == 3 and len(wh.read_scores(AS_OF)) == 6  # both as before
+    with pytest.raises(ChurnmlError, match="but the run writes"):
+        wh.write_batches(
+            [(scores, None)], RunInfo(AS_OF, "v1", "v1"), call_list=lambda: calls("2025-06-01", 2)
+        )
     assert wh.write_call_list(calls("2025-06-01", 5), "2025-06-01") == 5
     assert wh.write_call_list(calls("2025-06-08", 4), "2025-06-08") == 4
     assert wh.write_call_list(calls("2025-06-01", 2), "2025-06-01") == 2
     back = wh.read_call_list()
-    assert back.groupby(back["as_of"].astype(str)).size().to_dict() == {"2025-06-01": 2, "2025-06-08": 4}
+    assert back.groupby(back["as_of"].astype(str)).size().to_dict() == {
+        "2025-06-01": 2,
+        "2025-06-08": 4,
+        str(pd.Timestamp(AS_OF).date()): 3,
+    }
     one = wh.read_call_list("2025-06-08")
     assert list(one["team_rank"]) == [1, 2, 3, 4] and pd.isna(one["risk_change"].iloc[0])

@@ -328,13 +328,16 @@ def score_accounts(
         data_start=start.date(),
         data_end=(end - pd.Timedelta(days=1)).date(),
     )
-    with warehouse:
-        history = previous_scores(warehouse.read_scores(), day)
-        result.run = warehouse.write_batches(keep(batches()), run)
+
+    def calls() -> pd.DataFrame | None:
+        # called inside the write's transaction once every score is written: the list commits with them
         result.scores = pd.concat(kept, ignore_index=True) if kept else pd.DataFrame()
         result.call_list = weekly_calls(result.scores, features, tables["accounts"], history, cfg, definition)
-        if run_kind != "backtest":
-            warehouse.write_call_list(result.call_list, day)
+        return result.call_list if run_kind != "backtest" else None
+
+    with warehouse:
+        history = previous_scores(warehouse.read_scores(), day)
+        result.run = warehouse.write_batches(keep(batches()), run, call_list=calls)
     return result
 
 

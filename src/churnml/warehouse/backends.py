@@ -206,8 +206,23 @@ class _DuckDBSession(_Session):
                     con.execute(
                         f"CREATE TEMP TABLE {q(written[table])} ({columns}, PRIMARY KEY ({wh._qcols(keys)}))"
                     )
+            cleared = False
             for table, chunk in batches:
                 names = wh._qcols(chunk.column_names)
+                if table == "call_list":  # this as-of's list is replaced whole, in the run's transaction
+                    if not cleared:
+                        con.execute(f"DELETE FROM {wh._qtable(table)} WHERE {q('as_of')} = ?", [run.as_of])
+                        cleared = True
+                    con.register(view, chunk)
+                    try:
+                        con.execute(
+                            f"INSERT INTO {wh._qtable(table)} ({names}) SELECT {names} FROM {q(view)}"
+                        )
+                    finally:
+                        with suppress(Exception):
+                            con.unregister(view)
+                    counts[table] = counts.get(table, 0) + chunk.num_rows
+                    continue
                 con.register(view, chunk)
                 try:
                     if upsert:
@@ -377,12 +392,19 @@ class _SQLSession(_Session):
                     ),
                 )
             )
+            cleared = False
             for table, chunk in batches:
+                if table == "call_list" and not cleared:  # replaced whole, in the run's transaction
+                    if self.postgres:
+                        conn.execute(sa_select_lock(self.wh._qtable(table), run.as_of))
+                    target = self.wh.tables[table]
+                    conn.execute(target.delete().where(target.c["as_of"] == run.as_of))
+                    cleared = True
                 if self.postgres:
                     self._copy(conn, table, chunk)
                 else:
                     conn.execute(self.wh.tables[table].insert(), chunk.to_pylist())
-                counts[table] += chunk.num_rows
+                counts[table] = counts.get(table, 0) + chunk.num_rows
                 if on_chunk is not None:
                     on_chunk(table, counts[table])
         return counts

@@ -139,6 +139,12 @@ def _prepare(frame: pd.DataFrame, table: str, run: RunInfo, scored_at: dt.dateti
             raise ChurnmlError(f"{table}.{col.name}: {array.null_count} null value(s) in a key column")
         arrays.append(array)
     out = pa.Table.from_arrays(arrays, names=names)
+    if table == "call_list" and n:
+        days = set(out.column("as_of").to_pylist())
+        if days != {run.as_of}:
+            raise ChurnmlError(
+                f"call_list.as_of holds {sorted(map(str, days))[:3]}, but the run writes {run.as_of}"
+            )
     if table == "explanations" and n:
         allowed = {(TARGET_CHURN, run.churn_model_version), (TARGET_EXPANSION, run.expansion_model_version)}
         pairs = frame[["target", "model_version"]].drop_duplicates().astype(str).itertuples(index=False)

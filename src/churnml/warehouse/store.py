@@ -29,7 +29,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import fields, replace
 from pathlib import Path
@@ -385,13 +385,22 @@ class Warehouse:
         run: RunInfo,
         *,
         on_chunk: ChunkHook | None = None,
+        call_list: Callable[[], pd.DataFrame | None] | None = None,
     ) -> RunRecord:
         """Like :meth:`write_scores`, for a stream of (scores chunk, explanations chunk) pairs.
 
         Scoring that computes scores and explanations chunk by chunk passes one generator; every chunk
-        goes into the same transaction. Either element of a pair may be None.
+        goes into the same transaction. Either element of a pair may be None. ``call_list``, called once
+        every chunk is written, returns the run's call list (``weekly_call_list`` rows of ``run.as_of``):
+        it replaces that date's list in the same transaction, so scores and their calls commit together.
         """
-        return self._write(_pairs(batches), run, on_chunk)
+
+        def named() -> Iterator[tuple[str, pd.DataFrame | None]]:
+            yield from _pairs(batches)
+            if call_list is not None:
+                yield "call_list", call_list()
+
+        return self._write(named(), run, on_chunk)
 
     def _write(
         self, named: Iterator[tuple[str, pd.DataFrame | None]], run: RunInfo, on_chunk: ChunkHook | None

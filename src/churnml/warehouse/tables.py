@@ -51,9 +51,9 @@ _COLUMNS = {
     "performance": PERFORMANCE_COLUMNS,
     "call_list": CALL_LIST_COLUMNS,
 }
-# The tables a scoring run writes (and creates when missing); the performance and call list tables are created
-# by their writers.
-_RUN_TABLES = ("scores", "explanations", "runs")
+# The tables a scoring run writes (and creates when missing); the performance table is created by its writer.
+# A run's call list goes in the same transaction as its scores (write_batches(..., call_list=...)).
+_RUN_TABLES = ("scores", "explanations", "runs", "call_list")
 
 
 # ---------------------------------------------------------------------------------------------- records
