@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from churnml.errors import ChurnmlError
+from churnml.errors import ChurnmlError, Interrupted, Terminated, interruption, sigterm_raises
 
 app = typer.Typer(
     name="churnml",
@@ -579,18 +579,27 @@ def tabular_score(
 
 
 def main() -> None:
-    """Entry point: expected failures are one line on stderr and exit code 1, never a traceback."""
+    """Entry point: expected failures are one line on stderr and exit code 1, never a traceback.
+
+    SIGTERM (a scheduler's timeout) unwinds like Ctrl-C: a scoring run in progress rolls back, is recorded
+    as failed, and the command exits 143 (130 for SIGINT) with one line.
+    """
     from churnml.stages import quiet_telemetry
 
     quiet_telemetry()
-    try:
-        app()
-    except ChurnmlError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise SystemExit(1) from None
-    except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
-        raise SystemExit(130) from None
+    with sigterm_raises():
+        try:
+            app()
+        except ChurnmlError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise SystemExit(1) from None
+        except Interrupted as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise SystemExit(exc.exit_code) from None
+        except (KeyboardInterrupt, Terminated) as exc:  # outside a write: nothing to record
+            name, code = interruption(exc) or ("SIGINT", 130)
+            typer.echo(f"interrupted by {name}", err=True)
+            raise SystemExit(code) from None
 
 
 if __name__ == "__main__":
