@@ -109,3 +109,13 @@ def test_paths_lists_every_output_make_clean_removes(monkeypatch, capsys):
 def test_stage_command_with_an_unknown_target_is_one_line(monkeypatch, capsys):
     code, _, err = run_cli(monkeypatch, capsys, "train", "--target", "upsell")
     _one_line_error(code, err, "unknown target 'upsell'")
+
+
+@pytest.mark.parametrize("option", ["--warehouse", "--source-url"])
+def test_a_password_on_the_command_line_is_refused_naming_the_variable(monkeypatch, capsys, option):
+    """Arguments are visible to every user in `ps`: the URL belongs in the environment."""
+    url = "postgresql+psycopg://scorer@db.internal/crm?password=S3CR3Tq"
+    code, _, err = run_cli(monkeypatch, capsys, "score", option, url)
+    env = "CHURNML_WAREHOUSE_URL" if option == "--warehouse" else "CHURNML_SOURCE_URL"
+    _one_line_error(code, err, option, env)
+    assert "S3CR3Tq" not in err

@@ -240,21 +240,70 @@ def score(
     churn_version: ModelRef = None,
     expansion_version: ModelRef = None,
     run_kind: Annotated[str, typer.Option(help="scheduled | manual | backtest")] = "manual",
+    replace_date: Annotated[
+        bool,
+        typer.Option(
+            "--replace-date", help="Replace every score of the as-of (default: only the accounts scored)"
+        ),
+    ] = False,
+    accept_drift: Annotated[
+        bool,
+        typer.Option(
+            "--accept-drift", help="Score despite drift past the fail bounds (recorded in score_runs)"
+        ),
+    ] = False,
 ) -> None:
     """Score every active account as of a date with the champion models; write scores and reasons."""
     day = parse_day(as_of, "--as-of") if as_of else None
-    from churnml.scoring.batch import score_accounts
+    from churnml.config import load_config, repo_root
+    from churnml.scoring.batch import load_tables, prepare_scoring, progress_bar, score_accounts
 
-    cfg, tables, url = _score_inputs(data, source_url, warehouse)
+    _refuse_password_option(warehouse, "--warehouse", "CHURNML_WAREHOUSE_URL")
+    _refuse_password_option(source_url, "--source-url", "CHURNML_SOURCE_URL")
+    cfg = load_config(check_fresh=False)
+    url = warehouse or os.environ.get("CHURNML_WAREHOUSE_URL")
+    source_url = source_url or os.environ.get("CHURNML_SOURCE_URL") if data is None else source_url
     refs = _model_refs(churn_version, expansion_version)
-    result = score_accounts(tables, cfg, as_of=day, model_refs=refs, warehouse_url=url, run_kind=run_kind)
-    for line in result.warnings:
-        _echo(line)
+    # Fail fast: warehouse and models are checked before minutes of reading and feature work.
+    prepared = prepare_scoring(cfg, model_refs=refs, warehouse_url=url)
+    if data is None and source_url is None:
+        data = repo_root() / cfg.paths.validated
+    interactive = sys.stderr.isatty()
+    with progress_bar(interactive) as bar:
+        task = None if bar is None else bar.add_task("reading and validating the input", total=1)
+        tables = load_tables(data, source_url)
+        if task is not None:
+            bar.update(task, completed=1)
+    result = score_accounts(
+        tables,
+        cfg,
+        as_of=day,
+        model_refs=refs,
+        warehouse_url=url,
+        run_kind=run_kind,
+        prepared=prepared,
+        replace_date=replace_date,
+        accept_drift=accept_drift,
+        progress=interactive,
+    )
     tiers = result.scores["risk_tier"].value_counts().to_dict()
+    kept = result.run.accounts_untouched or 0
     _echo(
         f"scored {len(result.scores):,} accounts as of {result.as_of.date()} (churn model v{result.versions['churn']}, "
-        f"expansion v{result.versions['expansion']}); tiers {tiers}; run {result.run.run_id}"
+        f"expansion v{result.versions['expansion']}); {kept:,} other account(s) of the date kept"
+        f"{' (whole date replaced)' if replace_date else ''}; tiers {tiers}; run {result.run.run_id}"
     )
+
+
+def _refuse_password_option(url: str | None, option: str, env: str) -> None:
+    """A password on the command line is visible to every user in ``ps``: refuse it, naming the variable."""
+    from churnml.config import has_password
+
+    if url and has_password(url):
+        raise ChurnmlError(
+            f"{option} holds a password, which every user of this machine can read in the process list: "
+            f"pass the URL in the environment variable {env} instead"
+        )
 
 
 @app.command("spark-score")
@@ -301,7 +350,11 @@ def _score_inputs(data: Path | None, source_url: str | None, warehouse: str | No
     from churnml.config import load_config, repo_root
     from churnml.scoring.batch import load_tables
 
+    _refuse_password_option(warehouse, "--warehouse", "CHURNML_WAREHOUSE_URL")
+    _refuse_password_option(source_url, "--source-url", "CHURNML_SOURCE_URL")
     cfg = load_config(check_fresh=False)
+    if data is None and source_url is None:
+        source_url = os.environ.get("CHURNML_SOURCE_URL") or None
     if data is None and source_url is None:
         data = repo_root() / cfg.paths.validated
     return cfg, load_tables(data, source_url), warehouse or os.environ.get("CHURNML_WAREHOUSE_URL")
