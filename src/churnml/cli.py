@@ -99,12 +99,15 @@ def validate(
         Path | None, typer.Option(help="Write bad rows here (with a reason column) instead of failing")
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Write the valid, typed tables here as Parquet")] = None,
+    min_date: Annotated[str | None, typer.Option(help="Earliest plausible date (default 1990-01-01)")] = None,
+    max_date: Annotated[str | None, typer.Option(help="Latest plausible date (default: today, UTC)")] = None,
 ) -> None:
     """Check a folder of tables against the data contract."""
     from churnml.contract.io import read_folder, write_folder
-    from churnml.contract.validate import validate_tables
+    from churnml.contract.validate import DateBounds, validate_tables
 
-    result = validate_tables(read_folder(folder), quarantine=quarantine is not None)
+    bounds = DateBounds.of(min_date, max_date)
+    result = validate_tables(read_folder(folder), quarantine=quarantine is not None, bounds=bounds)
     if out is not None:
         write_folder(result.tables, out)
     if quarantine is not None:
@@ -271,7 +274,7 @@ def score(
     interactive = sys.stderr.isatty()
     with progress_bar(interactive) as bar:
         task = None if bar is None else bar.add_task("reading and validating the input", total=1)
-        tables = load_tables(data, source_url)
+        tables = load_tables(data, source_url, cfg.data)
         if task is not None:
             bar.update(task, completed=1)
     result = score_accounts(
@@ -357,7 +360,7 @@ def _score_inputs(data: Path | None, source_url: str | None, warehouse: str | No
         source_url = os.environ.get("CHURNML_SOURCE_URL") or None
     if data is None and source_url is None:
         data = repo_root() / cfg.paths.validated
-    return cfg, load_tables(data, source_url), warehouse or os.environ.get("CHURNML_WAREHOUSE_URL")
+    return cfg, load_tables(data, source_url, cfg.data), warehouse or os.environ.get("CHURNML_WAREHOUSE_URL")
 
 
 @app.command()

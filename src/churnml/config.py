@@ -92,6 +92,8 @@ class DataConfig:
     source: str = "simulator"  # simulator | folder
     input_dir: str = "data/raw"  # read by validate when source=folder
     quarantine: bool = False  # write bad rows aside (counts reported) instead of failing
+    min_date: str = "1990-01-01"  # earlier dates are bad rows (a 1900 start date is a placeholder)
+    max_date: str = ""  # later dates are bad rows; empty: the run's wall-clock date (UTC)
 
 
 @dataclass

@@ -19,11 +19,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from churnml.config import Config, DriftConfig, ScoringConfig, TiersConfig, repo_root
+from churnml.config import Config, DataConfig, DriftConfig, ScoringConfig, TiersConfig, repo_root
 from churnml.contract.io import read_folder
 from churnml.contract.schemas import TABLES
 from churnml.contract.tables import EXPLANATIONS_COLUMNS
-from churnml.contract.validate import validate_tables
+from churnml.contract.validate import DateBounds, validate_tables
 from churnml.dataset.spine import as_of_day, build_spine, data_range
 from churnml.errors import ChurnmlError
 from churnml.explain.contributions import explain_accounts
@@ -258,13 +258,19 @@ def read_source_url(url: str) -> dict[str, pd.DataFrame]:
     return tables
 
 
-def load_tables(data: Path | None, source_url: str | None) -> dict[str, pd.DataFrame]:
-    """Read and validate the input tables (a folder or a database); bad rows fail the run before any write."""
+def load_tables(
+    data: Path | None, source_url: str | None, cfg: DataConfig | None = None
+) -> dict[str, pd.DataFrame]:
+    """Read and validate the input tables (a folder or a database); bad rows fail the run before any write.
+
+    ``cfg`` gives the plausible date range (``data.min_date``/``max_date``; default 1990-01-01 to today).
+    """
 
     if (data is None) == (source_url is None):
         raise ChurnmlError("give exactly one of --data DIR or --source-url URL")
     raw = read_folder(data) if data is not None else read_source_url(source_url)
-    return validate_tables(raw).tables
+    bounds = DateBounds.of(cfg.min_date, cfg.max_date) if cfg is not None else None
+    return validate_tables(raw, bounds=bounds).tables
 
 
 def load_models(
