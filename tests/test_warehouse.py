@@ -803,3 +803,92 @@ def test_a_live_run_is_not_abandoned_and_another_hosts_run_only_after_a_day(make
     wh.check()
     status = wh.read_runs().set_index("run_id")["status"].to_dict()
     assert status == {"live": "running", "elsewhere-recent": "running", "elsewhere-old": "abandoned"}
+
+
+@parametrize_backends
+def test_tables_of_an_older_release_are_upgraded_in_place(make_warehouse):
+    """score_runs without the new columns gains them; PostgreSQL's text top_reasons becomes jsonb."""
+    import sqlalchemy as sa
+
+    from churnml.contract.tables import RUNS_COLUMNS, SCORES_COLUMNS
+
+    wh = make_warehouse()
+    old_runs = [c for c in RUNS_COLUMNS if c.name != "accounts_untouched" and c.name not in ("replace_date",
+                "drift_accepted", "drift", "host", "pid")]  # fmt: skip
+    qt = wh._qtable
+    kinds = {"text": "TEXT", "date": "DATE", "ts": "TIMESTAMP", "int": "INTEGER"}
+    ddl = [
+        *([f'CREATE SCHEMA IF NOT EXISTS "{wh.schema}"'] if wh.schema else []),
+        f"CREATE TABLE {qt('runs')} ("
+        + ", ".join(f'"{c.name}" {kinds[c.kind]}' for c in old_runs)
+        + ', PRIMARY KEY ("run_id"))',
+        f"CREATE TABLE {qt('scores')} ("
+        + ", ".join(
+            f'"{c.name}" {"TEXT" if c.kind == "json" else kinds.get(c.kind, "DOUBLE PRECISION")}'
+            for c in SCORES_COLUMNS
+        )
+        + ', PRIMARY KEY ("account_id", "as_of", "churn_model_version", "expansion_model_version"))',
+    ]
+    if make_warehouse.backend == "duckdb":
+        import duckdb
+
+        with duckdb.connect(str(wh.duckdb_path)) as con:
+            for statement in ddl:
+                con.execute(statement)
+    else:
+        engine = sa.create_engine(make_warehouse.url)
+        with engine.begin() as conn:
+            for statement in ddl:
+                conn.execute(sa.text(statement))
+        engine.dispose()
+    scores = make_scores(3)
+    record = wh.write_scores(scores, None, RunInfo(AS_OF, "v1", "v1"))
+    runs = wh.read_runs()
+    assert runs["accounts_untouched"].tolist() == [0] and runs["pid"].tolist() == [os.getpid()]
+    assert record.status == "succeeded"
+    got = wh.read_scores(AS_OF)
+    assert json.loads(got["top_reasons"][0]) == ["reason 0-0", "usage down 45%"]
+    if make_warehouse.backend == "postgresql":
+        engine = sa.create_engine(make_warehouse.url)
+        with engine.connect() as conn:
+            kind = conn.execute(
+                sa.text(
+                    "SELECT data_type FROM information_schema.columns WHERE table_schema = :s "
+                    "AND table_name = 'churn_scores' AND column_name = 'top_reasons'"
+                ),
+                {"s": make_warehouse.schema},
+            ).scalar()
+            # jsonb: a BI tool can query into the reasons
+            first = conn.execute(
+                sa.text(f"SELECT top_reasons->>0 FROM {qt('scores')} WHERE account_id = 'A000000'")
+            ).scalar()
+        engine.dispose()
+        assert kind == "jsonb" and first == "reason 0-0"
+
+
+@pytest.mark.parametrize("make_warehouse", BACKENDS[:2], indirect=True)
+def test_top_reasons_is_json_in_new_tables(make_warehouse):
+    wh = make_warehouse()
+    wh.write_scores(make_scores(2), None, RunInfo(AS_OF, "v1", "v1"))
+    if make_warehouse.backend == "duckdb":
+        import duckdb
+
+        with duckdb.connect(str(wh.duckdb_path)) as con:
+            kind = con.execute(
+                "SELECT data_type FROM information_schema.columns WHERE column_name = 'top_reasons'"
+            ).fetchall()[0][0]
+        assert kind == "JSON"
+    else:
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(make_warehouse.url)
+        with engine.connect() as conn:
+            kind = conn.execute(
+                sa.text(
+                    "SELECT data_type FROM information_schema.columns WHERE table_schema = :s "
+                    "AND column_name = 'top_reasons'"
+                ),
+                {"s": make_warehouse.schema},
+            ).scalar()
+        engine.dispose()
+        assert kind == "jsonb"
