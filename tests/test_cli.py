@@ -119,3 +119,18 @@ def test_a_password_on_the_command_line_is_refused_naming_the_variable(monkeypat
     env = "CHURNML_WAREHOUSE_URL" if option == "--warehouse" else "CHURNML_SOURCE_URL"
     _one_line_error(code, err, option, env)
     assert "S3CR3Tq" not in err
+
+
+def test_generate_defaults_to_the_pipeline_simulator_start(monkeypatch, capsys, tmp_path):
+    """A newcomer's `churnml generate` then `churnml score` must end where the pipeline's data ends."""
+    import pandas as pd
+
+    from churnml.config import SimulatorConfig
+
+    code, _, err = run_cli(
+        monkeypatch, capsys, "generate", "--accounts", "5", "--months", "2", "--out", str(tmp_path / "raw")
+    )
+    assert code == 0, err
+    usage = pd.to_datetime(pd.read_parquet(tmp_path / "raw" / "usage.parquet")["date"])
+    start = pd.Timestamp(SimulatorConfig().start_date)
+    assert start <= usage.min() < start + pd.Timedelta(days=31)

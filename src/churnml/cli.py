@@ -71,20 +71,32 @@ def params(
 @app.command()
 def generate(
     out: Annotated[Path, typer.Option("--out", help="Folder for the contract's tables")],
-    accounts: Annotated[int, typer.Option(min=1, help="Number of accounts")] = 5000,
-    seed: Annotated[int, typer.Option(help="Random seed (same seed, same data)")] = 42,
-    months: Annotated[int, typer.Option(min=1, help="Months of history")] = 24,
-    start: Annotated[str, typer.Option(help="First day of the data, YYYY-MM-DD")] = "2024-01-01",
+    accounts: Annotated[
+        int | None, typer.Option(min=1, help="Number of accounts (default: simulator's)")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed (same seed, same data)")] = None,
+    months: Annotated[
+        int | None, typer.Option(min=1, help="Months of history (default: simulator's)")
+    ] = None,
+    start: Annotated[
+        str | None, typer.Option(help="First day of the data, YYYY-MM-DD (default: the pipeline's simulator)")
+    ] = None,
     truth: Annotated[
         Path | None, typer.Option(help="Folder for the ground truth (default: OUT/../truth)")
     ] = None,
 ) -> None:
-    """Write a synthetic SaaS portfolio (the contract's tables) and its ground truth."""
-    parse_day(start, "--start")
+    """Write a synthetic SaaS portfolio (the contract's tables) and its ground truth.
+
+    Defaults are the pipeline's simulator (``SimulatorConfig``), start date included, so the data ends in an
+    ordinary week and its default as-of is not a year-end one.
+    """
+    if start is not None:
+        parse_day(start, "--start")
     from churnml.config import SimulatorConfig
     from churnml.sources.simulate import generate as run_generate
 
-    cfg = SimulatorConfig(accounts=accounts, seed=seed, months=months, start_date=start)
+    given = {"accounts": accounts, "seed": seed, "months": months, "start_date": start}
+    cfg = SimulatorConfig(**{k: v for k, v in given.items() if v is not None})
     truth_dir = truth or out.parent / "truth"
     with _progress("generating") as progress:
         summary = run_generate(cfg, out, truth_dir, progress=progress)
