@@ -134,3 +134,25 @@ def test_generate_defaults_to_the_pipeline_simulator_start(monkeypatch, capsys, 
     usage = pd.to_datetime(pd.read_parquet(tmp_path / "raw" / "usage.parquet")["date"])
     start = pd.Timestamp(SimulatorConfig().start_date)
     assert start <= usage.min() < start + pd.Timedelta(days=31)
+
+
+def test_score_checks_warehouse_and_models_before_reading_the_input(monkeypatch, capsys, tmp_path):
+    """The folder does not exist: the error is about the model, so nothing was read before the checks."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.delenv("CHURNML_WAREHOUSE_URL", raising=False)
+    wh = f"duckdb:///{tmp_path / 'wh.duckdb'}"
+    code, _, err = run_cli(
+        monkeypatch,
+        capsys,
+        "score",
+        "--data",
+        str(tmp_path / "nope"),
+        "--warehouse",
+        wh,
+        "--churn-version",
+        "99",
+    )
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]  # (MLflow logs a fresh store)
+    assert code == 1 and len(errors) == 1 and "churnml-churn has no version 99" in errors[0]
+    assert "no such folder" not in err
+    assert (tmp_path / "wh.duckdb").exists()  # the warehouse was opened (and its tables made) first
