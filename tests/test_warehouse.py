@@ -742,24 +742,28 @@ def _signal_child(tmp_path: Path, make_warehouse, run_id: str) -> tuple[subproce
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(
+    ("signum", "code", "name"), [(signal.SIGTERM, 143, "SIGTERM"), (signal.SIGINT, 130, "SIGINT")]
+)
 @pytest.mark.parametrize("make_warehouse", BACKENDS[:2], indirect=True)
-def test_sigterm_mid_write_leaves_no_rows_and_a_failed_run(make_warehouse, tmp_path):
+def test_a_signal_mid_write_leaves_no_rows_and_a_failed_run(make_warehouse, tmp_path, signum, code, name):
+    """SIGTERM is what a scheduler sends on timeout; SIGINT is Ctrl-C. Both roll back and record the run."""
     wh = make_warehouse()
     before = make_scores(3)
     wh.write_scores(before, None, RunInfo(AS_OF, "v1", "v1"))
     wh.close()  # DuckDB: one process holds the file
-    proc, _ = _signal_child(tmp_path, make_warehouse, "run-term")
-    proc.send_signal(signal.SIGTERM)
+    proc, _ = _signal_child(tmp_path, make_warehouse, "run-sig")
+    proc.send_signal(signum)
     _, err = proc.communicate(timeout=60)
 
-    assert proc.returncode == 143
+    assert proc.returncode == code
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1, err
-    assert "run run-term" in lines[0] and "interrupted by SIGTERM" in lines[0] and "marked failed" in lines[0]
+    assert "run run-sig" in lines[0] and f"interrupted by {name}" in lines[0] and "marked failed" in lines[0]
     pd.testing.assert_frame_equal(values(wh.read_scores(AS_OF)), expected_scores(before))
     runs = wh.read_runs().set_index("run_id")
-    assert runs.loc["run-term", "status"] == "failed"
-    assert runs.loc["run-term", "error"] == "interrupted by SIGTERM"
+    assert runs.loc["run-sig", "status"] == "failed"
+    assert runs.loc["run-sig", "error"] == f"interrupted by {name}"
 
 
 @pytest.mark.slow
