@@ -705,6 +705,9 @@ SIGNAL_CHILD = textwrap.dedent(
     from churnml.warehouse.store import RunInfo, Warehouse
 
     url, schema, marker, run_id = sys.argv[1:5]
+    # A shell's background job starts with SIGINT ignored (Python then installs no handler): act as a terminal.
+    import signal
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     @cli.app.command("test-write")
     def test_write() -> None:
