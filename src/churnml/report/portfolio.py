@@ -25,6 +25,7 @@ from markupsafe import Markup
 
 from churnml.config import TiersConfig
 from churnml.errors import ChurnmlError
+from churnml.explain.reasons import PERCENT
 from churnml.report.charts import decay_chart_svg, line_chart_svg, sparkline_svg
 from churnml.report.kpis import KPI_COLUMNS, flag_abnormal
 
@@ -231,7 +232,8 @@ def _reasons_by_account(reasons: pd.DataFrame | None, scores: pd.DataFrame) -> d
                 for item in json.loads(text):
                     key = {"raises": "up", "context": "ctx"}.get(item.get("direction"), "down")
                     out.setdefault(acct, {}).setdefault(key, []).append(
-                        (str(item["reason"]), float(item["points"]))
+                        # the JSON holds percentage points; _pts takes a probability
+                        (str(item["reason"]), float(item["points"]) / PERCENT)
                     )
     return out
 

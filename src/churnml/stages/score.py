@@ -14,7 +14,7 @@ from churnml.scoring.batch import load_tables, score_accounts
 
 def score(cfg: Config, root: Path) -> str:
     """Score the validated tables at ``scoring.as_of`` (default the data end); write ``paths.scores`` too."""
-    tables = load_tables(root / cfg.paths.validated, None)
+    tables = load_tables(root / cfg.paths.validated, None, cfg.data)
     result = score_accounts(tables, cfg, as_of=cfg.scoring.as_of, root=root)
     write_output(result.scores, root / cfg.paths.scores, "scores")
     return f"scored {len(result.scores)} accounts as of {result.as_of.date()} with {result.versions}"
