@@ -109,3 +109,50 @@ def test_paths_lists_every_output_make_clean_removes(monkeypatch, capsys):
 def test_stage_command_with_an_unknown_target_is_one_line(monkeypatch, capsys):
     code, _, err = run_cli(monkeypatch, capsys, "train", "--target", "upsell")
     _one_line_error(code, err, "unknown target 'upsell'")
+
+
+@pytest.mark.parametrize("option", ["--warehouse", "--source-url"])
+def test_a_password_on_the_command_line_is_refused_naming_the_variable(monkeypatch, capsys, option):
+    """Arguments are visible to every user in `ps`: the URL belongs in the environment."""
+    url = "postgresql+psycopg://scorer@db.internal/crm?password=S3CR3Tq"
+    code, _, err = run_cli(monkeypatch, capsys, "score", option, url)
+    env = "CHURNML_WAREHOUSE_URL" if option == "--warehouse" else "CHURNML_SOURCE_URL"
+    _one_line_error(code, err, option, env)
+    assert "S3CR3Tq" not in err
+
+
+def test_generate_defaults_to_the_pipeline_simulator_start(monkeypatch, capsys, tmp_path):
+    """A newcomer's `churnml generate` then `churnml score` must end where the pipeline's data ends."""
+    import pandas as pd
+
+    from churnml.config import SimulatorConfig
+
+    code, _, err = run_cli(
+        monkeypatch, capsys, "generate", "--accounts", "5", "--months", "2", "--out", str(tmp_path / "raw")
+    )
+    assert code == 0, err
+    usage = pd.to_datetime(pd.read_parquet(tmp_path / "raw" / "usage.parquet")["date"])
+    start = pd.Timestamp(SimulatorConfig().start_date)
+    assert start <= usage.min() < start + pd.Timedelta(days=31)
+
+
+def test_score_checks_warehouse_and_models_before_reading_the_input(monkeypatch, capsys, tmp_path):
+    """The folder does not exist: the error is about the model, so nothing was read before the checks."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.delenv("CHURNML_WAREHOUSE_URL", raising=False)
+    wh = f"duckdb:///{tmp_path / 'wh.duckdb'}"
+    code, _, err = run_cli(
+        monkeypatch,
+        capsys,
+        "score",
+        "--data",
+        str(tmp_path / "nope"),
+        "--warehouse",
+        wh,
+        "--churn-version",
+        "99",
+    )
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]  # (MLflow logs a fresh store)
+    assert code == 1 and len(errors) == 1 and "churnml-churn has no version 99" in errors[0]
+    assert "no such folder" not in err
+    assert (tmp_path / "wh.duckdb").exists()  # the warehouse was opened (and its tables made) first

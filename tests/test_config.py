@@ -17,6 +17,7 @@ from omegaconf import OmegaConf
 
 from churnml.config import (
     CONF_DIR,
+    PARAMS_FILE,
     Config,
     StaleParamsError,
     compose,
@@ -184,3 +185,34 @@ def test_only_the_tracking_store_follows_dvc_root(tmp_path, monkeypatch):
     assert tracking_uri(ROOT, TrackingConfig()) == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
     monkeypatch.delenv("DVC_ROOT")
     assert tracking_uri(ROOT, TrackingConfig()) == f"sqlite:///{ROOT}/mlflow.db"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql+psycopg://scorer@db.internal/crm?password=S3CR3Tq",
+        "postgresql://scorer:S3CR3Tq@db.internal/crm",
+    ],
+)
+def test_a_password_in_a_config_url_is_refused_before_it_reaches_params_or_a_stage(repo, monkeypatch, url):
+    """params.yaml is tracked by git and hashed into dvc.lock by DVC; every stage logs its config to MLflow."""
+    before = (repo / PARAMS_FILE).read_text()
+    local = repo / CONF_DIR / "local"
+    local.mkdir(exist_ok=True)
+    (local / "local.yaml").write_text(f"# @package _global_\nwarehouse:\n  url: {url}\n")
+    with pytest.raises(ChurnmlError) as info:
+        write_params(repo)
+    message = str(info.value)
+    assert "warehouse.url" in message and "CHURNML_WAREHOUSE_URL" in message and "\n" not in message
+    assert "S3CR3Tq" not in message
+    assert (repo / PARAMS_FILE).read_text() == before  # nothing written
+
+    # `dvc exp run` composes params.yaml itself: every stage then refuses it before doing anything
+    params = yaml.safe_load(before)
+    params["warehouse"]["url"] = url
+    (repo / PARAMS_FILE).write_text(yaml.safe_dump(params))
+    monkeypatch.setenv("DVC_EXP_NAME", "exp-1")
+    with pytest.raises(
+        ChurnmlError, match=r"warehouse\.url in params\.yaml holds a password.*CHURNML_WAREHOUSE_URL"
+    ):
+        load_config(repo)

@@ -204,3 +204,62 @@ def test_second_scoring_date_drives_the_call_list_changes_and_screenshots(repo, 
 
     with_page(require_chromium(), (dest / "reports" / "index.html").as_uri(), tmp_path / "profile", work)
     assert all(p.stat().st_size > 10_000 for p in shots.iterdir())
+
+
+@pytest.mark.postgres
+def test_a_secret_in_the_warehouse_query_string_appears_nowhere(repo):
+    """The password of `?password=` reaches PostgreSQL and nothing else: not the MLflow store, params.yaml,
+    dvc.lock, the logs or the warehouse. In a config file it is refused, pointing at the environment."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    from _env import require_postgres
+
+    dest, env = repo
+    if not (dest / "mlflow.db").is_file():
+        _run(["dvc", "repro"], dest, env)
+    plain = require_postgres()
+    secret = "Pw" + uuid.uuid4().hex[:12]
+    url = f"{plain}{'&' if '?' in plain else '?'}password={secret}"
+    schema = f"churnml_test_{uuid.uuid4().hex[:12]}"
+    local = dest / "conf" / "local" / "local.yaml"
+    overlay = local.read_text()
+    logs = []
+    try:
+        local.write_text(overlay + f"warehouse:\n  url: {url}\n")
+        refused = _run(["churnml", "params"], dest, env, check=False)
+        logs.append(refused.stdout + refused.stderr)
+        assert refused.returncode == 1 and "CHURNML_WAREHOUSE_URL" in refused.stderr
+        local.write_text(overlay + f"warehouse:\n  schema: {schema}\n")
+        _run(["churnml", "params"], dest, env)
+        run_env = dict(env, CHURNML_WAREHOUSE_URL=url)
+        scored = _run(["churnml", "score", "--accept-drift"], dest, run_env)
+        logs.append(scored.stdout + scored.stderr)
+        failed = _run(["churnml", "score", "--as-of", "1999-01-01"], dest, run_env, check=False)
+        logs.append(failed.stdout + failed.stderr)
+        assert failed.returncode == 1
+        engine = sa.create_engine(plain)
+        with engine.connect() as conn:
+            dumped = "\n".join(
+                str(row)
+                for table in ("score_runs", "churn_scores", "churn_explanations")
+                for row in conn.execute(sa.text(f'SELECT * FROM "{schema}"."{table}"'))
+            )
+        engine.dispose()
+        assert "succeeded" in dumped
+        places = {"warehouse": dumped, "logs": "\n".join(logs)}
+        for name in ("params.yaml", "dvc.lock", "mlflow.db"):
+            places[name] = (dest / name).read_bytes().decode("latin-1")
+        places["mlartifacts"] = "".join(
+            p.read_bytes().decode("latin-1") for p in (dest / "mlartifacts").rglob("*") if p.is_file()
+        )
+        leaked = [name for name, text in places.items() if secret in text]
+        assert leaked == [], f"the secret appears in {leaked}"
+    finally:
+        local.write_text(overlay)
+        _run(["churnml", "params"], dest, env, check=False)
+        engine = sa.create_engine(plain)
+        with engine.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        engine.dispose()

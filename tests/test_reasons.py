@@ -360,7 +360,7 @@ def test_top_reasons_json_and_with_reasons():
     assert [i["direction"] for i in items] == ["raises", "raises", "lowers"]
     assert items[0] == {
         "reason": "Logins down 50% vs the previous 30 days (40 in the last 30 days)",
-        "points": 0.08,
+        "points": 8.0,
         "direction": "raises",
     }
     annotated = with_reasons(ex, features)
@@ -378,8 +378,8 @@ def test_top_reasons_json_carries_context_after_the_reasons():
         "Logins down 50% vs the previous 30 days (40 in the last 30 days)",
         "3 high-priority tickets in the last 30 days",
     ]
-    assert a1[2] == {"reason": "Renewal in 41 days", "points": 0.03, "direction": "context"}
-    assert a1[3] == {"reason": "SMB segment", "points": -0.01, "direction": "context"}
+    assert a1[2] == {"reason": "Renewal in 41 days", "points": 3.0, "direction": "context"}
+    assert a1[3] == {"reason": "SMB segment", "points": -1.0, "direction": "context"}
     a2 = json.loads(tops["A2"])
     assert [i["direction"] for i in a2] == ["lowers", "lowers", "context"]
     # the churn_explanations rows say the same about a context feature as the scores' JSON

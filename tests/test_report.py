@@ -387,14 +387,16 @@ def test_context_is_shown_beside_the_reasons_not_as_one(tmp_path):
     assert len(row["u"]) == 2 and len(row["w"]) == 1
     # the same from the warehouse's JSON column (no reasons frame)
     items = [
-        {"reason": "Active users down 45% vs the previous 4 weeks", "points": 0.21, "direction": "raises"},
-        {"reason": "Latest NPS answer 9 / 10 (promoter)", "points": -0.03, "direction": "lowers"},
-        {"reason": "Renewal in 41 days", "points": 0.3, "direction": "context"},
+        {"reason": "Active users down 45% vs the previous 4 weeks", "points": 21.0, "direction": "raises"},
+        {"reason": "Latest NPS answer 9 / 10 (promoter)", "points": -3.0, "direction": "lowers"},
+        {"reason": "Renewal in 41 days", "points": 30.0, "direction": "context"},
     ]
     scored = scores.assign(top_reasons=[json.dumps(items)] + ["[]"] * (len(scores) - 1))
     row = _row_of(build_report(scored, None, None, None, tmp_path / "b", accounts=accounts).read_text(), "A0")
     assert row["cx"] == ["Renewal in 41 days"]
     assert len(row["u"]) == 1 and len(row["w"]) == 1
+    # the JSON's percentage points, shown as they are
+    assert row["u"][0][1] == "raises churn risk +21.0 pts" and row["w"][0][1] == "lowers churn risk -3.0 pts"
 
 
 # ------------------------------------------------------------------------------------------------ browser

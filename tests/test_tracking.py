@@ -122,12 +122,14 @@ def test_params_are_flattened_with_urls_redacted():
             "tracking": cfg,
             "model": {"lgbm": {"num_leaves": 31}, "targets": ["churn"], "monotone_churn": {}},
             "url": "mysql://u:p@h/db",
+            "query": "postgresql://u@h/db?password=S3CR3Tq",
         }
     )
     assert flat["tracking.experiment"] == "churnml" and flat["tracking.register"] == "True"
     assert flat["model.lgbm.num_leaves"] == "31"
     assert flat["model.targets"] == '["churn"]' and flat["model.monotone_churn"] == "{}"
     assert flat["url"] == "mysql://h/db"
+    assert flat["query"] == "postgresql://h/db?password=***"
 
 
 def test_data_version_reads_dvc_lock_else_hashes_the_file(tmp_path):

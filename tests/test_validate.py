@@ -163,3 +163,73 @@ def test_a_duplicated_key_is_shown_once_with_the_value_of_a_bad_type():
         ChurnmlError, match=r"type number' in 1 row\(s\) \(value 'ten'\); e.g. \(subscription_id=S1\)"
     ):
         validate_tables(_with("subscriptions", mrr=(0, "ten")))
+
+
+# ---------------------------------------------------------------------------------------------- values and dates
+
+
+@pytest.mark.parametrize(
+    ("table", "changes", "column", "rule", "key"),
+    [
+        ("subscriptions", {"mrr": (1, float("inf"))}, "mrr", "finite number", "subscription_id=S2"),
+        ("usage", {"value": (1, "-inf")}, "value", "finite number", "account_id=A1, date=2024-01-03"),
+        (
+            "usage",
+            {"date": (2, "2099-01-01")},
+            "date",
+            "date in plausible range 1990-01-01..",
+            "account_id=A2",
+        ),
+        (
+            "subscriptions",
+            {"start_date": (0, "1900-01-01")},
+            "start_date",
+            "plausible range",
+            "subscription_id=S1",
+        ),
+        (
+            "support_tickets",
+            {"created_at": (0, "2300-01-01 00:00:00")},
+            "created_at",
+            "plausible range",
+            "T1",
+        ),
+    ],
+)
+def test_non_finite_numbers_and_implausible_dates_name_table_column_rule_and_key(
+    table, changes, column, rule, key
+):
+    with pytest.raises(ChurnmlError) as info:
+        validate_tables(_with(table, **changes))
+    message = str(info.value)
+    assert message.startswith(f"{table}: column {column!r} fails rule")
+    assert rule in message and key in message and "\n" not in message
+
+
+def test_quarantine_moves_implausible_rows_aside_and_never_aborts(tmp_path):
+    """Written to Parquet first: a year-2300 date then arrives as a real timestamp that nanosecond dates
+    cannot hold (the schema's coercion used to fail the whole column and abort)."""
+    tables = tiny_tables()
+    usage = tables["usage"].assign(date=pd.to_datetime(tables["usage"]["date"]).astype("datetime64[us]"))
+    usage.loc[0, "date"] = pd.Timestamp("2300-01-01").as_unit("us")
+    usage.loc[1, "value"] = float("inf")
+    tables["usage"] = usage
+    write_folder(tables, tmp_path / "in")
+    result = validate_tables(read_folder(tmp_path / "in"), quarantine=True)
+    bad = result.quarantined["usage"]
+    assert len(bad) == 2 and len(result.tables["usage"]) + 2 == len(usage)
+    reasons = " | ".join(bad[REASON])
+    assert "date: date in plausible range" in reasons and "value: finite number" in reasons
+
+
+def test_the_plausible_range_is_configurable_and_contract_terms_may_lie_ahead():
+    from churnml.contract.validate import DateBounds
+
+    tables = _with("subscriptions", end_date=(1, "2031-01-02"))  # a contract term ends years ahead: fine
+    validate_tables(tables, bounds=DateBounds.of("1990-01-01", "2026-12-06"))
+    with pytest.raises(
+        ChurnmlError, match="accounts: column 'created_date' fails rule 'date in plausible range 2024-01-03"
+    ):
+        validate_tables(tiny_tables(), bounds=DateBounds.of("2024-01-03", "2030-01-01"))
+    with pytest.raises(ChurnmlError, match="plausible range 1990-01-01..2024-01-02"):
+        validate_tables(tiny_tables(), bounds=DateBounds.of(None, "2024-01-02"))

@@ -10,6 +10,7 @@ import datetime as dt
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -17,6 +18,7 @@ import threading
 import time
 import traceback
 import uuid
+from dataclasses import replace as dataclasses_replace
 from pathlib import Path
 
 import pandas as pd
@@ -170,17 +172,47 @@ def test_writing_twice_gives_the_same_rows_without_duplicates(make_warehouse):
 
 
 @parametrize_backends
-def test_a_rerun_replaces_the_as_of_rows_of_its_versions_only(make_warehouse):
+def test_a_replace_date_rerun_replaces_the_as_of_rows_of_its_versions_only(make_warehouse):
     wh = make_warehouse()
     other_day = dt.date(2025, 2, 1)
     wh.write_scores(make_scores(10), None, RunInfo(other_day, "v1", "v1"))
     wh.write_scores(make_scores(10), make_explanations(make_scores(10)), RunInfo(AS_OF, "v1", "v1"))
     smaller = make_scores(4, generation=1)
-    wh.write_scores(smaller, make_explanations(smaller), RunInfo(AS_OF, "v1", "v1"))
+    record = wh.write_scores(
+        smaller, make_explanations(smaller), RunInfo(AS_OF, "v1", "v1", replace_date=True)
+    )
 
     pd.testing.assert_frame_equal(values(wh.read_scores(AS_OF)), expected_scores(smaller))
     assert len(wh.read_scores(other_day)) == 10  # another as-of is untouched
     assert set(wh.read_explanations(AS_OF)["account_id"]) == set(smaller["account_id"])
+    assert record.accounts_untouched == 0
+    assert bool(wh.read_runs()["replace_date"].iloc[-1]) is True
+
+
+@parametrize_backends
+def test_a_partial_export_keeps_the_other_accounts_scores(make_warehouse):
+    wh = make_warehouse()
+    full = make_scores(10)
+    wh.write_scores(full, make_explanations(full), RunInfo(AS_OF, "v1", "v1"))
+    partial = make_scores(4, generation=1, start=3)  # accounts 3..6 rescored, 0-2 and 7-9 absent
+    expl = make_explanations(partial)
+    expl = expl[expl["rank"] == 1]  # fewer reasons than before: the account's old extra rows must go
+    record = wh.write_scores(partial, expl, RunInfo(AS_OF, "v1", "v1"))
+
+    got = wh.read_scores(AS_OF).set_index("account_id")
+    assert len(got) == 10
+    for i in range(10):
+        source = partial if 3 <= i < 7 else full
+        row = source[source["account_id"] == f"A{i:06d}"].iloc[0]
+        assert got.loc[f"A{i:06d}", "churn_probability"] == row["churn_probability"]
+    explanations = wh.read_explanations(AS_OF)
+    per_account = explanations.groupby("account_id").size()
+    assert all(per_account[f"A{i:06d}"] == (2 if 3 <= i < 7 else 4) for i in range(10))
+    assert record.scores_rows == 4
+    assert record.accounts_untouched == 6
+    runs = wh.read_runs()
+    assert list(runs["accounts_untouched"]) == [0, 6]
+    assert not runs["replace_date"].astype(bool).any()
 
 
 @parametrize_backends
@@ -211,7 +243,7 @@ def test_chunks_and_pairs_are_written_in_one_transaction(make_warehouse):
 
     regenerated = [make_scores(5, generation=2, start=i * 5) for i in range(2)]
     pairs = ((p, make_explanations(p)) for p in regenerated)
-    record = wh.write_batches(pairs, RunInfo(AS_OF, "v1", "v1"))
+    record = wh.write_batches(pairs, RunInfo(AS_OF, "v1", "v1", replace_date=True))
     assert (record.scores_rows, record.explanations_rows) == (10, 40)
     pd.testing.assert_frame_equal(values(wh.read_scores(AS_OF)), expected_scores(pd.concat(regenerated)))
 
@@ -390,7 +422,7 @@ def test_concurrent_postgres_runs_serialise(make_warehouse):
     wh = make_warehouse()
     wh.ensure_tables()
     first_scores, second_scores = make_scores(40, generation=1), make_scores(30, generation=2)
-    runs = [RunInfo(AS_OF, "v1", "v1"), RunInfo(AS_OF, "v1", "v1")]
+    runs = [RunInfo(AS_OF, "v1", "v1", replace_date=True), RunInfo(AS_OF, "v1", "v1", replace_date=True)]
     inside, release = threading.Event(), threading.Event()
     errors: list[BaseException] = []
 
@@ -483,7 +515,7 @@ CHILD = textwrap.dedent(
     wh = Warehouse(f"duckdb:///{db}", lock_timeout_s=float(timeout))
     scores = pd.read_parquet(Path(frames) / "scores.parquet")
     expl = pd.read_parquet(Path(frames) / "explanations.parquet")
-    run = RunInfo("2025-03-01", "v1", "v1", run_id=run_id)
+    run = RunInfo("2025-03-01", "v1", "v1", run_id=run_id, replace_date=True)
     try:
         wh.write_scores(scores, expl, run, on_chunk=wait_for_release if hold == "1" else None)
     except ChurnmlError as exc:
@@ -687,3 +719,241 @@ def test_call_list_is_replaced_per_as_of_on_every_backend(make_warehouse):
     }
     one = wh.read_call_list("2025-06-08")
     assert list(one["team_rank"]) == [1, 2, 3, 4] and pd.isna(one["risk_change"].iloc[0])
+
+
+# ---------------------------------------------------------------------------------------------- run record and data
+
+
+@parametrize_backends
+def test_a_failure_between_data_and_run_record_leaves_no_visible_rows(make_warehouse, monkeypatch):
+    """The rows and the run's 'succeeded' commit together: when the record cannot be updated (a revoked
+    UPDATE, a crash), no row of the run is visible and the previous rows stay."""
+    from churnml.warehouse import backends
+
+    wh = make_warehouse()
+    before = make_scores(5)
+    wh.write_scores(before, make_explanations(before), RunInfo(AS_OF, "v1", "v1"))
+
+    def refuse(self, record, *args, **kwargs):
+        if record.status == "succeeded":
+            raise RuntimeError("permission denied for table score_runs")
+        return original[type(self)](self, record, *args, **kwargs)
+
+    original = {cls: cls.update_run for cls in (backends._DuckDBSession, backends._SQLSession)}
+    for cls in original:
+        monkeypatch.setattr(cls, "update_run", refuse)
+    after = make_scores(8, generation=3)
+    run = RunInfo(AS_OF, "v1", "v1")
+    with pytest.raises(ChurnmlError, match="rolled back: RuntimeError: permission denied"):
+        wh.write_scores(after, make_explanations(after), run)
+
+    pd.testing.assert_frame_equal(values(wh.read_scores(AS_OF)), expected_scores(before))
+    assert run.run_id not in set(wh.read_scores()["run_id"])
+    assert len(wh.read_explanations(AS_OF)) == len(make_explanations(before))
+    runs = wh.read_runs().set_index("run_id")
+    assert runs.loc[run.run_id, "status"] == "failed"
+
+
+SIGNAL_CHILD = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    import pandas as pd
+    from churnml import cli
+    from churnml.warehouse.store import RunInfo, Warehouse
+
+    url, schema, marker, run_id = sys.argv[1:5]
+    # A shell's background job starts with SIGINT ignored (Python then installs no handler): act as a terminal.
+    import signal
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    @cli.app.command("test-write")
+    def test_write() -> None:
+        def hold(table, rows):  # inside the transaction, after the first chunk: wait to be killed
+            Path(marker).touch()
+            time.sleep(120)
+
+        scores = pd.DataFrame({
+            "account_id": [f"B{i:04d}" for i in range(50)], "churn_probability": 0.5, "risk_tier": "low",
+            "expansion_probability": 0.5, "arr": 1.0, "arr_at_risk": 0.5, "segment": "smb",
+            "touch_model": "tech_touch", "recommended_play": "p", "top_reasons": "[]",
+        })
+        with Warehouse(url, schema=schema) as wh:
+            wh.write_scores(scores, None, RunInfo("2025-03-01", "v1", "v1", run_id=run_id), on_chunk=hold)
+
+    sys.argv = ["churnml", "test-write"]
+    cli.main()
+    """
+)
+
+
+def _signal_child(tmp_path: Path, make_warehouse, run_id: str) -> tuple[subprocess.Popen, Path]:
+    script = tmp_path / "signal_child.py"
+    script.write_text(SIGNAL_CHILD)
+    marker = tmp_path / f"{run_id}.inside"
+    proc = subprocess.Popen(
+        [sys.executable, str(script), make_warehouse.url, make_warehouse.schema, str(marker), run_id],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    _wait_for(marker.exists, proc, "the child's write to start")
+    return proc, marker
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("signum", "code", "name"), [(signal.SIGTERM, 143, "SIGTERM"), (signal.SIGINT, 130, "SIGINT")]
+)
+@pytest.mark.parametrize("make_warehouse", BACKENDS[:2], indirect=True)
+def test_a_signal_mid_write_leaves_no_rows_and_a_failed_run(make_warehouse, tmp_path, signum, code, name):
+    """SIGTERM is what a scheduler sends on timeout; SIGINT is Ctrl-C. Both roll back and record the run."""
+    wh = make_warehouse()
+    before = make_scores(3)
+    wh.write_scores(before, None, RunInfo(AS_OF, "v1", "v1"))
+    wh.close()  # DuckDB: one process holds the file
+    proc, _ = _signal_child(tmp_path, make_warehouse, "run-sig")
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=60)
+
+    assert proc.returncode == code
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert "run run-sig" in lines[0] and f"interrupted by {name}" in lines[0] and "marked failed" in lines[0]
+    pd.testing.assert_frame_equal(values(wh.read_scores(AS_OF)), expected_scores(before))
+    runs = wh.read_runs().set_index("run_id")
+    assert runs.loc["run-sig", "status"] == "failed"
+    assert runs.loc["run-sig", "error"] == f"interrupted by {name}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("make_warehouse", BACKENDS[:2], indirect=True)
+def test_a_run_left_running_by_a_killed_process_is_marked_abandoned(make_warehouse, tmp_path):
+    proc, _ = _signal_child(tmp_path, make_warehouse, "run-killed")
+    proc.kill()  # kill -9: no handler runs, the record stays "running"
+    proc.communicate(timeout=60)
+    wh = make_warehouse()
+    assert wh.read_runs().set_index("run_id").loc["run-killed", "status"] == "running"
+
+    after = make_scores(4)
+    wh.write_scores(after, None, RunInfo(AS_OF, "v1", "v1", run_id="run-next"))
+
+    runs = wh.read_runs().set_index("run_id")
+    assert runs.loc["run-killed", "status"] == "abandoned"
+    assert pd.notna(runs.loc["run-killed", "finished_at"])
+    assert "process is gone" in runs.loc["run-killed", "error"]
+    assert runs.loc["run-next", "status"] == "succeeded"
+    assert set(wh.read_scores(AS_OF)["run_id"]) == {"run-next"}  # the killed run's rows never appeared
+
+
+@parametrize_backends
+def test_a_live_run_is_not_abandoned_and_another_hosts_run_only_after_a_day(make_warehouse):
+    import socket
+
+    from churnml.warehouse import backends
+
+    wh = make_warehouse()
+    wh.check()
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    rows = [  # (run_id, host, pid, started): this process, another host recently, another host long ago
+        ("live", socket.gethostname(), os.getpid(), now),
+        ("elsewhere-recent", "another-host", 1, now - dt.timedelta(hours=1)),
+        ("elsewhere-old", "another-host", 1, now - dt.timedelta(hours=30)),
+    ]
+    with wh._session() as session:
+        for run_id, host, pid, started in rows:
+            record = backends.RunRecord.start(RunInfo(AS_OF, "v1", "v1", run_id=run_id, started_at=started))
+            session.insert_run(dataclasses_replace(record, host=host, pid=pid))
+    wh.check()
+    status = wh.read_runs().set_index("run_id")["status"].to_dict()
+    assert status == {"live": "running", "elsewhere-recent": "running", "elsewhere-old": "abandoned"}
+
+
+@parametrize_backends
+def test_tables_of_an_older_release_are_upgraded_in_place(make_warehouse):
+    """score_runs without the new columns gains them; PostgreSQL's text top_reasons becomes jsonb."""
+    import sqlalchemy as sa
+
+    from churnml.contract.tables import RUNS_COLUMNS, SCORES_COLUMNS
+
+    wh = make_warehouse()
+    old_runs = [c for c in RUNS_COLUMNS if c.name != "accounts_untouched" and c.name not in ("replace_date",
+                "drift_accepted", "drift", "host", "pid")]  # fmt: skip
+    qt = wh._qtable
+    kinds = {"text": "TEXT", "date": "DATE", "ts": "TIMESTAMP", "int": "INTEGER"}
+    ddl = [
+        *([f'CREATE SCHEMA IF NOT EXISTS "{wh.schema}"'] if wh.schema else []),
+        f"CREATE TABLE {qt('runs')} ("
+        + ", ".join(f'"{c.name}" {kinds[c.kind]}' for c in old_runs)
+        + ', PRIMARY KEY ("run_id"))',
+        f"CREATE TABLE {qt('scores')} ("
+        + ", ".join(
+            f'"{c.name}" {"TEXT" if c.kind == "json" else kinds.get(c.kind, "DOUBLE PRECISION")}'
+            for c in SCORES_COLUMNS
+        )
+        + ', PRIMARY KEY ("account_id", "as_of", "churn_model_version", "expansion_model_version"))',
+    ]
+    if make_warehouse.backend == "duckdb":
+        import duckdb
+
+        with duckdb.connect(str(wh.duckdb_path)) as con:
+            for statement in ddl:
+                con.execute(statement)
+    else:
+        engine = sa.create_engine(make_warehouse.url)
+        with engine.begin() as conn:
+            for statement in ddl:
+                conn.execute(sa.text(statement))
+        engine.dispose()
+    scores = make_scores(3)
+    record = wh.write_scores(scores, None, RunInfo(AS_OF, "v1", "v1"))
+    runs = wh.read_runs()
+    assert runs["accounts_untouched"].tolist() == [0] and runs["pid"].tolist() == [os.getpid()]
+    assert record.status == "succeeded"
+    got = wh.read_scores(AS_OF)
+    assert json.loads(got["top_reasons"][0]) == ["reason 0-0", "usage down 45%"]
+    if make_warehouse.backend == "postgresql":
+        engine = sa.create_engine(make_warehouse.url)
+        with engine.connect() as conn:
+            kind = conn.execute(
+                sa.text(
+                    "SELECT data_type FROM information_schema.columns WHERE table_schema = :s "
+                    "AND table_name = 'churn_scores' AND column_name = 'top_reasons'"
+                ),
+                {"s": make_warehouse.schema},
+            ).scalar()
+            # jsonb: a BI tool can query into the reasons
+            first = conn.execute(
+                sa.text(f"SELECT top_reasons->>0 FROM {qt('scores')} WHERE account_id = 'A000000'")
+            ).scalar()
+        engine.dispose()
+        assert kind == "jsonb" and first == "reason 0-0"
+
+
+@pytest.mark.parametrize("make_warehouse", BACKENDS[:2], indirect=True)
+def test_top_reasons_is_json_in_new_tables(make_warehouse):
+    wh = make_warehouse()
+    wh.write_scores(make_scores(2), None, RunInfo(AS_OF, "v1", "v1"))
+    if make_warehouse.backend == "duckdb":
+        import duckdb
+
+        with duckdb.connect(str(wh.duckdb_path)) as con:
+            kind = con.execute(
+                "SELECT data_type FROM information_schema.columns WHERE column_name = 'top_reasons'"
+            ).fetchall()[0][0]
+        assert kind == "JSON"
+    else:
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(make_warehouse.url)
+        with engine.connect() as conn:
+            kind = conn.execute(
+                sa.text(
+                    "SELECT data_type FROM information_schema.columns WHERE table_schema = :s "
+                    "AND column_name = 'top_reasons'"
+                ),
+                {"s": make_warehouse.schema},
+            ).scalar()
+        engine.dispose()
+        assert kind == "jsonb"

@@ -17,7 +17,7 @@ from typing import Annotated
 
 import typer
 
-from churnml.errors import ChurnmlError
+from churnml.errors import ChurnmlError, Interrupted, Terminated, interruption, sigterm_raises
 
 app = typer.Typer(
     name="churnml",
@@ -77,20 +77,32 @@ def params(
 @app.command()
 def generate(
     out: Annotated[Path, typer.Option("--out", help="Folder for the contract's tables")],
-    accounts: Annotated[int, typer.Option(min=1, help="Number of accounts")] = 5000,
-    seed: Annotated[int, typer.Option(help="Random seed (same seed, same data)")] = 42,
-    months: Annotated[int, typer.Option(min=1, help="Months of history")] = 24,
-    start: Annotated[str, typer.Option(help="First day of the data, YYYY-MM-DD")] = "2024-01-01",
+    accounts: Annotated[
+        int | None, typer.Option(min=1, help="Number of accounts (default: simulator's)")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed (same seed, same data)")] = None,
+    months: Annotated[
+        int | None, typer.Option(min=1, help="Months of history (default: simulator's)")
+    ] = None,
+    start: Annotated[
+        str | None, typer.Option(help="First day of the data, YYYY-MM-DD (default: the pipeline's simulator)")
+    ] = None,
     truth: Annotated[
         Path | None, typer.Option(help="Folder for the ground truth (default: OUT/../truth)")
     ] = None,
 ) -> None:
-    """Write a synthetic SaaS portfolio (the contract's tables) and its ground truth."""
-    parse_day(start, "--start")
+    """Write a synthetic SaaS portfolio (the contract's tables) and its ground truth.
+
+    Defaults are the pipeline's simulator (``SimulatorConfig``), start date included, so the data ends in an
+    ordinary week and its default as-of is not a year-end one.
+    """
+    if start is not None:
+        parse_day(start, "--start")
     from churnml.config import SimulatorConfig
     from churnml.sources.simulate import generate as run_generate
 
-    cfg = SimulatorConfig(accounts=accounts, seed=seed, months=months, start_date=start)
+    given = {"accounts": accounts, "seed": seed, "months": months, "start_date": start}
+    cfg = SimulatorConfig(**{k: v for k, v in given.items() if v is not None})
     truth_dir = truth or out.parent / "truth"
     with _progress("generating") as progress:
         summary = run_generate(cfg, out, truth_dir, progress=progress)
@@ -105,12 +117,15 @@ def validate(
         Path | None, typer.Option(help="Write bad rows here (with a reason column) instead of failing")
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Write the valid, typed tables here as Parquet")] = None,
+    min_date: Annotated[str | None, typer.Option(help="Earliest plausible date (default 1990-01-01)")] = None,
+    max_date: Annotated[str | None, typer.Option(help="Latest plausible date (default: today, UTC)")] = None,
 ) -> None:
     """Check a folder of tables against the data contract."""
     from churnml.contract.io import read_folder, write_folder
-    from churnml.contract.validate import validate_tables
+    from churnml.contract.validate import DateBounds, validate_tables
 
-    result = validate_tables(read_folder(folder), quarantine=quarantine is not None)
+    bounds = DateBounds.of(min_date, max_date)
+    result = validate_tables(read_folder(folder), quarantine=quarantine is not None, bounds=bounds)
     if out is not None:
         write_folder(result.tables, out)
     if quarantine is not None:
@@ -246,21 +261,70 @@ def score(
     churn_version: ModelRef = None,
     expansion_version: ModelRef = None,
     run_kind: Annotated[str, typer.Option(help="scheduled | manual | backtest")] = "manual",
+    replace_date: Annotated[
+        bool,
+        typer.Option(
+            "--replace-date", help="Replace every score of the as-of (default: only the accounts scored)"
+        ),
+    ] = False,
+    accept_drift: Annotated[
+        bool,
+        typer.Option(
+            "--accept-drift", help="Score despite drift past the fail bounds (recorded in score_runs)"
+        ),
+    ] = False,
 ) -> None:
     """Score every active account as of a date with the champion models; write scores and reasons."""
     day = parse_day(as_of, "--as-of") if as_of else None
-    from churnml.scoring.batch import score_accounts
+    from churnml.config import load_config, repo_root
+    from churnml.scoring.batch import load_tables, prepare_scoring, progress_bar, score_accounts
 
-    cfg, tables, url = _score_inputs(data, source_url, warehouse)
+    _refuse_password_option(warehouse, "--warehouse", "CHURNML_WAREHOUSE_URL")
+    _refuse_password_option(source_url, "--source-url", "CHURNML_SOURCE_URL")
+    cfg = load_config(check_fresh=False)
+    url = warehouse or os.environ.get("CHURNML_WAREHOUSE_URL")
+    source_url = source_url or os.environ.get("CHURNML_SOURCE_URL") if data is None else source_url
     refs = _model_refs(churn_version, expansion_version)
-    result = score_accounts(tables, cfg, as_of=day, model_refs=refs, warehouse_url=url, run_kind=run_kind)
-    for line in result.warnings:
-        _echo(line)
+    # Fail fast: warehouse and models are checked before minutes of reading and feature work.
+    prepared = prepare_scoring(cfg, model_refs=refs, warehouse_url=url)
+    if data is None and source_url is None:
+        data = repo_root() / cfg.paths.validated
+    interactive = sys.stderr.isatty()
+    with progress_bar(interactive) as bar:
+        task = None if bar is None else bar.add_task("reading and validating the input", total=1)
+        tables = load_tables(data, source_url, cfg.data)
+        if task is not None:
+            bar.update(task, completed=1)
+    result = score_accounts(
+        tables,
+        cfg,
+        as_of=day,
+        model_refs=refs,
+        warehouse_url=url,
+        run_kind=run_kind,
+        prepared=prepared,
+        replace_date=replace_date,
+        accept_drift=accept_drift,
+        progress=interactive,
+    )
     tiers = result.scores["risk_tier"].value_counts().to_dict()
+    kept = result.run.accounts_untouched or 0
     _echo(
         f"scored {len(result.scores):,} accounts as of {result.as_of.date()} (churn model v{result.versions['churn']}, "
-        f"expansion v{result.versions['expansion']}); tiers {tiers}; run {result.run.run_id}"
+        f"expansion v{result.versions['expansion']}); {kept:,} other account(s) of the date kept"
+        f"{' (whole date replaced)' if replace_date else ''}; tiers {tiers}; run {result.run.run_id}"
     )
+
+
+def _refuse_password_option(url: str | None, option: str, env: str) -> None:
+    """A password on the command line is visible to every user in ``ps``: refuse it, naming the variable."""
+    from churnml.config import has_password
+
+    if url and has_password(url):
+        raise ChurnmlError(
+            f"{option} holds a password, which every user of this machine can read in the process list: "
+            f"pass the URL in the environment variable {env} instead"
+        )
 
 
 @app.command("spark-score")
@@ -307,10 +371,14 @@ def _score_inputs(data: Path | None, source_url: str | None, warehouse: str | No
     from churnml.config import load_config, repo_root
     from churnml.scoring.batch import load_tables
 
+    _refuse_password_option(warehouse, "--warehouse", "CHURNML_WAREHOUSE_URL")
+    _refuse_password_option(source_url, "--source-url", "CHURNML_SOURCE_URL")
     cfg = load_config(check_fresh=False)
     if data is None and source_url is None:
+        source_url = os.environ.get("CHURNML_SOURCE_URL") or None
+    if data is None and source_url is None:
         data = repo_root() / cfg.paths.validated
-    return cfg, load_tables(data, source_url), warehouse or os.environ.get("CHURNML_WAREHOUSE_URL")
+    return cfg, load_tables(data, source_url, cfg.data), warehouse or os.environ.get("CHURNML_WAREHOUSE_URL")
 
 
 @app.command()
@@ -585,18 +653,27 @@ def tabular_score(
 
 
 def main() -> None:
-    """Entry point: expected failures are one line on stderr and exit code 1, never a traceback."""
+    """Entry point: expected failures are one line on stderr and exit code 1, never a traceback.
+
+    SIGTERM (a scheduler's timeout) unwinds like Ctrl-C: a scoring run in progress rolls back, is recorded
+    as failed, and the command exits 143 (130 for SIGINT) with one line.
+    """
     from churnml.stages import quiet_telemetry
 
     quiet_telemetry()
-    try:
-        app()
-    except ChurnmlError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise SystemExit(1) from None
-    except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
-        raise SystemExit(130) from None
+    with sigterm_raises():
+        try:
+            app()
+        except ChurnmlError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise SystemExit(1) from None
+        except Interrupted as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise SystemExit(exc.exit_code) from None
+        except (KeyboardInterrupt, Terminated) as exc:  # outside a write: nothing to record
+            name, code = interruption(exc) or ("SIGINT", 130)
+            typer.echo(f"interrupted by {name}", err=True)
+            raise SystemExit(code) from None
 
 
 if __name__ == "__main__":

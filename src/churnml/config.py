@@ -106,6 +106,8 @@ class DataConfig:
     source: str = "simulator"  # simulator | folder
     input_dir: str = "data/raw"  # read by validate when source=folder
     quarantine: bool = False  # write bad rows aside (counts reported) instead of failing
+    min_date: str = "1990-01-01"  # earlier dates are bad rows (a 1900 start date is a placeholder)
+    max_date: str = ""  # later dates are bad rows; empty: the run's wall-clock date (UTC)
 
 
 @dataclass
@@ -299,6 +301,11 @@ class DriftConfig:
     psi_warn: float = 0.1
     psi_fail: float = 0.5
     feature_psi_fail: float = 2.0
+    # Input bounds per feature family or glob of feature names (the most specific match wins over
+    # feature_psi_fail). Baseline-deviation features (z-scores of a short window against the account's own
+    # trailing weeks) move with the calendar: a year-end or holiday dip shifts every account at once, so
+    # their PSI against a training period of ordinary weeks runs far past the input bound on a sound feed.
+    feature_psi_fail_by: dict[str, float] = field(default_factory=lambda: {"usage_*_zscore_*": 10.0})
     bins: int = 10
 
 
@@ -406,6 +413,41 @@ class Config:
     report: ReportConfig = field(default_factory=ReportConfig)
 
 
+# Query parameters whose value is a secret (``?password=...``, ``?sslpassword=...``, ``?api_key=...``).
+SECRET_QUERY_KEYS = ("password", "passwd", "pwd", "secret", "token", "api_key", "apikey", "private_key")
+_USERINFO_PASSWORD = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://[^/@?#\s]*:[^/@?#\s]*@")
+_SECRET_QUERY = re.compile(rf"(?i)[?&;][^=&;#]*(?:{'|'.join(SECRET_QUERY_KEYS)})[^=&;#]*=[^&;#]")
+
+
+def has_password(value: str) -> bool:
+    """Whether a URL carries a password: ``user:pass@`` in its authority, or a secret query parameter."""
+    return bool(_USERINFO_PASSWORD.match(value) or ("://" in value and _SECRET_QUERY.search(value)))
+
+
+# Where each URL setting's secret belongs instead of a file that git and DVC keep.
+_URL_ENV = {"warehouse.url": "CHURNML_WAREHOUSE_URL"}
+
+
+def _refuse_passwords(raw: Any, where: str, prefix: str = "") -> None:
+    """Refuse any config value that is a URL with a password, naming the key and the environment variable.
+
+    params.yaml is tracked by git and hashed by DVC (dvc.lock), and every stage logs its section to MLflow:
+    a password there would be kept forever. The URL goes in an environment variable instead.
+    """
+    if isinstance(raw, dict):
+        for key, value in raw.items():
+            _refuse_passwords(value, where, f"{prefix}.{key}" if prefix else str(key))
+    elif isinstance(raw, list | tuple):
+        for i, value in enumerate(raw):
+            _refuse_passwords(value, where, f"{prefix}[{i}]")
+    elif isinstance(raw, str) and has_password(raw):
+        env = _URL_ENV.get(prefix, "an environment variable")
+        raise ChurnmlError(
+            f"{prefix} in {where} holds a password, which git, DVC (params.yaml, dvc.lock) and MLflow would "
+            f"keep: remove it there and pass the URL in {env} instead"
+        )
+
+
 class StaleParamsError(ChurnmlError):
     """params.yaml no longer matches what conf/ composes to."""
 
@@ -491,7 +533,9 @@ def write_params(root: Path, overrides: list[str] | None = None) -> Path:
     from omegaconf import OmegaConf
 
     cfg = _compose(root / CONF_DIR, overrides)
-    validate_config(OmegaConf.to_container(cfg, resolve=True))
+    composed = OmegaConf.to_container(cfg, resolve=True)
+    _refuse_passwords(composed, f"{CONF_DIR}/ (composed into {PARAMS_FILE})")
+    validate_config(composed)
     out = root / PARAMS_FILE
     text = OmegaConf.to_yaml(cfg)
     if not out.exists() or out.read_text(encoding="utf-8") != text:
@@ -528,6 +572,7 @@ def load_config(root: Path | None = None, *, check_fresh: bool = True) -> Config
         raw = yaml.safe_load(params.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         raise ChurnmlError(f"{params}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    _refuse_passwords(raw, PARAMS_FILE)  # e.g. composed by `dvc exp run`: refused before any stage work
     if check_fresh and not os.environ.get("DVC_EXP_NAME"):
         fresh = compose(conf)
         diff = _diff_keys(raw, fresh)

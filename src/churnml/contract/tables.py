@@ -57,7 +57,7 @@ class WarehouseColumn:
     """A column of a warehouse table: its storage kind, whether it is part of the key, who fills it."""
 
     name: str
-    kind: str  # text | date | ts | float | int | bool
+    kind: str  # text | date | ts | float | int | bool | json (jsonb in PostgreSQL, JSON in DuckDB)
     key: bool = False
     filled: bool = False  # the writer fills it from the run when the frame lacks it
 
@@ -76,7 +76,7 @@ SCORES_COLUMNS: tuple[WarehouseColumn, ...] = (
     _W("segment", "text"),
     _W("touch_model", "text"),
     _W("recommended_play", "text"),
-    _W("top_reasons", "text"),
+    _W("top_reasons", "json"),
     _W("run_id", "text", filled=True),
     _W("scored_at", "ts", filled=True),
 )
@@ -106,6 +106,13 @@ RUNS_COLUMNS: tuple[WarehouseColumn, ...] = (
     _W("started_at", "ts"),
     _W("finished_at", "ts"),
     _W("error", "text"),
+    # Added by issue 20 (existing tables get them with ALTER TABLE ... ADD COLUMN IF NOT EXISTS):
+    _W("accounts_untouched", "int"),  # rows of this as-of and versions the run kept (not in its input)
+    _W("replace_date", "bool"),  # the run replaced the whole as-of (--replace-date), not only its accounts
+    _W("drift_accepted", "bool"),  # scored despite drift past the fail thresholds (--accept-drift)
+    _W("drift", "text"),  # JSON: the PSI table of the run (target, feature, family, psi, bound, status)
+    _W("host", "text"),  # where the run's process ran: a run left running by a dead process is abandoned
+    _W("pid", "int"),
 )
 # Realised performance of scores once their labels matured (churnml.scoring.monitor): one row per as-of,
 # target, model version and touch model ("all" for every account). Written with write_performance, not by
@@ -150,7 +157,15 @@ CALL_LIST_COLUMNS: tuple[WarehouseColumn, ...] = (
     _W("churn_model_version", "text"),
     _W("expansion_model_version", "text"),
 )
-_PANDERA_DTYPE = {"text": str, "date": DATE, "ts": DATE, "float": float, "int": "Int64", "bool": "boolean"}
+_PANDERA_DTYPE = {
+    "text": str,
+    "json": str,
+    "date": DATE,
+    "ts": DATE,
+    "float": float,
+    "int": "Int64",
+    "bool": "boolean",
+}
 
 
 # ----------------------------------------------------------------------------------------------- tables

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 import pandera.errors as pe
 
@@ -14,6 +15,48 @@ from churnml.errors import ChurnmlError
 
 REASON = "_quarantine_reason"
 MAX_KEYS_SHOWN = 3
+DEFAULT_MIN_DATE = "1990-01-01"
+# Dates that may lie ahead of the run (a contract's scheduled term, a pre-booked renewal, an invoice's due
+# date): bounded by the run's date plus this many years instead of the run's date.
+FUTURE_COLUMNS = {("subscriptions", "start_date"), ("subscriptions", "end_date"), ("invoices", "due_date")}
+FUTURE_YEARS = 10
+
+
+@dataclass(frozen=True)
+class DateBounds:
+    """The plausible range of every date and timestamp of the input: ``[min_date, max_date]`` (days).
+
+    Attributes:
+        min_date: the earliest plausible day (default 1990-01-01).
+        max_date: the latest plausible day (default: today, the run's wall-clock date, UTC); columns in
+            :data:`FUTURE_COLUMNS` may reach :data:`FUTURE_YEARS` years past it.
+    """
+
+    min_date: pd.Timestamp
+    max_date: pd.Timestamp
+
+    @classmethod
+    def of(cls, min_date: str | None = None, max_date: str | None = None) -> DateBounds:
+        """Bounds from config text (empty or None: the defaults)."""
+        try:
+            low = pd.Timestamp(min_date or DEFAULT_MIN_DATE).normalize()
+            high = (
+                pd.Timestamp(max_date).normalize()
+                if max_date
+                else pd.Timestamp.now("UTC").tz_localize(None).normalize()
+            )
+        except (ValueError, TypeError):
+            raise ChurnmlError(
+                f"data.min_date/max_date: expected YYYY-MM-DD, got {min_date!r}/{max_date!r}"
+            ) from None
+        return cls(low, high)
+
+    def limit(self, name: str, column: str) -> tuple[pd.Timestamp, pd.Timestamp]:
+        """(first allowed instant, first instant past the range) of one column."""
+        high = self.max_date + (
+            pd.DateOffset(years=FUTURE_YEARS) if (name, column) in FUTURE_COLUMNS else pd.Timedelta(0)
+        )
+        return self.min_date, high + pd.Timedelta(days=1)
 
 
 @dataclass
@@ -31,8 +74,11 @@ class ValidationResult:
         }
 
 
-def table_failures(name: str, frame: pd.DataFrame) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
-    """Run the table's schema lazily.
+def table_failures(
+    name: str, frame: pd.DataFrame, bounds: DateBounds | None = None
+) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """Run the table's schema lazily, plus the value rules a schema cannot say: finite numbers, dates in
+    ``bounds`` (default :meth:`DateBounds.of`).
 
     Returns:
         (failure cases, coerced frame): failures has columns column, check, failure_case, index (the
@@ -46,7 +92,7 @@ def table_failures(name: str, frame: pd.DataFrame) -> tuple[pd.DataFrame | None,
             f"{name}: missing column(s) {', '.join(missing)} (rule: column present; "
             f"expected {', '.join(spec.schema.columns)})"
         )
-    parsed, type_failures = _parse_types(name, frame)
+    parsed, type_failures = _parse_types(name, frame, bounds or DateBounds.of())
     try:
         validated = spec.schema.validate(parsed, lazy=True)
     except pe.SchemaErrors as exc:
@@ -58,15 +104,34 @@ def table_failures(name: str, frame: pd.DataFrame) -> tuple[pd.DataFrame | None,
     return None, validated
 
 
-def _parse_types(name: str, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Parse date and number columns cell by cell, so one bad cell fails its row, not the whole column."""
+def _parse_types(name: str, frame: pd.DataFrame, bounds: DateBounds) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Parse date and number columns cell by cell, so one bad cell fails its row, not the whole column.
+
+    A cell fails its type, a number that is not finite (inf would become an infinite ARR at risk) or a date
+    outside the plausible range (a year 2099 usage row would move the default as-of there; a year 2300 one
+    does not even fit the schema's nanosecond dates). Failing cells are blanked in the parsed frame, so the
+    schema's coercion never fails a whole column: the row is reported, or quarantined, by its key.
+    """
     parsed = {}
     failures = []
+
+    def fail(column: str, rule: str, raw: pd.Series, bad: pd.Series) -> None:
+        failures.append(
+            pd.DataFrame(
+                {
+                    "column": column,
+                    "check": rule,
+                    "failure_case": raw[bad].astype(str),
+                    "index": raw.index[bad],
+                }
+            )
+        )
+
     for column, col in TABLES[name].schema.columns.items():
         dtype = str(col.dtype)
         raw = frame[column]
         if dtype.startswith("datetime64"):
-            values = pd.to_datetime(raw, errors="coerce", format="ISO8601", utc=True).dt.tz_localize(None)
+            values = _to_datetime(raw)
             rule = "type datetime (YYYY-MM-DD[ HH:MM:SS])"
         elif dtype in ("float64", "Int64", "int64"):
             values = pd.to_numeric(raw, errors="coerce")
@@ -75,20 +140,37 @@ def _parse_types(name: str, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataF
             continue
         bad = raw.notna() & values.isna()
         if bad.any():
-            failures.append(
-                pd.DataFrame(
-                    {
-                        "column": column,
-                        "check": rule,
-                        "failure_case": raw[bad].astype(str),
-                        "index": raw.index[bad],
-                    }
+            fail(column, rule, raw, bad)
+        if dtype.startswith("datetime64"):
+            low, high = bounds.limit(name, column)
+            out = values.notna() & ((values < low) | (values >= high))
+            if out.any():
+                last = (high - pd.Timedelta(days=1)).date()
+                fail(
+                    column, f"date in plausible range {low.date()}..{last} (data.min_date/max_date)", raw, out
                 )
-            )
+                values = values.mask(out)
+            values = values.astype("datetime64[ns]")
+        else:
+            infinite = values.notna() & ~np.isfinite(values.astype("float64"))
+            if infinite.any():
+                fail(column, "finite number (not inf)", raw, infinite)
+                values = values.mask(infinite)
         parsed[column] = values
     frame = frame.assign(**parsed)
     empty = pd.DataFrame(columns=["column", "check", "failure_case", "index"])
     return frame, (pd.concat(failures, ignore_index=True) if failures else empty)
+
+
+def _to_datetime(raw: pd.Series) -> pd.Series:
+    """UTC-naive timestamps at microsecond resolution (years 1..9999, so a year 2300 is a value to judge, not
+    an overflow); unparseable cells become NaT."""
+    if pd.api.types.is_datetime64_any_dtype(raw.dtype):
+        values = raw if getattr(raw.dt, "tz", None) is None else raw.dt.tz_convert("UTC").dt.tz_localize(None)
+        return values.astype("datetime64[us]")
+    text = raw.astype(object).where(raw.notna(), None)
+    values = pd.to_datetime(text, errors="coerce", format="ISO8601", utc=True)
+    return values.dt.tz_localize(None).astype("datetime64[us]")
 
 
 def _tidy(name: str, cases: pd.DataFrame, key: tuple[str, ...] | None = None) -> pd.DataFrame:
@@ -141,8 +223,10 @@ def _bad_rows(name: str, frame: pd.DataFrame, failures: pd.DataFrame) -> pd.Seri
     return reasons.groupby("index")["reason"].agg(lambda r: "; ".join(sorted(set(r))))
 
 
-def _split(name: str, frame: pd.DataFrame, quarantine: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
-    failures, coerced = table_failures(name, frame)
+def _split(
+    name: str, frame: pd.DataFrame, quarantine: bool, bounds: DateBounds
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    failures, coerced = table_failures(name, frame, bounds)
     if failures is None:
         return coerced, frame.iloc[0:0].assign(**{REASON: pd.Series(dtype=str)})
     if not quarantine:
@@ -150,7 +234,7 @@ def _split(name: str, frame: pd.DataFrame, quarantine: bool) -> tuple[pd.DataFra
     reasons = _bad_rows(name, frame, failures)
     bad_mask = frame.index.isin(reasons.index)
     bad = frame[bad_mask].assign(**{REASON: reasons.reindex(frame.index[bad_mask]).to_numpy()})
-    good_failures, good = table_failures(name, frame[~bad_mask])
+    good_failures, good = table_failures(name, frame[~bad_mask], bounds)
     if good_failures is not None:  # a rule over several rows (a key duplicated) can only fail as a set
         raise ChurnmlError(describe_failures(name, frame[~bad_mask], good_failures))
     return good, bad
@@ -160,12 +244,15 @@ def _unknown_accounts(name: str, frame: pd.DataFrame, known: pd.Index) -> pd.Ser
     return ~frame["account_id"].isin(known)
 
 
-def validate_tables(tables: dict[str, pd.DataFrame], quarantine: bool = False) -> ValidationResult:
+def validate_tables(
+    tables: dict[str, pd.DataFrame], quarantine: bool = False, bounds: DateBounds | None = None
+) -> ValidationResult:
     """Check every table against its schema and every ``account_id`` against ``accounts``.
 
     Args:
         tables: raw tables by name (as read, before coercion).
         quarantine: move bad rows aside (with a reason) instead of failing on the first bad rule.
+        bounds: the plausible range of dates (default: 1990-01-01 to today, UTC).
 
     Returns:
         The coerced valid tables and, per table, the quarantined rows: valid + quarantined = input.
@@ -182,7 +269,7 @@ def validate_tables(tables: dict[str, pd.DataFrame], quarantine: bool = False) -
         if name not in tables:
             continue
         frame = tables[name].reset_index(drop=True)
-        good, rejected = _split(name, frame, quarantine)
+        good, rejected = _split(name, frame, quarantine, bounds or DateBounds.of())
         if name != "accounts" and "accounts" in valid:
             orphan = _unknown_accounts(name, good, pd.Index(valid["accounts"]["account_id"]))
             if orphan.any():

@@ -43,11 +43,12 @@ def point_label(points: float, target: str) -> str:
     """How a reason's points read beside it: "raises churn risk +4.0 pts", "lowers chance to expand -0.6 pts".
 
     The verb follows the sign of the points (one decimal; a driver under 0.05 points rounds to +/-0.0 and
-    keeps the verb of its sign).
+    keeps the verb of its sign). ``points`` is a probability (0.053), shown in percentage points ("+5.3 pts"),
+    the unit of ``top_reasons``' JSON (:data:`PERCENT`).
     """
     what = _TARGET_WORDS.get(target, target)
     verb = "raises" if points > 0 else "lowers" if points < 0 else "leaves"
-    return f"{verb} {what} {points * 100:+.1f} pts"
+    return f"{verb} {what} {points * PERCENT:+.1f} pts"
 
 
 # ------------------------------------------------------------------------------------------------ drivers
@@ -228,11 +229,16 @@ def with_reasons(
     return out
 
 
+PERCENT = 100.0  # probability -> percentage points (the top_reasons JSON and the report)
+
+
 def top_reasons(reasons: pd.DataFrame, *, top: int = 3) -> pd.DataFrame:
     """One row per account, as-of and target with ``top_reasons``: a JSON list for the scores table.
 
     Each item is ``{"reason": str, "points": float, "direction": "raises"|"lowers"|"context"}``; ``points``
-    are probability units rounded to 4 decimals (0.045 = 4.5 percentage points). The list holds the ``top``
+    are percentage points, the unit the report shows ("+4.5 pts"), rounded to 2 decimals (4.5 = the reason
+    moves the churn probability 4.5 percentage points; ``churn_explanations.probability_points`` keeps the
+    same contribution as a probability, 0.045). The list holds the ``top``
     risk-raising reasons first, then the ``top`` lowering ones, then up to ``top`` context items (when/what
     the account is, e.g. "Renewal in 41 days": shown beside the reasons, never one of them; the sign of their
     points says which way they move the score), each strongest first.
@@ -248,7 +254,7 @@ def top_reasons(reasons: pd.DataFrame, *, top: int = 3) -> pd.DataFrame:
     kept = reasons[reasons["rank"] <= top]
     kept = kept.assign(_order=kept["direction"].map(_DIRECTION_ORDER)).sort_values([*keys, "_order", "rank"])
     items = [
-        {"reason": r, "points": round(float(p), 4), "direction": d}
+        {"reason": r, "points": round(float(p) * PERCENT, 2), "direction": d}
         for r, p, d in zip(kept["reason"], kept["probability_points"], kept["direction"], strict=True)
     ]
     kept = kept.assign(_item=items)

@@ -29,6 +29,7 @@ import pandas as pd
 from churnml.config import TrackingConfig, repo_root, store_root
 from churnml.errors import ChurnmlError
 from churnml.modeling.model import TrainedModel
+from churnml.warehouse.secrets import redact_urls_in
 
 REGISTERED_NAMES = {"churn": "churnml-churn", "expansion": "churnml-expansion"}
 MODEL_ARTIFACT = "model"
@@ -54,16 +55,17 @@ def _mlflow() -> Any:
 
 
 def redact_url(text: str) -> str:
-    """``text`` with any user:password@ removed from a URL in it (other text unchanged)."""
+    """``text`` with any ``user:password@`` of a URL removed (a bare token is a user name too) and secret query
+    parameters (``?password=``) as ``***``; other text unchanged."""
     if "://" not in text:
         return text
     try:
         parts = urlsplit(text)
     except ValueError:
-        return re.sub(r"//[^/@\s]*@", "//", text)
-    if "@" not in parts.netloc:
-        return text
-    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+        return redact_urls_in(re.sub(r"//[^/@\s]*@", "//", text))
+    if "@" in parts.netloc:
+        text = urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+    return redact_urls_in(text)
 
 
 def tracking_uri(root: Path, cfg: TrackingConfig) -> str:
@@ -115,12 +117,17 @@ def registered_name(target: str) -> str:
 # ----------------------------------------------------------------------------------------------- params
 
 
+_PARAM_KEY = re.compile(r"^[A-Za-z0-9_\-. :/]+$")
+
+
 def flatten_params(params: Any, prefix: str = "") -> dict[str, str]:
     """A nested config (mapping or dataclass) as ``{"model.lgbm.num_leaves": "31", ...}``, URLs redacted."""
     if dataclasses.is_dataclass(params) and not isinstance(params, type):
         params = dataclasses.asdict(params)
     out: dict[str, str] = {}
-    if isinstance(params, Mapping) and (params or not prefix):
+    if isinstance(params, Mapping) and any(not _PARAM_KEY.match(str(k)) for k in params):
+        params = dict(params)  # keys MLflow refuses as names (globs such as usage_*_zscore_*): one JSON value
+    elif isinstance(params, Mapping) and (params or not prefix):
         for key, value in params.items():
             out.update(flatten_params(value, f"{prefix}.{key}" if prefix else str(key)))
         return out

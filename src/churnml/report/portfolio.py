@@ -25,7 +25,7 @@ from markupsafe import Markup
 
 from churnml.config import TiersConfig
 from churnml.errors import ChurnmlError
-from churnml.explain.reasons import point_label
+from churnml.explain.reasons import PERCENT, point_label
 from churnml.report.charts import decay_chart_svg, line_chart_svg
 from churnml.report.kpis import KPI_COLUMNS, flag_abnormal
 from churnml.scoring.tiers import TierDefinition
@@ -230,7 +230,8 @@ def _reasons_by_account(reasons: pd.DataFrame | None, scores: pd.DataFrame) -> d
                 for item in json.loads(text):
                     key = {"raises": "up", "context": "ctx"}.get(item.get("direction"), "down")
                     out.setdefault(acct, {}).setdefault(key, []).append(
-                        (str(item["reason"]), float(item["points"]))
+                        # the JSON holds percentage points; point_label takes a probability
+                        (str(item["reason"]), float(item["points"]) / PERCENT)
                     )
     return out
 

@@ -558,7 +558,7 @@ def backtest(
                 "run_id": None if result.run is None else result.run.run_id,
                 "scores_rows": len(result.scores),
                 "score_psi": float(score_psi.iloc[0]) if len(score_psi) else math.nan,
-                "drift_warnings": len(result.warnings),
+                "drift_warnings": sum(w.startswith("drift warning") for w in result.warnings),
             }
         )
         scores.append(result.scores)

@@ -7,8 +7,11 @@ transaction (:mod:`churnml.warehouse.store`).
 
 from __future__ import annotations
 
+import fnmatch
+import json
 import logging
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,11 +19,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from churnml.config import Config, DriftConfig, ScoringConfig, TiersConfig, repo_root
+from churnml.config import Config, DataConfig, DriftConfig, ScoringConfig, TiersConfig, repo_root
 from churnml.contract.io import read_folder
 from churnml.contract.schemas import TABLES
 from churnml.contract.tables import EXPLANATIONS_COLUMNS
-from churnml.contract.validate import validate_tables
+from churnml.contract.validate import DateBounds, validate_tables
 from churnml.dataset.spine import as_of_day, build_spine, data_range
 from churnml.errors import ChurnmlError
 from churnml.explain.contributions import explain_accounts
@@ -79,38 +82,91 @@ def recommended_play(tiers: np.ndarray, touch_models: np.ndarray, cfg: TiersConf
     return plays
 
 
+def drift_bound(feature: str, kind: str, cfg: DriftConfig) -> float:
+    """The fail bound of one drift row: the score's, or the most specific family/glob bound of an input."""
+    if kind == "score":
+        return cfg.psi_fail
+    best, specificity = cfg.feature_psi_fail, -1
+    for pattern, bound in cfg.feature_psi_fail_by.items():
+        glob = pattern if any(ch in pattern for ch in "*?[") else f"{pattern}_*"
+        if fnmatch.fnmatchcase(feature, glob) and len(pattern) > specificity:
+            best, specificity = float(bound), len(pattern)
+    return best
+
+
 def check_drift(
-    models: Mapping[str, Any], features: pd.DataFrame, cfg: DriftConfig
+    models: Mapping[str, Any], features: pd.DataFrame, cfg: DriftConfig, *, accept: bool = False
 ) -> tuple[pd.DataFrame, list[str]]:
     """PSI of every model input and of each model's score against its training reference.
 
+    Args:
+        models: the models by target.
+        features: the rows to score.
+        cfg: warn bound, score and input fail bounds (per family or glob: :func:`drift_bound`).
+        accept: score despite rows past their fail bound (``--accept-drift``): they stay ``fail`` in the
+            table, which the run records.
+
     Returns:
-        (table target/feature/kind/psi/status, warning lines).
+        (table target/feature/family/kind/psi/bound/status, warning lines: each feature once, at most ten,
+        then one summary line).
 
     Raises:
-        ChurnmlError: naming the features whose PSI reaches ``cfg.psi_fail``.
+        ChurnmlError: naming the features whose PSI reaches their bound, unless ``accept``.
     """
     parts = []
     for target, model in models.items():
         table = model.drift(features).assign(target=target)
         parts.append(table)
     drift = pd.concat(parts, ignore_index=True)
-    bound = np.where(drift["kind"] == "score", cfg.psi_fail, cfg.feature_psi_fail)
+    drift["family"] = [
+        "score" if k == "score" else f.split("_", 1)[0]
+        for f, k in zip(drift["feature"], drift["kind"], strict=True)
+    ]
+    drift["bound"] = [drift_bound(f, k, cfg) for f, k in zip(drift["feature"], drift["kind"], strict=True)]
     drift["status"] = np.select(
-        [drift["psi"] >= bound, drift["psi"] >= cfg.psi_warn], ["fail", "warn"], default="ok"
+        [drift["psi"] >= drift["bound"], drift["psi"] >= cfg.psi_warn], ["fail", "warn"], default="ok"
     )
+    drift = drift[["target", "feature", "family", "kind", "psi", "bound", "status"]]
     failed = drift[drift["status"] == "fail"].sort_values("psi", ascending=False)
-    if len(failed):
-        shown = ", ".join(f"{r.target}:{r.feature} {r.psi:.2f}" for r in failed.head(5).itertuples())
+    shown = ", ".join(
+        f"{r.target}:{r.feature} {r.psi:.2f} (bound {r.bound:g})" for r in failed.head(5).itertuples()
+    )
+    if len(failed) and not accept:
         raise ChurnmlError(
-            f"drift against the training data: {len(failed)} past the fail threshold (PSI {shown}; score bound "
-            f"{cfg.psi_fail}, input bound {cfg.feature_psi_fail}); nothing written"
+            f"drift against the training data: {len(failed)} past the fail threshold (PSI {shown}); nothing "
+            "written; if the shift is expected, rerun with --accept-drift (recorded with the PSI table)"
         )
     warned = drift[drift["status"] == "warn"].sort_values("psi", ascending=False)
+    # One line per feature: the worst of the two models (the same input drifts alike for both).
+    warned = warned.drop_duplicates("feature")
     warnings = [
         f"drift warning: {r.target}:{r.feature} PSI {r.psi:.2f}" for r in warned.head(10).itertuples()
     ]
+    if len(failed):
+        warnings.append(f"drift accepted (--accept-drift): {len(failed)} past the fail threshold: {shown}")
+    checked = drift["feature"].nunique()
+    worst = drift.loc[drift["psi"].idxmax()] if len(drift) else None
+    summary = (
+        f"drift: {checked} inputs and scores checked, {len(warned)} past the warning bound {cfg.psi_warn:g}"
+    )
+    summary += (
+        f", {len(failed)} past their fail bound (accepted)" if len(failed) else ", none past a fail bound"
+    )
+    if worst is not None:
+        summary += f"; largest PSI {worst['psi']:.2f} ({worst['target']}:{worst['feature']})"
+    warnings.append(summary)
     return drift, warnings
+
+
+def drift_json(drift: pd.DataFrame) -> str:
+    """The PSI table as JSON text for the run record (rows past the warning bound, and every score row)."""
+    keep = drift[(drift["status"] != "ok") | (drift["kind"] == "score")]
+    rows = [
+        {"target": r.target, "feature": r.feature, "family": r.family, "psi": round(float(r.psi), 4),
+         "bound": float(r.bound), "status": r.status}
+        for r in keep.itertuples()
+    ]  # fmt: skip
+    return json.dumps(rows)
 
 
 def _chunks(frame: pd.DataFrame, rows: int) -> Iterator[pd.DataFrame]:
@@ -214,13 +270,19 @@ def read_source_url(url: str) -> dict[str, pd.DataFrame]:
     return tables
 
 
-def load_tables(data: Path | None, source_url: str | None) -> dict[str, pd.DataFrame]:
-    """Read and validate the input tables (a folder or a database); bad rows fail the run before any write."""
+def load_tables(
+    data: Path | None, source_url: str | None, cfg: DataConfig | None = None
+) -> dict[str, pd.DataFrame]:
+    """Read and validate the input tables (a folder or a database); bad rows fail the run before any write.
+
+    ``cfg`` gives the plausible date range (``data.min_date``/``max_date``; default 1990-01-01 to today).
+    """
 
     if (data is None) == (source_url is None):
         raise ChurnmlError("give exactly one of --data DIR or --source-url URL")
     raw = read_folder(data) if data is not None else read_source_url(source_url)
-    return validate_tables(raw).tables
+    bounds = DateBounds.of(cfg.min_date, cfg.max_date) if cfg is not None else None
+    return validate_tables(raw, bounds=bounds).tables
 
 
 def load_models(
@@ -245,6 +307,60 @@ def load_models(
     return models, versions
 
 
+@dataclass
+class Prepared:
+    """What :func:`prepare_scoring` checked before any feature work: the opened warehouse and the models."""
+
+    models: dict[str, Any]
+    versions: dict[str, str]
+    warehouse: Warehouse | None = None
+
+
+def prepare_scoring(
+    cfg: Config,
+    *,
+    model_refs: Mapping[str, str] | None = None,
+    warehouse_url: str | None = None,
+    root: Path | None = None,
+    load_model: Callable[[str, str], tuple[Any, str]] | None = None,
+    write: bool = True,
+) -> Prepared:
+    """Fail fast: the warehouse's identifiers, connection and tables, then both model versions.
+
+    Seconds, against the minutes of reading the input and building features: a run that cannot finish says
+    so first. Also marks runs left ``running`` by a dead process as ``abandoned``.
+    """
+    root = root or repo_root()
+    warehouse = None
+    if write:
+        warehouse = Warehouse.from_config(cfg.warehouse, url_override=warehouse_url or None, root=root)
+        warehouse.check()
+    models, versions = load_models(cfg, model_refs, load_model, root)
+    return Prepared(models, versions, warehouse)
+
+
+@contextmanager
+def progress_bar(enabled: bool) -> Iterator[Any]:
+    """A rich progress display on stderr for the long steps (None when disabled: logs only)."""
+    if not enabled:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True)) as bar:
+        yield bar
+
+
+@contextmanager
+def _step(bar: Any, description: str) -> Iterator[None]:
+    task = None if bar is None else bar.add_task(description, total=1)
+    yield
+    if task is not None:
+        bar.update(task, completed=1)
+
+
 def score_accounts(
     tables: Mapping[str, pd.DataFrame],
     cfg: Config,
@@ -256,6 +372,10 @@ def score_accounts(
     root: Path | None = None,
     load_model: Callable[[str, str], tuple[Any, str]] | None = None,
     write: bool = True,
+    prepared: Prepared | None = None,
+    replace_date: bool = False,
+    accept_drift: bool = False,
+    progress: bool = False,
 ) -> ScoreResult:
     """Score every account active at ``as_of`` and write scores and reasons to the warehouse.
 
@@ -269,6 +389,12 @@ def score_accounts(
         root: repository root (MLflow store and relative paths).
         load_model: ``(target, ref) -> (model, version)``; default loads from the MLflow registry.
         write: False computes everything but writes nothing (a dry run).
+        prepared: the warehouse and models :func:`prepare_scoring` already checked (else checked here,
+            still before any feature work).
+        replace_date: replace every row of the as-of and versions; by default only the scored accounts'
+            rows are replaced, so a partial export keeps the other accounts' scores.
+        accept_drift: score despite drift past the fail bounds (recorded on the run with the PSI table).
+        progress: show rich progress bars on stderr for the long steps.
 
     Raises:
         ChurnmlError: bad as-of date, missing models, a model/feature schema mismatch, drift past the
@@ -278,66 +404,93 @@ def score_accounts(
     root = root or repo_root()
     start, end = data_range(tables)
     day = as_of_day(as_of, end)
-    models, versions = load_models(cfg, model_refs, load_model, root)
+    if day <= start:
+        raise ChurnmlError(
+            f"as-of {day.date()} is not after the data start {start.date()}: there is no history to build "
+            "features from (choose a later --as-of)"
+        )
+    if prepared is None:
+        prepared = prepare_scoring(
+            cfg,
+            model_refs=model_refs,
+            warehouse_url=warehouse_url,
+            root=root,
+            load_model=load_model,
+            write=write,
+        )
+    models, versions = prepared.models, prepared.versions
     spine = build_spine(tables["subscriptions"], [day])
     if spine.empty:
         raise ChurnmlError(f"no account is active at {day.date()}: nothing to score")
-    features = build_features(dict(tables), spine, cfg.features)
-    for model in models.values():
-        model.prepare(features.head(1))  # schema guard: missing columns / unseen categories, named
-    drift, warnings = check_drift(models, features, cfg.scoring.drift)
-    for line in warnings:
-        log.warning(line)
+    with progress_bar(progress) as bar:
+        with _step(bar, f"features as of {day.date()} ({len(spine):,} accounts)"):
+            features = build_features(dict(tables), spine, cfg.features)
+        for model in models.values():
+            model.prepare(features.head(1))  # schema guard: missing columns / unseen categories, named
+        with _step(bar, "drift against the training data"):
+            drift, warnings = check_drift(models, features, cfg.scoring.drift, accept=accept_drift)
+        for line in warnings:
+            log.warning(line)
+        n_chunks = -(-len(features) // max(cfg.scoring.chunk_size, 1))
+        task = None if bar is None else bar.add_task("scoring, explaining, writing", total=n_chunks)
 
-    definition = define_tiers(models["churn"], models["expansion"], cfg.scoring.tiers)
-    if definition.source != "validation":  # tied validation deciles: the scored portfolio's quantiles
-        portfolio = (models["churn"].predict_proba(features), models["expansion"].predict_proba(features))
-        definition = define_tiers(models["churn"], models["expansion"], cfg.scoring.tiers, portfolio)
+        definition = define_tiers(models["churn"], models["expansion"], cfg.scoring.tiers)
+        if definition.source != "validation":  # tied validation deciles: the scored portfolio's quantiles
+            portfolio = (models["churn"].predict_proba(features), models["expansion"].predict_proba(features))
+            definition = define_tiers(models["churn"], models["expansion"], cfg.scoring.tiers, portfolio)
 
-    def batches() -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
-        for chunk in _chunks(features, cfg.scoring.chunk_size):
-            yield score_chunk(chunk, models, versions, cfg.scoring, definition)
+        def batches() -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
+            for chunk in _chunks(features, cfg.scoring.chunk_size):
+                yield score_chunk(chunk, models, versions, cfg.scoring, definition)
+                if task is not None:
+                    bar.advance(task)
 
-    result = ScoreResult(day, versions, pd.DataFrame(), pd.DataFrame(), drift, warnings, tiers=definition)
-    warehouse = Warehouse.from_config(
-        cfg.warehouse,
-        url_override=warehouse_url or None,
-        root=root,
-    )
-    if not write:
-        parts = list(batches())
-        result.scores = pd.concat([p[0] for p in parts], ignore_index=True)
-        result.explanations = pd.concat([p[1] for p in parts], ignore_index=True)
-        result.call_list = weekly_calls(result.scores, features, tables["accounts"], None, cfg, definition)
-        return result
+        result = ScoreResult(day, versions, pd.DataFrame(), pd.DataFrame(), drift, warnings, tiers=definition)
+        if not write:
+            parts = list(batches())
+            result.scores = pd.concat([p[0] for p in parts], ignore_index=True)
+            result.explanations = pd.concat([p[1] for p in parts], ignore_index=True)
+            result.call_list = weekly_calls(
+                result.scores, features, tables["accounts"], None, cfg, definition
+            )
+            return result
 
-    kept: list[pd.DataFrame] = []
+        kept: list[pd.DataFrame] = []
 
-    def keep(
-        batch: Iterator[tuple[pd.DataFrame, pd.DataFrame]],
-    ) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
-        for scores, explanations in batch:
-            kept.append(scores)
-            yield scores, explanations
+        def keep(
+            batch: Iterator[tuple[pd.DataFrame, pd.DataFrame]],
+        ) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
+            for scores, explanations in batch:
+                kept.append(scores)
+                yield scores, explanations
 
-    run = RunInfo(
-        as_of=day.date(),
-        churn_model_version=versions["churn"],
-        expansion_model_version=versions["expansion"],
-        run_kind=run_kind,
-        data_start=start.date(),
-        data_end=(end - pd.Timedelta(days=1)).date(),
-    )
+        run = RunInfo(
+            as_of=day.date(),
+            churn_model_version=versions["churn"],
+            expansion_model_version=versions["expansion"],
+            run_kind=run_kind,
+            data_start=start.date(),
+            data_end=(end - pd.Timedelta(days=1)).date(),
+            replace_date=replace_date,
+            drift_accepted=bool(accept_drift and (drift["status"] == "fail").any()),
+            drift=drift_json(drift),
+        )
+        warehouse = prepared.warehouse or Warehouse.from_config(
+            cfg.warehouse, url_override=warehouse_url or None, root=root
+        )
 
-    def calls() -> pd.DataFrame | None:
-        # called inside the write's transaction once every score is written: the list commits with them
-        result.scores = pd.concat(kept, ignore_index=True) if kept else pd.DataFrame()
-        result.call_list = weekly_calls(result.scores, features, tables["accounts"], history, cfg, definition)
-        return result.call_list if run_kind != "backtest" else None
+        def calls() -> pd.DataFrame | None:
+            # called inside the write's transaction once every score is written: the list commits with them
+            result.scores = pd.concat(kept, ignore_index=True) if kept else pd.DataFrame()
+            result.call_list = weekly_calls(
+                result.scores, features, tables["accounts"], history, cfg, definition
+            )
+            return result.call_list if run_kind != "backtest" else None
 
-    with warehouse:
-        history = previous_scores(warehouse.read_scores(), day)
-        result.run = warehouse.write_batches(keep(batches()), run, call_list=calls)
+        with warehouse:
+            history = previous_scores(warehouse.read_scores(), day)
+            result.run = warehouse.write_batches(keep(batches()), run, call_list=calls)
+    result.scores = pd.concat(kept, ignore_index=True) if kept else pd.DataFrame()
     return result
 
 

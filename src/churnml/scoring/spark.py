@@ -41,7 +41,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # Spark type of each warehouse column kind (churnml.contract.tables.SCORES_COLUMNS).
-_SPARK_TYPES = {"text": "string", "date": "date", "ts": "timestamp", "float": "double", "int": "bigint"}
+_SPARK_TYPES = {
+    "text": "string",
+    "json": "string",
+    "date": "date",
+    "ts": "timestamp",
+    "float": "double",
+    "int": "bigint",
+}
 _MODEL_CACHE: dict[str, dict[str, Any]] = {}  # per Python worker: models by payload digest
 
 # ---------------------------------------------------------------------------------------------- scoring

@@ -19,7 +19,7 @@ import os
 import sys
 from collections.abc import Callable
 
-from churnml.errors import ChurnmlError
+from churnml.errors import ChurnmlError, Interrupted, Terminated, interruption, sigterm_raises
 
 
 def quiet_telemetry() -> None:
@@ -33,11 +33,19 @@ def run_stage(main: Callable[[], None]) -> None:
     """Call a stage script's ``main`` with telemetry off and logging on stderr; ChurnmlError -> one line, exit 1."""
     quiet_telemetry()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
-    try:
-        main()
-    except ChurnmlError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(1) from None
+    with sigterm_raises():  # a scheduler's SIGTERM unwinds like Ctrl-C: writes roll back, runs are recorded
+        try:
+            main()
+        except ChurnmlError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            raise SystemExit(1) from None
+        except Interrupted as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            raise SystemExit(exc.exit_code) from None
+        except (KeyboardInterrupt, Terminated) as exc:
+            name, code = interruption(exc) or ("SIGINT", 130)
+            print(f"interrupted by {name}", file=sys.stderr)
+            raise SystemExit(code) from None
 
 
 def target_argument(description: str | None) -> str:

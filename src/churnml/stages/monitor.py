@@ -15,7 +15,7 @@ from churnml.scoring.monitor import run_monitor
 
 def monitor(cfg: Config, root: Path) -> str:
     """Monitor the warehouse's scores against the validated tables."""
-    result = run_monitor(load_tables(root / cfg.paths.validated, None), cfg, root=root)
+    result = run_monitor(load_tables(root / cfg.paths.validated, None, cfg.data), cfg, root=root)
     counts = result.document["as_of_dates"]
     return (
         f"monitored {counts['scored']} as-of date(s), {counts['matured']} with matured labels; "

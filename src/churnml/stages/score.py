@@ -15,7 +15,7 @@ from churnml.scoring.batch import load_tables, score_accounts
 def score(cfg: Config, root: Path) -> str:
     """Score the validated tables at ``scoring.as_of`` (default the data end); write ``paths.scores``, this
     week's ``paths.call_list`` and the tier cut-offs used (``paths.tiers``) too."""
-    tables = load_tables(root / cfg.paths.validated, None)
+    tables = load_tables(root / cfg.paths.validated, None, cfg.data)
     result = score_accounts(tables, cfg, as_of=cfg.scoring.as_of, root=root)
     write_output(result.scores, root / cfg.paths.scores, "scores")
     write_output(result.call_list, root / cfg.paths.call_list, "call_list")

@@ -6,7 +6,7 @@ import io
 import logging
 import threading
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import suppress
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
@@ -24,6 +24,7 @@ from churnml.warehouse.tables import (
     ChunkHook,
     RunInfo,
     RunRecord,
+    _sa_type,
 )
 
 if TYPE_CHECKING:
@@ -34,6 +35,14 @@ if TYPE_CHECKING:
 
 
 log = logging.getLogger(__name__)
+# Builds the succeeded run record from the row counts and the accounts of the as-of the run left alone.
+Finish = Callable[[dict[str, int], int], RunRecord]
+_ABANDONED = "abandoned: its process is gone (killed, or the host restarted) while the run was running"
+
+
+def _missing_run_columns(present: set[str]) -> list[Any]:
+    """The runs table's columns an older table lacks (added in place, nullable)."""
+    return [c for c in RUNS_COLUMNS if c.name not in present]
 
 
 def sa_select_lock(table: str, as_of: Any) -> Any:
@@ -74,9 +83,23 @@ class _Session:
     def update_run(self, record: RunRecord) -> None:
         raise NotImplementedError
 
+    def running_runs(self) -> list[tuple[str, str | None, int | None, Any]]:
+        """(run_id, host, pid, started_at) of every run recorded as ``running``."""
+        raise NotImplementedError
+
+    def abandon_runs(self, run_ids: list[str], now: Any) -> None:
+        """Mark these runs ``abandoned`` (only while they still say ``running``)."""
+        raise NotImplementedError
+
     def replace(
-        self, run: RunInfo, batches: Iterator[tuple[str, pa.Table]], on_chunk: ChunkHook | None
-    ) -> dict:
+        self,
+        run: RunInfo,
+        batches: Iterator[tuple[str, pa.Table]],
+        on_chunk: ChunkHook | None,
+        finish: Finish,
+    ) -> RunRecord:
+        """Write the run's rows and its final record (``finish(counts, accounts_untouched)``) in ONE
+        transaction; return that record."""
         raise NotImplementedError
 
     def replace_performance(self, table: pa.Table) -> None:
@@ -97,6 +120,37 @@ class _DuckDBSession(_Session):
     def ensure_tables(self) -> None:
         for statement in self.wh._ddl():
             self.con.execute(statement)
+        present = {
+            r[0]
+            for r in self.con.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = ? AND table_schema = ?",
+                [self.wh.table_names["runs"], self.wh.schema or "main"],
+            ).fetchall()
+        }
+        for col in _missing_run_columns(present):
+            kind = _sa_type(col.kind, "duckdb").compile(dialect=self.wh._dialect)
+            self.con.execute(
+                f"ALTER TABLE {self.wh._qtable('runs')} ADD COLUMN IF NOT EXISTS {self.wh._q(col.name)} {kind}"
+            )
+
+    def running_runs(self) -> list[tuple[str, str | None, int | None, Any]]:
+        q = self.wh._q
+        return [
+            tuple(r)
+            for r in self.con.execute(
+                f"SELECT {q('run_id')}, {q('host')}, {q('pid')}, {q('started_at')} "
+                f"FROM {self.wh._qtable('runs')} WHERE {q('status')} = 'running'"
+            ).fetchall()
+        ]
+
+    def abandon_runs(self, run_ids: list[str], now: Any) -> None:
+        q = self.wh._q
+        self.con.execute(
+            f"UPDATE {self.wh._qtable('runs')} SET {q('status')} = 'abandoned', {q('finished_at')} = ?, "
+            f"{q('error')} = ? WHERE {q('status')} = 'running' AND {q('run_id')} IN "
+            f"({', '.join('?' * len(run_ids))})",
+            [now, _ABANDONED, *run_ids],
+        )
 
     def replace_performance(self, table: pa.Table) -> None:
         """Upsert by key in one transaction (the same result as deleting the keys, then inserting)."""
@@ -152,7 +206,7 @@ class _DuckDBSession(_Session):
         )
 
     def update_run(self, record: RunRecord) -> None:
-        sets = ["status", "scores_rows", "explanations_rows", "finished_at", "error"]
+        sets = ["status", "scores_rows", "explanations_rows", "accounts_untouched", "finished_at", "error"]
         q = self.wh._q
         self.con.execute(
             f"UPDATE {self.wh._qtable('runs')} SET {', '.join(f'{q(s)} = ?' for s in sets)} WHERE {q('run_id')} = ?",
@@ -160,10 +214,16 @@ class _DuckDBSession(_Session):
         )
 
     def replace(
-        self, run: RunInfo, batches: Iterator[tuple[str, pa.Table]], on_chunk: ChunkHook | None
-    ) -> dict:
-        """Replace the run's scope in one transaction: plain inserts when the scope is empty (a new as-of),
-        else upserts followed by deleting the scope's rows this run did not write.
+        self,
+        run: RunInfo,
+        batches: Iterator[tuple[str, pa.Table]],
+        on_chunk: ChunkHook | None,
+        finish: Finish,
+    ) -> RunRecord:
+        """Replace the run's rows in one transaction with its final record: plain inserts when the scope is
+        empty (a new as-of), else upserts followed by deleting what the run replaced but did not rewrite:
+        the scope's other rows with ``replace_date``, else only the explanations of the accounts it wrote
+        (other accounts' rows stay: a partial export deletes nothing).
 
         Same result as delete-then-insert, but DuckDB commits deletions from a primary-key table slowly
         (300k rows: 6 s against 0.5 s for an upsert), and a rerun rewrites nearly the same keys. On the
@@ -247,19 +307,29 @@ class _DuckDBSession(_Session):
                 if on_chunk is not None:
                     on_chunk(table, counts[table])
             if upsert:
-                con.execute(
-                    f"DELETE FROM {scores} WHERE {scores_scope[0]} AND {q('account_id')} NOT IN "
-                    f"(SELECT {q('account_id')} FROM {q(written['scores'])})",
-                    scores_scope[1],
-                )
                 match = " AND ".join(f"w.{q(k)} = {expl}.{q(k)}" for k in varying["explanations"])
+                if run.replace_date:
+                    con.execute(
+                        f"DELETE FROM {scores} WHERE {scores_scope[0]} AND {q('account_id')} NOT IN "
+                        f"(SELECT {q('account_id')} FROM {q(written['scores'])})",
+                        scores_scope[1],
+                    )
+                    mine = ""
+                else:
+                    mine = (
+                        f"AND {q('account_id')} IN (SELECT {q('account_id')} FROM {q(written['scores'])} "
+                        f"UNION SELECT {q('account_id')} FROM {q(written['explanations'])}) "
+                    )
                 con.execute(
-                    f"DELETE FROM {expl} WHERE {expl_scope[0]} "
+                    f"DELETE FROM {expl} WHERE {expl_scope[0]} {mine}"
                     f"AND NOT EXISTS (SELECT 1 FROM {q(written['explanations'])} AS w WHERE {match})",
                     expl_scope[1],
                 )
                 for name in written.values():
                     con.execute(f"DROP TABLE {q(name)}")
+            total = con.execute(f"SELECT count(*) FROM {scores} WHERE {scores_scope[0]}", scores_scope[1])
+            record = finish(counts, int(total.fetchall()[0][0]) - counts["scores"])
+            self.update_run(record)
             con.commit()
         except BaseException:
             try:
@@ -269,7 +339,7 @@ class _DuckDBSession(_Session):
             ) as exc:  # the original error matters more; the transaction dies with the connection
                 log.debug("rollback failed: %s", wh._scrub(_one_line(exc)))
             raise
-        return counts
+        return record
 
 
 class _SQLSession(_Session):
@@ -289,6 +359,34 @@ class _SQLSession(_Session):
                 )
             for element in self.wh._ddl_elements(logicals):
                 conn.execute(element)
+            if "runs" in logicals:
+                self._upgrade(conn)
+
+    def _upgrade(self, conn: sa.Connection) -> None:
+        """Bring tables of an older release up to date: new run columns; jsonb reasons in PostgreSQL."""
+        import sqlalchemy as sa
+
+        inspector = sa.inspect(conn)
+        schema = self.wh.schema or None
+        present = {c["name"] for c in inspector.get_columns(self.wh.table_names["runs"], schema=schema)}
+        for col in _missing_run_columns(present):
+            kind = _sa_type(col.kind, self.engine.dialect.name).compile(dialect=self.engine.dialect)
+            conn.execute(
+                sa.text(f"ALTER TABLE {self.wh._qtable('runs')} ADD COLUMN {self.wh._q(col.name)} {kind}")
+            )
+        if self.postgres:
+            types = {
+                c["name"]: str(c["type"]).upper()
+                for c in inspector.get_columns(self.wh.table_names["scores"], schema=schema)
+            }
+            if types.get("top_reasons") == "TEXT":
+                column = self.wh._q("top_reasons")
+                conn.execute(
+                    sa.text(
+                        f"ALTER TABLE {self.wh._qtable('scores')} ALTER COLUMN {column} TYPE jsonb "
+                        f"USING {column}::jsonb"
+                    )
+                )
 
     def replace_performance(self, table: pa.Table) -> None:
         """Delete the frame's keys and insert its rows in one transaction (PostgreSQL: one writer at a time)."""
@@ -321,14 +419,40 @@ class _SQLSession(_Session):
         with self.engine.begin() as conn:
             conn.execute(self.wh.tables["runs"].insert().values(**asdict(record)))
 
-    def update_run(self, record: RunRecord) -> None:
+    def update_run(self, record: RunRecord, conn: sa.Connection | None = None) -> None:
+        """Update the run's record in ``conn``'s transaction, or in a transaction of its own."""
         table = self.wh.tables["runs"]
-        sets = ("status", "scores_rows", "explanations_rows", "finished_at", "error")
+        sets = ("status", "scores_rows", "explanations_rows", "accounts_untouched", "finished_at", "error")
+        statement = (
+            table.update()
+            .where(table.c.run_id == record.run_id)
+            .values(**{s: getattr(record, s) for s in sets})
+        )
+        if conn is not None:
+            conn.execute(statement)
+            return
+        with self.engine.begin() as own:
+            own.execute(statement)
+
+    def running_runs(self) -> list[tuple[str, str | None, int | None, Any]]:
+        import sqlalchemy as sa
+
+        table = self.wh.tables["runs"]
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(table.c.run_id, table.c.host, table.c.pid, table.c.started_at).where(
+                    table.c.status == "running"
+                )
+            )
+            return [tuple(r) for r in rows]
+
+    def abandon_runs(self, run_ids: list[str], now: Any) -> None:
+        table = self.wh.tables["runs"]
         with self.engine.begin() as conn:
             conn.execute(
                 table.update()
-                .where(table.c.run_id == record.run_id)
-                .values(**{s: getattr(record, s) for s in sets})
+                .where(table.c.status == "running", table.c.run_id.in_(run_ids))
+                .values(status="abandoned", finished_at=now, error=_ABANDONED)
             )
 
     def _lock(self, conn: sa.Connection, run: RunInfo) -> None:
@@ -362,44 +486,69 @@ class _SQLSession(_Session):
             raise
 
     def replace(
-        self, run: RunInfo, batches: Iterator[tuple[str, pa.Table]], on_chunk: ChunkHook | None
-    ) -> dict:
+        self,
+        run: RunInfo,
+        batches: Iterator[tuple[str, pa.Table]],
+        on_chunk: ChunkHook | None,
+        finish: Finish,
+    ) -> RunRecord:
+        """Delete what the run replaces, insert its rows and write its final record in one transaction.
+
+        With ``replace_date`` every row of the as-of and versions goes first; otherwise each chunk first
+        deletes the rows of its own accounts (scores and explanations of an account together, once), so
+        accounts missing from a partial export keep their rows.
+        """
         import sqlalchemy as sa
 
         scores, expl = self.wh.tables["scores"], self.wh.tables["explanations"]
+        scores_scope = (
+            scores.c.as_of == run.as_of,
+            scores.c.churn_model_version == run.churn_model_version,
+            scores.c.expansion_model_version == run.expansion_model_version,
+        )
+        expl_scope = (
+            expl.c.as_of == run.as_of,
+            sa.or_(
+                sa.and_(expl.c.target == TARGET_CHURN, expl.c.model_version == run.churn_model_version),
+                sa.and_(
+                    expl.c.target == TARGET_EXPANSION, expl.c.model_version == run.expansion_model_version
+                ),
+            ),
+        )
         counts = {"scores": 0, "explanations": 0}
+        cleared: dict[str, set[str]] = {"scores": set(), "explanations": set()}
         with self.engine.begin() as conn:
             if self.postgres:
                 self._lock(conn, run)
-            conn.execute(
-                scores.delete().where(
-                    scores.c.as_of == run.as_of,
-                    scores.c.churn_model_version == run.churn_model_version,
-                    scores.c.expansion_model_version == run.expansion_model_version,
-                )
-            )
-            conn.execute(
-                expl.delete().where(
-                    expl.c.as_of == run.as_of,
-                    sa.or_(
-                        sa.and_(
-                            expl.c.target == TARGET_CHURN, expl.c.model_version == run.churn_model_version
-                        ),
-                        sa.and_(
-                            expl.c.target == TARGET_EXPANSION,
-                            expl.c.model_version == run.expansion_model_version,
-                        ),
-                    ),
-                )
-            )
-            cleared = False
+            if run.replace_date:
+                conn.execute(scores.delete().where(*scores_scope))
+                conn.execute(expl.delete().where(*expl_scope))
+            call_list_cleared = False
             for table, chunk in batches:
-                if table == "call_list" and not cleared:  # replaced whole, in the run's transaction
-                    if self.postgres:
-                        conn.execute(sa_select_lock(self.wh._qtable(table), run.as_of))
-                    target = self.wh.tables[table]
-                    conn.execute(target.delete().where(target.c["as_of"] == run.as_of))
-                    cleared = True
+                if table == "call_list":  # this as-of's list is replaced whole, in the run's transaction
+                    if not call_list_cleared:
+                        if self.postgres:
+                            conn.execute(sa_select_lock(self.wh._qtable(table), run.as_of))
+                        target = self.wh.tables[table]
+                        conn.execute(target.delete().where(target.c["as_of"] == run.as_of))
+                        call_list_cleared = True
+                elif not run.replace_date:
+                    ids = set(chunk.column("account_id").to_pylist())
+                    # An account's explanations go with its score: clear both the first time it is seen.
+                    for logical, target, scope in (
+                        ("scores", scores, scores_scope),
+                        ("explanations", expl, expl_scope),
+                    ):
+                        if table == "explanations" and logical == "scores":
+                            continue
+                        new = sorted(ids - cleared[logical])
+                        for start in range(0, len(new), 10_000):
+                            conn.execute(
+                                target.delete().where(
+                                    *scope, target.c.account_id.in_(new[start : start + 10_000])
+                                )
+                            )
+                        cleared[logical].update(new)
                 if self.postgres:
                     self._copy(conn, table, chunk)
                 else:
@@ -407,7 +556,10 @@ class _SQLSession(_Session):
                 counts[table] = counts.get(table, 0) + chunk.num_rows
                 if on_chunk is not None:
                     on_chunk(table, counts[table])
-        return counts
+            total = conn.execute(sa.select(sa.func.count()).select_from(scores).where(*scores_scope)).scalar()
+            record = finish(counts, int(total or 0) - counts["scores"])
+            self.update_run(record, conn)
+        return record
 
     def _copy(self, conn: sa.Connection, table: str, chunk: pa.Table) -> None:
         """COPY a chunk as CSV (Arrow writes it: strings quoted, nulls as bare empty fields)."""

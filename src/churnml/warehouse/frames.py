@@ -48,9 +48,9 @@ def _arrow_column(series: pd.Series, col: _Col, table: str) -> pa.Array:
 
     where = f"{table}.{col.name}"
     try:
-        if col.kind == "text":
+        if col.kind in ("text", "json"):
             values = series.astype(object) if isinstance(series.dtype, pd.CategoricalDtype) else series
-            if values.dtype == object and col.name == "top_reasons":
+            if values.dtype == object and col.kind == "json":
                 # Reasons may come as lists/dicts: store them as JSON text.
                 values = values.map(
                     lambda v: v if isinstance(v, str) or _is_missing(v) else json.dumps(v, default=str)
@@ -213,6 +213,10 @@ def _normalise(frame: pd.DataFrame, columns: tuple[_Col, ...]) -> pd.DataFrame:
             out[col.name] = pd.to_numeric(values).astype("Int64")
         elif col.kind == "bool":
             out[col.name] = values.astype("boolean")
+        elif col.kind == "json":  # PostgreSQL's jsonb comes back parsed: the same JSON text as elsewhere
+            out[col.name] = values.map(
+                lambda v: v if isinstance(v, str) or _is_missing(v) else json.dumps(v)
+            ).astype("str")
         else:
             out[col.name] = values.astype("str")
     return pd.DataFrame(out, index=pd.RangeIndex(len(frame)))

@@ -6,10 +6,11 @@ import re
 from typing import Any
 from urllib.parse import quote, quote_plus
 
+from churnml.config import SECRET_QUERY_KEYS as _SECRET_QUERY_KEYS
+from churnml.config import has_password
 from churnml.errors import ChurnmlError
 
 _MAX_ERROR_CHARS = 500
-_SECRET_QUERY_KEYS = ("password", "passwd", "pwd", "secret", "token", "api_key", "apikey", "private_key")
 
 
 def redact_url(url: Any) -> str:
@@ -26,6 +27,18 @@ def redact_url(url: Any) -> str:
         return re.sub(rf"(?i)(\b(?:{'|'.join(_SECRET_QUERY_KEYS)})=)[^&\s]*", r"\1***", text)
     query = {k: ("***" if _secret_key(k) else v) for k, v in parsed.query.items()}
     return parsed.set(query=query).render_as_string(hide_password=True).replace("%2A%2A%2A", "***")
+
+
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s\"'<>,;]+")
+
+
+def redact_urls_in(text: str) -> str:
+    """``text`` with every URL in it passed through :func:`redact_url` (other text unchanged)."""
+    if "://" not in text:
+        return text
+    return _URL_IN_TEXT.sub(
+        lambda m: redact_url(m.group(0)) if has_password(m.group(0)) else m.group(0), text
+    )
 
 
 def _secret_key(key: str) -> bool:

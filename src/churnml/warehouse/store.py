@@ -1,10 +1,17 @@
 """Warehouse writes of scores, explanations and run records: idempotent, transactional, safe for concurrent runs.
 
 One run of nightly scoring writes the scores of one as-of date for one pair of model versions. The writer
-records the run as ``running`` (its own transaction), then in ONE transaction deletes the rows of that as-of
-for the same model versions (scores, and explanations of the same target/version) and inserts the new ones,
-then marks the run ``succeeded`` with row counts. On any error the transaction rolls back (previous rows stay),
-the run is marked ``failed`` with a one-line error and a :class:`ChurnmlError` is raised.
+records the run as ``running`` (its own transaction, so a monitor sees it), then in ONE transaction replaces
+the rows of the accounts it scored (every row of the as-of and versions with ``replace_date``), inserts the new
+ones AND marks the run ``succeeded`` with its row counts. A score or explanation row therefore exists only if
+its run succeeded: readers (BI tools, the report) need no join on the runs table, and a crash, a kill or a
+revoked privilege anywhere before the commit leaves the previous rows and no new ones. (The alternative,
+rows written invisible and published by marking the run, would need every reader to filter on the run's
+status.) On any error the transaction rolls back, the run is marked ``failed`` with a one-line error and a
+:class:`ChurnmlError` is raised; an interruption (SIGINT, or SIGTERM turned into
+:class:`~churnml.errors.Terminated`) is recorded the same way and re-raised as
+:class:`~churnml.errors.Interrupted`. A run left ``running`` by a process that is gone (same host, pid no longer
+alive; or older than ``abandon_after_s`` from another host) is marked ``abandoned`` by the next writer.
 
 Backends:
 
@@ -27,7 +34,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import socket
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -38,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from churnml.config import repo_root
-from churnml.errors import ChurnmlError
+from churnml.errors import ChurnmlError, Interrupted, interruption
 from churnml.warehouse.backends import _DuckDBSession, _path_lock, _Session, _SQLSession, _Unavailable
 from churnml.warehouse.frames import (
     _arrow_batches,
@@ -73,6 +82,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 DEFAULT_LOCK_TIMEOUT_S = 60.0
+DEFAULT_ABANDON_AFTER_S = 24 * 3600.0
 FALLBACK_SUFFIX = ".runs.jsonl"
 
 
@@ -94,6 +104,8 @@ class Warehouse:
             lock) before failing; 0 fails at once, None waits forever.
         fallback_path: Where a DuckDB run record goes when the file cannot be opened (default
             ``<file>.runs.jsonl``).
+        abandon_after_s: A run another host left ``running`` this long ago is marked ``abandoned`` (a run
+            of this host is marked as soon as its process is gone); None never marks another host's runs.
     """
 
     def __init__(
@@ -108,6 +120,7 @@ class Warehouse:
         call_list_table: str = "weekly_call_list",
         lock_timeout_s: float | None = DEFAULT_LOCK_TIMEOUT_S,
         fallback_path: Path | None = None,
+        abandon_after_s: float | None = DEFAULT_ABANDON_AFTER_S,
     ):
         from sqlalchemy.engine import make_url
         from sqlalchemy.exc import ArgumentError
@@ -137,8 +150,9 @@ class Warehouse:
                 validate_identifier(col.name, "column")
         self.table_names = names
         self.lock_timeout_s = lock_timeout_s
-        self.tables = _build_tables(schema, names)
+        self.abandon_after_s = abandon_after_s
         self.backend = self._url.get_backend_name()
+        self.tables = _build_tables(schema, names, self.backend)
         self.duckdb_path: Path | None = None
         self.fallback_path: Path | None = None
         if self.backend == "duckdb":
@@ -406,19 +420,38 @@ class Warehouse:
         self, named: Iterator[tuple[str, pd.DataFrame | None]], run: RunInfo, on_chunk: ChunkHook | None
     ) -> RunRecord:
         record = RunRecord.start(run)
-        committed = False
+
+        def finish(counts: dict[str, int], untouched: int) -> RunRecord:
+            # Written by the backend inside the data's transaction: rows and "succeeded" commit together.
+            return replace(
+                record,
+                status="succeeded",
+                scores_rows=counts["scores"],
+                explanations_rows=counts["explanations"],
+                accounts_untouched=untouched,
+                finished_at=_utcnow(),
+            )
+
         try:
             with self._session() as session:
                 session.ensure_tables()
+                self._abandon_stale(session)
                 session.insert_run(record)
                 try:
                     chunks = _arrow_batches(named, run, record.started_at, session.slice_rows)
-                    counts = session.replace(run, chunks, on_chunk)
+                    record = session.replace(run, chunks, on_chunk, finish)
                 except BaseException as exc:
-                    error = self._scrub(_one_line(exc))
+                    signal_name = interruption(exc)
+                    error = f"interrupted by {signal_name[0]}" if signal_name else self._scrub(_one_line(exc))
                     record = replace(record, status="failed", finished_at=_utcnow(), error=error)
                     where = self._record_failure(session, record)
-                    if not isinstance(exc, Exception):  # interrupted: recorded, then let it propagate
+                    if signal_name is not None:
+                        raise Interrupted(
+                            f"run {run.run_id} (as_of {run.as_of}) {error}: the write was rolled back and "
+                            f"the run {where}",
+                            signal_name[1],
+                        ) from None
+                    if not isinstance(exc, Exception):
                         raise
                     if isinstance(exc, _Unavailable):
                         raise ChurnmlError(f"{error}; run {run.run_id} {where}") from None
@@ -426,15 +459,6 @@ class Warehouse:
                         f"warehouse write of run {run.run_id} (as_of {run.as_of}) to {self.url} failed and "
                         f"was rolled back: {error}; run {where}"
                     ) from None
-                committed = True
-                record = replace(
-                    record,
-                    status="succeeded",
-                    scores_rows=counts["scores"],
-                    explanations_rows=counts["explanations"],
-                    finished_at=_utcnow(),
-                )
-                session.update_run(record)
         except _Unavailable as exc:  # the warehouse could not be opened: nothing is recorded there
             message = self._scrub(str(exc))
             record = replace(record, status="failed", finished_at=_utcnow(), error=message)
@@ -443,21 +467,44 @@ class Warehouse:
             raise
         except Exception as exc:
             message = f"warehouse {self.url}: {self._scrub(_one_line(exc))}"
-            if committed:
-                raise ChurnmlError(
-                    f"{message}; the rows of run {run.run_id} were written, but its record still says running"
-                ) from None
             record = replace(record, status="failed", finished_at=_utcnow(), error=message)
             raise ChurnmlError(f"{message}; run {run.run_id} {self._write_fallback(record)}") from None
         log.info(
-            "wrote %d scores and %d explanations for as_of %s (run %s) to %s",
+            "wrote %d scores and %d explanations for as_of %s (run %s; %d account(s) of the date kept) to %s",
             record.scores_rows,
             record.explanations_rows,
             run.as_of,
             run.run_id,
+            record.accounts_untouched or 0,
             self.url,
         )
         return record
+
+    def _abandon_stale(self, session: _Session) -> list[str]:
+        """Mark ``running`` runs whose process is gone as ``abandoned``; return their ids."""
+        here = socket.gethostname()
+        now = _utcnow()
+        stale = []
+        for run_id, host, pid, started_at in session.running_runs():
+            if host == here and pid is not None:
+                gone = pid != os.getpid() and not _pid_alive(int(pid))
+            else:  # another host (or a record from before hosts were recorded): only by age
+                age = (now - started_at).total_seconds() if started_at is not None else None
+                gone = self.abandon_after_s is not None and age is not None and age >= self.abandon_after_s
+            if gone:
+                stale.append(run_id)
+        if stale:
+            session.abandon_runs(stale, now)
+            log.warning("marked %d run(s) left running by a dead process as abandoned: %s", len(stale),
+                        ", ".join(stale))  # fmt: skip
+        return stale
+
+    def check(self) -> None:
+        """Fail fast: open the warehouse, create or upgrade its tables and mark abandoned runs, before any
+        feature or model work. Raises one scrubbed line when the warehouse is unreachable or refuses."""
+        with self._errors("cannot open"), self._session() as session:
+            session.ensure_tables()
+            self._abandon_stale(session)
 
     def _record_failure(self, session: _Session, record: RunRecord) -> str:
         """Mark the run failed in its own transaction (else in the fallback); return where it went."""
@@ -611,3 +658,18 @@ class Warehouse:
 def _resolve(root: Path, path: str) -> Path:
     candidate = Path(path).expanduser()
     return candidate if candidate.is_absolute() else (root / candidate).absolute()
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this host (a zombie counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # Linux: a killed child not yet reaped by its parent is a zombie, not a live writer
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True

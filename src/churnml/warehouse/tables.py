@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import re
+import socket
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -27,7 +29,8 @@ if TYPE_CHECKING:
 
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-RUN_STATUSES = ("running", "succeeded", "failed")
+# abandoned: left running by a process that is gone (killed, host rebooted); set by the next run.
+RUN_STATUSES = ("running", "succeeded", "failed", "abandoned")
 RUN_KINDS = ("scheduled", "backtest", "manual")
 TARGET_CHURN = "churn"
 TARGET_EXPANSION = "expansion"
@@ -72,6 +75,10 @@ class RunInfo:
         data_end: Last day of the input data (optional, recorded).
         run_id: Unique id of the run (a random hex id by default).
         started_at: When the run started (UTC); the time of the write when missing.
+        replace_date: Replace every row of the as-of and versions (``--replace-date``); by default a run
+            replaces only the accounts it writes, so a partial export never deletes other accounts' scores.
+        drift_accepted: The run scores despite drift past the fail thresholds (``--accept-drift``).
+        drift: The run's PSI table as JSON text (recorded in the runs table).
     """
 
     as_of: dt.date
@@ -82,6 +89,9 @@ class RunInfo:
     data_end: dt.date | None = None
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     started_at: dt.datetime | None = None
+    replace_date: bool = False
+    drift_accepted: bool = False
+    drift: str | None = None
 
     def __post_init__(self) -> None:
         self.as_of = _to_date(self.as_of, "as_of")
@@ -113,6 +123,12 @@ class RunRecord:
     started_at: dt.datetime
     finished_at: dt.datetime | None
     error: str | None
+    accounts_untouched: int | None = None
+    replace_date: bool = False
+    drift_accepted: bool = False
+    drift: str | None = None
+    host: str | None = None
+    pid: int | None = None
 
     @classmethod
     def start(cls, run: RunInfo) -> RunRecord:
@@ -131,6 +147,11 @@ class RunRecord:
             started_at=run.started_at or _utcnow(),
             finished_at=None,
             error=None,
+            replace_date=run.replace_date,
+            drift_accepted=run.drift_accepted,
+            drift=run.drift,
+            host=socket.gethostname(),
+            pid=os.getpid(),
         )
 
     def to_json(self) -> str:
@@ -180,9 +201,17 @@ def _to_utc_naive(value: Any) -> dt.datetime:
 # ---------------------------------------------------------------------------------------------- tables
 
 
-def _sa_type(kind: str) -> Any:
+def _sa_type(kind: str, backend: str = "") -> Any:
     import sqlalchemy as sa
 
+    if kind == "json":
+        # jsonb in PostgreSQL (COPY parses the JSON text); JSON in DuckDB (its DDL is PostgreSQL's, so the
+        # generic type renders JSON); text elsewhere (SQLAlchemy's JSON type would encode the text again).
+        if backend == "postgresql":
+            from sqlalchemy.dialects.postgresql import JSONB
+
+            return JSONB()
+        return sa.JSON() if backend == "duckdb" else sa.Text()
     return {
         "text": sa.Text(),
         "date": sa.Date(),
@@ -193,7 +222,7 @@ def _sa_type(kind: str) -> Any:
     }[kind]
 
 
-def _build_tables(schema: str, names: dict[str, str]) -> dict[str, sa.Table]:
+def _build_tables(schema: str, names: dict[str, str], backend: str = "") -> dict[str, sa.Table]:
     """SQLAlchemy Core tables, every identifier force-quoted (reflection is never used)."""
     import sqlalchemy as sa
     from sqlalchemy.sql.elements import quoted_name
@@ -206,7 +235,10 @@ def _build_tables(schema: str, names: dict[str, str]) -> dict[str, sa.Table]:
             metadata,
             *(
                 sa.Column(
-                    quoted_name(c.name, quote=True), _sa_type(c.kind), primary_key=c.key, nullable=not c.key
+                    quoted_name(c.name, quote=True),
+                    _sa_type(c.kind, backend),
+                    primary_key=c.key,
+                    nullable=not c.key,
                 )
                 for c in _COLUMNS[logical]
             ),
