@@ -221,7 +221,8 @@ class EvaluationConfig:
     emp_alpha: float = 6.0
     emp_beta: float = 14.0
     promotion_metric: str = "roc_auc"
-    promotion_margin: float = 0.0
+    # the new model must beat the champion by more than this: a tie, or noise in the 4th decimal, keeps it
+    promotion_margin: float = 0.002
     health_score: HealthScoreConfig = field(default_factory=HealthScoreConfig)
 
 
@@ -328,6 +329,9 @@ class TrackingConfig:
     store: str = "mlflow.db"
     artifacts: str = "mlartifacts"
     register: bool = True
+    # the git branches whose workspace runs (`dvc repro`, `make run`) may move the champion alias; a
+    # `dvc exp run` (queued, temporary or in the workspace) never does: it registers candidates
+    promote_branches: list[str] = field(default_factory=lambda: ["main", "master"])
 
 
 @dataclass

@@ -15,6 +15,12 @@ kept. Every decision is written as tags on the new version (``promotion_decision
 move records ``previous_champion`` and who/when/why on the version that takes it, and appends to the
 registered model's ``champion_history`` tag, a stack that :func:`rollback` pops (each rollback steps one
 champion further back).
+
+Candidates. Production moves only on purpose: a run whose :class:`~churnml.modeling.tracking.RunContext`
+may not promote (any ``dvc exp run``, queued, temporary or in the workspace; a branch outside
+``tracking.promote_branches``) registers its version, applies the rule and records what it says
+(``rule_decision``), but leaves the alias where it is: ``promotion_decision`` is ``candidate`` and
+``candidate_reason`` says why. :func:`promote` gives the alias to a candidate by hand.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ from churnml.modeling.metrics import (
     compute_metrics,
 )
 from churnml.modeling.model import TrainedModel
-from churnml.modeling.tracking import _client, _mlflow, registered_name, tracking_uri
+from churnml.modeling.tracking import RunContext, _client, _mlflow, registered_name, tracking_uri
 from churnml.names import KEYS
 
 log = logging.getLogger(__name__)
@@ -162,8 +168,12 @@ def decide_promotion(
     test_features: pd.DataFrame | None = None,
     root: Path | None = None,
     tracking: TrackingConfig | None = None,
+    context: RunContext | None = None,
 ) -> dict[str, str]:
     """Apply the promotion rule (module docstring) to a registered version; move the alias if it wins.
+
+    ``context`` (default: may promote) says whether this run may move the alias at all; when it may not,
+    the version stays a candidate whatever the rule says.
 
     Returns:
         The decision tags written on the version.
@@ -206,6 +216,10 @@ def decide_promotion(
             "champion_metric_value": repr(old_value),
             "compared_on": compared_on if math.isfinite(old_value) else "no_comparable_metric",
         }
+    decision["rule_decision"] = decision["promotion_decision"]
+    if context is not None and not context.may_promote:
+        promote_it = False
+        decision |= {"promotion_decision": "candidate", "candidate_reason": context.why}
     if promote_it:
         previous = None if champion is None else str(champion.version)
         decision |= {
