@@ -379,7 +379,7 @@ def test_summary_figures_tables_and_files(portfolio, tmp_path):
 
 def test_write_explanations_parquet_and_csv_side_by_side(portfolio, tmp_path):
     frame, model = portfolio
-    long = explain_accounts(model, frame.iloc[:10], top_n=2)
+    long = explain_accounts(model, frame.iloc[:10], top_n=2).assign(model_version="1")
     parquet, csv = write_explanations(long, tmp_path / "data" / "explanations.parquet")
     assert parquet.name == "explanations.parquet" and csv.name == "explanations.csv"
     pd.testing.assert_frame_equal(pd.read_parquet(parquet), long, check_dtype=False)

@@ -54,6 +54,7 @@ def tiny(table: str) -> pd.DataFrame:
                 "raw_score": [-1.8, -2.1],
                 "base_probability": 0.1,
                 "probability": [0.12, 0.09],
+                "model_version": "3",
                 "reason": ["Logins down", "Logins up"],
             }
         )
@@ -69,6 +70,7 @@ def tiny(table: str) -> pd.DataFrame:
                 "family": ["usage", "contract"],
                 "probability_points": [0.02, -0.01],
                 "reason": ["Logins down", "Renewal in 41 days"],
+                "model_version": "3",
             }
         )
     if table in ("scores", "churn_scores"):

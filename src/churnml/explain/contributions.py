@@ -40,8 +40,9 @@ CHUNK_ROWS = 20_000
 # Below this raw-score gap the secant slope is numerically meaningless: use g'(f0) instead.
 TINY_SCORE_GAP = 1e-6
 DERIVATIVE_STEP = 1e-3
-# The explanations table of the contract, less the reason that with_reasons adds.
-EXPLANATION_COLUMNS = [c for c in EXPLANATIONS.columns if c != "reason"]
+# The explanations table of the contract, less the reason that with_reasons adds and the model version the
+# caller that loaded the model adds (this module sees a model, not its registration).
+EXPLANATION_COLUMNS = [c for c in EXPLANATIONS.columns if c not in ("reason", "model_version")]
 
 
 class ExplainableModel(Protocol):

@@ -1,7 +1,10 @@
 """Stage explain: SHAP drivers and plain-word reasons per account at the as-of date, and the global view.
 
-On simulator data it also checks the reasons against the truth (:mod:`churnml.explain.cause`), written with
-the as-of and the account count to ``paths.explain_metrics``.
+The models explained are the ones scoring uses: each target's ``scoring.model_alias`` (the champion) from the
+MLflow registry, not the freshly trained ``models/<target>`` (which stays a candidate whenever evaluate keeps
+the champion); every explanation and reason row names its ``model_version``. On simulator data it also checks
+the reasons against the truth (:mod:`churnml.explain.cause`), written with the as-of and the account count
+to ``paths.explain_metrics``.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from churnml.explain.contributions import explain_accounts, write_global_view
 from churnml.explain.export import TOP_FEATURES
 from churnml.explain.reasons import reasons_for, with_reasons
 from churnml.features.engine import build_features
-from churnml.modeling.model import TrainedModel
+from churnml.modeling.registry import load_champion
 
 GLOBAL_SAMPLE = 2000  # accounts behind each model's global view
 
@@ -32,12 +35,14 @@ def explain(cfg: Config, root: Path) -> str:
     features = build_features(
         validated, build_spine(read_table(validated, "subscriptions"), [as_of]), cfg.features
     )
-    explanations, reasons = [], []
+    explanations, reasons, models, versions = [], [], {}, {}
     for target in cfg.model.targets:
-        model = TrainedModel.load(root / paths.model(target))
+        model, version = load_champion(target, cfg.scoring.model_alias, root=root, cfg=cfg.tracking)
+        models[target], versions[target] = model, version
         full = explain_accounts(model, features)
-        reasons.append(reasons_for(full, features, top=cfg.scoring.top_reasons))
-        explanations.append(with_reasons(full[full["rank"] <= TOP_FEATURES], features))
+        reasons.append(reasons_for(full, features, top=cfg.scoring.top_reasons).assign(model_version=version))
+        top = with_reasons(full[full["rank"] <= TOP_FEATURES], features)
+        explanations.append(top.assign(model_version=version))
         sample = features.sample(min(len(features), GLOBAL_SAMPLE), random_state=0)
         write_global_view(model, sample, root / paths.explain_plots)
     table = pd.concat(explanations, ignore_index=True)
@@ -51,7 +56,7 @@ def explain(cfg: Config, root: Path) -> str:
 
         summary.update(
             cause_check(
-                TrainedModel.load(root / paths.model("churn")),
+                models["churn"],
                 read_output(root / paths.features, "features"),
                 read_parquet(root / paths.truth / "accounts.parquet"),
                 CAUSE_FAMILIES,
@@ -61,4 +66,5 @@ def explain(cfg: Config, root: Path) -> str:
     metrics = root / paths.explain_metrics
     metrics.parent.mkdir(parents=True, exist_ok=True)
     metrics.write_text(json.dumps(summary, indent=2) + "\n")
-    return str(summary)
+    # the versions stay out of the git-tracked metrics: they count registrations, not the data
+    return f"{summary} with model versions {versions}"
