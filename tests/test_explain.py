@@ -375,6 +375,10 @@ def test_summary_figures_tables_and_files(portfolio, tmp_path):
     assert list(imp.columns) == ["feature", "mean_abs_shap"] and len(imp) == len(model.features)
     assert (tmp_path / "plots" / "explain" / "churn_summary.png").stat().st_size > 5000
     assert all(p.exists() for p in written.values())
+    # committed under plots/explain: the same bytes every run, whatever the global RNG did before
+    np.random.seed(123)
+    again = write_global_view(model, sample, tmp_path / "again", dependence=2)
+    assert {k: p.read_bytes() for k, p in again.items()} == {k: p.read_bytes() for k, p in written.items()}
 
 
 def test_write_explanations_parquet_and_csv_side_by_side(portfolio, tmp_path):

@@ -43,6 +43,7 @@ SCHEMA_NAME = (
 class PathsConfig:
     """Where each stage reads and writes, relative to the repository root."""
 
+    params_check: str = "data/params.checked"  # check_params' stamp: every stage depends on it
     raw: str = "data/raw"
     truth: str = "data/truth"
     validated: str = "data/validated"

@@ -453,6 +453,17 @@ def summary_figures(
 
 
 def _figures_from(expl: Any, target: str, max_display: int, dependence: int) -> dict[str, Figure]:
+    # shap's beeswarm shuffles and jitters with NumPy's global RNG: seed it for these figures (the same
+    # picture every run, so the committed PNGs do not change bytes) and give the caller its state back
+    state = np.random.get_state()
+    np.random.seed(0)
+    try:
+        return _draw_figures(expl, target, max_display, dependence)
+    finally:
+        np.random.set_state(state)
+
+
+def _draw_figures(expl: Any, target: str, max_display: int, dependence: int) -> dict[str, Figure]:
     import matplotlib.pyplot as plt
     import shap
 
@@ -505,7 +516,8 @@ def write_global_view(
         written[name] = path
     for name, fig in _figures_from(expl, model.target, max_display, dependence).items():
         path = out_dir / f"{model.target}_{name}.png"
-        fig.savefig(path, dpi=110, bbox_inches="tight")
+        # no "Software" (version) metadata: the bytes depend on the picture only
+        fig.savefig(path, dpi=110, bbox_inches="tight", metadata={"Software": None})
         written[f"{name}_png"] = path
     return written
 

@@ -10,6 +10,7 @@ to ``paths.explain_metrics``.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -36,6 +37,11 @@ def explain(cfg: Config, root: Path) -> str:
         validated, build_spine(read_table(validated, "subscriptions"), [as_of]), cfg.features
     )
     explanations, reasons, models, versions = [], [], {}, {}
+    # the global views go to a fresh sibling folder that replaces the committed one only once all is written
+    # (DVC leaves the folder in place: persist, so a failed run keeps the committed plots)
+    plots = root / paths.explain_plots
+    fresh = plots.with_name(plots.name + ".new")
+    shutil.rmtree(fresh, ignore_errors=True)
     for target in cfg.model.targets:
         model, version = load_champion(target, cfg.scoring.model_alias, root=root, cfg=cfg.tracking)
         models[target], versions[target] = model, version
@@ -44,7 +50,7 @@ def explain(cfg: Config, root: Path) -> str:
         top = with_reasons(full[full["rank"] <= TOP_FEATURES], features)
         explanations.append(top.assign(model_version=version))
         sample = features.sample(min(len(features), GLOBAL_SAMPLE), random_state=0)
-        write_global_view(model, sample, root / paths.explain_plots)
+        write_global_view(model, sample, fresh)
     table = pd.concat(explanations, ignore_index=True)
     write_output(table, root / paths.explanations, "explanations")
     write_csv(table, root / paths.explanations_csv)
@@ -63,6 +69,8 @@ def explain(cfg: Config, root: Path) -> str:
                 cfg.labels.horizon_days,
             )
         )
+    shutil.rmtree(plots, ignore_errors=True)
+    fresh.rename(plots)
     metrics = root / paths.explain_metrics
     metrics.parent.mkdir(parents=True, exist_ok=True)
     metrics.write_text(json.dumps(summary, indent=2) + "\n")
