@@ -335,7 +335,8 @@ def load_champion(
             version = client.get_model_version_by_alias(name, ref).version
         except mlflow.exceptions.MlflowException:
             raise ChurnmlError(
-                f"registry: {name} has no version with alias {ref!r} (train and promote one)"
+                f"registry: {name} has no version with alias {ref!r} (experiments register candidates "
+                "only: run the pipeline on the main line, `dvc repro`, or `churnml promote` a version)"
             ) from None
     return _load_version(name, str(version)), str(version)
 
