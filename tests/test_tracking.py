@@ -325,6 +325,21 @@ def test_a_branch_off_the_main_line_registers_candidates(tmp_path):
     assert run_context(tmp_path / "nowhere", TrackingConfig()).may_promote  # no git: a scheduler's install
 
 
+@pytest.mark.slow
+def test_off_the_main_line_only_the_first_champion_is_set(store, trained):
+    from churnml.modeling.tracking import RunContext
+
+    feature_branch = RunContext("workspace", "feature-x", False, "branch 'feature-x' is not main")
+    _, v1 = _log(trained, "weak", store, context=feature_branch)
+    assert _champion_version() == v1  # nothing to move yet: the first champion
+    _, v2 = _log(trained, "good", store, context=feature_branch)
+    assert _champion_version() == v1 and _tags(v2)["promotion_decision"] == "candidate"
+    experiment = RunContext("bushy-pies", "", False, "experiment")
+    _client().delete_registered_model_alias("churnml-churn", "champion")
+    _, v3 = _log(trained, "good", store, context=experiment)
+    assert _tags(v3)["promotion_decision"] == "candidate"  # an experiment never sets one, even the first
+
+
 def test_loading_a_champion_that_does_not_exist_is_a_clear_error(store):
     with pytest.raises(ChurnmlError, match="no version with alias 'champion'"):
         load_champion("churn", root=store)

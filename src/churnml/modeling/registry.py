@@ -20,7 +20,8 @@ Candidates. Production moves only on purpose: a run whose :class:`~churnml.model
 may not promote (any ``dvc exp run``, queued, temporary or in the workspace; a branch outside
 ``tracking.promote_branches``) registers its version, applies the rule and records what it says
 (``rule_decision``), but leaves the alias where it is: ``promotion_decision`` is ``candidate`` and
-``candidate_reason`` says why. :func:`promote` gives the alias to a candidate by hand.
+``candidate_reason`` says why. :func:`promote` gives the alias to a candidate by hand. One exception: with no
+champion yet, a workspace run on another branch sets the first one (an experiment still does not).
 """
 
 from __future__ import annotations
@@ -217,7 +218,10 @@ def decide_promotion(
             "compared_on": compared_on if math.isfinite(old_value) else "no_comparable_metric",
         }
     decision["rule_decision"] = decision["promotion_decision"]
-    if context is not None and not context.may_promote:
+    # a workspace run off the main line may still set the very first champion (there is no production to move
+    # yet, and explain and score need one); an experiment never does
+    bootstrap = champion is None and context is not None and context.experiment == "workspace"
+    if context is not None and not context.may_promote and not bootstrap:
         promote_it = False
         decision |= {"promotion_decision": "candidate", "candidate_reason": context.why}
     if promote_it:
