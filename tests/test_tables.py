@@ -236,8 +236,8 @@ def test_documents_name_the_first_missing_key(tmp_path):
     }
     with pytest.raises(ChurnmlError, match=r"^target_metrics: missing key test\.lift_at_10pct$"):
         check_document(metrics, "target_metrics")
-    with pytest.raises(ChurnmlError, match="m.json: registry_record: missing key version"):
-        write_document({"target": "churn", "run_id": "x"}, tmp_path / "m.json", "registry_record")
+    with pytest.raises(ChurnmlError, match="m.json: registry_record: missing key data_version"):
+        write_document({"target": "churn", "model": "x"}, tmp_path / "m.json", "registry_record")
 
 
 # --------------------------------------------------------------------------------------------- registry

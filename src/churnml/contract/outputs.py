@@ -52,7 +52,7 @@ DOCUMENTS: dict[str, Shape] = {
         "as_of_dates": ("scored", "matured"),
     },
     # models/registry/<target>.json: the MLflow registration the evaluate stage made
-    "registry_record": ("target", "run_id", "version"),
+    "registry_record": ("target", "model", "data_version", "registered"),
 }
 
 

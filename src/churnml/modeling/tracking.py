@@ -198,7 +198,7 @@ def flatten_metrics(document: Mapping[str, Any], prefix: tuple[str, ...] = ()) -
 
 
 def data_version(path: Path, root: Path | None = None) -> str:
-    """The DVC md5 of ``path`` from ``dvc.lock`` when it is a tracked output, else the file's own md5."""
+    """The DVC md5 of ``path`` from ``dvc.lock`` when it is a tracked output, else the file's (or folder's) md5."""
     root = Path(root or repo_root())
     path = Path(path)
     lock = root / "dvc.lock"
@@ -214,6 +214,12 @@ def data_version(path: Path, root: Path | None = None) -> str:
             for out in stage.get("outs", []) or []:
                 if out.get("path") == rel and out.get("md5"):
                     return str(out["md5"])
+    if path.is_dir():  # a folder outside dvc.lock (a stage run by hand): its files' names and bytes
+        digest = hashlib.md5()
+        for file in sorted(f for f in path.rglob("*") if f.is_file()):
+            digest.update(file.relative_to(path).as_posix().encode())
+            digest.update(file.read_bytes())
+        return digest.hexdigest() + ".dir"
     if not path.is_file():
         raise ChurnmlError(f"{path}: no such file (cannot compute its data version)")
     digest = hashlib.md5()
