@@ -93,7 +93,7 @@ class Output:
             with a reason column), ``truth_folder`` (the simulator's ground truth), ``model_folder`` (a
             saved model), ``document`` (JSON, ``document`` names its shape), ``plots_folder`` (CSV files,
             ``files`` maps each name to its columns; ``<target>`` stands for each model target) or
-            ``report_folder`` (static HTML).
+            ``report_folder`` (static HTML) or ``stamp`` (a constant text file other stages depend on).
     """
 
     kind: str
@@ -140,6 +140,7 @@ def _table(name: str, description: str) -> Output:
 
 
 OUTPUTS: dict[str, Output] = {
+    "params_check": Output("stamp", "check_params' stamp: params.yaml was valid and fresh (constant text)"),
     "raw": Output("input_folder", "the input tables as generated or supplied (contract.schemas.TABLES)"),
     "truth": Output(
         "truth_folder", "simulator ground truth: accounts.parquet, monthly.parquet (sources.simulate)"
