@@ -50,4 +50,15 @@ def test_two_clean_runs_write_the_same_committed_outputs(tmp_path):
     first, second = runs
     assert set(first) == set(second)
     differ = sorted(path for path in first if first[path] != second[path])
-    assert not differ, f"these committed outputs differ between two clean runs: {differ}"
+    shown = ""
+    if "dvc.lock" in differ:
+        import difflib
+
+        lines = difflib.unified_diff(
+            first["dvc.lock"].decode().splitlines(),
+            second["dvc.lock"].decode().splitlines(),
+            lineterm="",
+            n=6,
+        )
+        shown = "\n".join(list(lines)[:60])
+    assert not differ, f"these committed outputs differ between two clean runs: {differ}\n{shown}"

@@ -398,7 +398,8 @@ def build_report(
             leaves it out.
         max_accounts: List at most this many accounts (the largest ARR at risk first); totals cover all.
         title: Page title.
-        generated_at: Timestamp shown in the header (default: now, UTC).
+        generated_at: Timestamp shown in the header (default: none shown, so that the same inputs give the same
+            page byte for byte: its hash is in the committed dvc.lock).
 
     Returns:
         The path of the written page.
@@ -504,7 +505,7 @@ def build_report(
     html = env.get_template("report.html.j2").render(
         title=title,
         as_of=as_of,
-        generated=(generated_at or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%d %H:%M UTC"),
+        generated=generated_at.strftime("%Y-%m-%d %H:%M UTC") if generated_at else "",
         versions=versions,
         summary=summary,
         kpis=_kpi_cards(kpis) if kpis is not None else [],
