@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -20,8 +21,10 @@ from churnml.config import (
     PARAMS_FILE,
     Config,
     StaleParamsError,
+    check_overrides,
     compose,
     load_config,
+    recorded_overrides,
     repo_root,
     validate_config,
     write_params,
@@ -117,18 +120,33 @@ def test_dvc_composes_the_same_params_as_churnml_params(repo, overrides):
     cmd = [sys.executable, "-c", code, str(repo), str(dvc_params), *overrides]
     done = subprocess.run(cmd, env=env, cwd=repo, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
-    ours = write_params(repo, overrides)
-    assert dvc_params.read_text() == ours.read_text()
-    assert "${" not in ours.read_text()  # resolved: stages read values, not interpolations
+    ours = write_params(repo, overrides).read_text()
+    if overrides:  # churnml params records them in a first comment line; DVC's file is the rest
+        first, ours = ours.split("\n", 1)
+        assert first == "# churnml params " + " ".join(overrides)
+    assert dvc_params.read_text() == ours
+    assert "${" not in ours  # resolved: stages read values, not interpolations
 
 
 def test_every_dataclass_section_has_a_group():
     assert set(GROUPS) == set(Config.__dataclass_fields__)
 
 
-def test_committed_params_are_fresh():
-    committed = yaml.safe_load((ROOT / "params.yaml").read_text())
-    assert committed == compose(ROOT / CONF_DIR), "params.yaml is stale: run `make params` and commit it"
+def test_committed_params_are_fresh(tmp_path):
+    """The committed params.yaml against the committed conf/ (HEAD, not the working files: in the middle of an
+    experiment or with a conf/local overlay the working params.yaml differs on purpose)."""
+
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+
+    if git("rev-parse", "--verify", "HEAD").returncode != 0:
+        pytest.skip("not a git checkout with commits")
+    text = git("show", "HEAD:params.yaml").stdout
+    archive = subprocess.run(["git", "archive", "HEAD", CONF_DIR], cwd=ROOT, capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(tmp_path)], input=archive.stdout, check=True)
+    assert recorded_overrides(text) == [], "the committed params.yaml was composed with overrides"
+    committed = yaml.safe_load(text)
+    assert committed == compose(tmp_path / CONF_DIR), "params.yaml is stale: run `make params` and commit it"
 
 
 @pytest.fixture()
@@ -161,12 +179,50 @@ def test_edit_under_conf_makes_a_plain_run_refuse(repo, monkeypatch):
 
 
 def test_experiment_overrides_are_accepted_inside_dvc_exp_run(repo, monkeypatch):
-    write_params(repo, ["model.lgbm.num_leaves=15"])
+    path = write_params(repo, ["model.lgbm.num_leaves=15"])
+    path.write_text(path.read_text().split("\n", 1)[1])  # as DVC writes it: no record of the -S overrides
     monkeypatch.delenv("DVC_EXP_NAME", raising=False)
     with pytest.raises(StaleParamsError):
         load_config(repo)
     monkeypatch.setenv("DVC_EXP_NAME", "exp-1")
     assert load_config(repo).model.lgbm.num_leaves == 15
+
+
+def test_churnml_params_overrides_are_what_a_plain_repro_runs_with(repo, monkeypatch):
+    """The README's own-folder step: `churnml params data=folder data.input_dir=DIR`, then `dvc repro`."""
+    monkeypatch.delenv("DVC_EXP_NAME", raising=False)
+    write_params(repo, ["data=folder", "data.input_dir=/tmp/my tables"])
+    cfg = load_config(repo)  # fresh against conf/ plus the recorded overrides
+    assert (cfg.data.source, cfg.data.input_dir, cfg.data.generate) == ("folder", "/tmp/my tables", [])
+    path = repo / CONF_DIR / "model" / "lightgbm.yaml"
+    path.write_text(path.read_text() + "lgbm:\n  num_leaves: 63\n")
+    with pytest.raises(StaleParamsError, match=r"plus its overrides .*churnml params data=folder"):
+        load_config(repo)
+
+
+@pytest.mark.parametrize(
+    ("override", "suggestion"),
+    [
+        ("model.lgbm.num_leafs=63", "did you mean 'model.lgbm.num_leaves'?"),
+        ("+nonexistent.key=1", "unknown key 'nonexistent.key'"),
+        ("labels.horizon=60", "did you mean 'labels.horizon_days'?"),
+        ("data=foldr", "did you mean data=folder?"),
+    ],
+)
+def test_a_mistyped_override_is_refused_with_the_closest_key_and_nothing_written(repo, override, suggestion):
+    before = (repo / "params.yaml").read_text()
+    with pytest.raises(ChurnmlError, match=re.escape(suggestion)):
+        write_params(repo, [override])
+    assert (repo / "params.yaml").read_text() == before
+    # keys below a free-form mapping of the schema are fine
+    check_overrides(repo / CONF_DIR, ["+scoring.tiers.thresholds.severe=0.95", "~scoring.as_of"])
+
+
+def test_an_unknown_key_in_params_yaml_names_the_closest_key(repo):
+    with pytest.raises(ChurnmlError, match=r"num_leafs.*did you mean 'model.lgbm.num_leaves'"):
+        validate_config({"model": {"lgbm": {"num_leafs": 63}}})
+    with pytest.raises(ChurnmlError, match="data.generate"):
+        validate_config({"data": {"source": "folder"}})  # the simulator would still run
 
 
 def test_missing_params_says_what_to_run(repo):

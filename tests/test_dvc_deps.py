@@ -196,3 +196,18 @@ def test_dvc_status_sees_a_feature_sql_edit(tmp_path, stages):
         f.write("# touched\n")
     after = dvc("status", "build_features")
     assert "build_features" in after and "modified:" in after and "src/churnml/features" in after, after
+
+
+def test_each_plot_is_drawn_once():
+    """`dvc plots show --json` lists every curve once: the stage outputs under the top-level plots are plain
+    outs, not stage-level plots too (those came back as a second, x=step copy of each file)."""
+    import json
+
+    proc = subprocess.run(
+        [str(BIN / "dvc"), "plots", "show", "--json"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    names = list(json.loads(proc.stdout)["data"])
+    files = [name.split("::", 1)[-1] for name in names]
+    assert len(files) == len(set(files)), sorted(names)
+    assert "plots/churn/roc.csv" in files and "plots/monitor/decay.csv" in files

@@ -375,11 +375,15 @@ def test_summary_figures_tables_and_files(portfolio, tmp_path):
     assert list(imp.columns) == ["feature", "mean_abs_shap"] and len(imp) == len(model.features)
     assert (tmp_path / "plots" / "explain" / "churn_summary.png").stat().st_size > 5000
     assert all(p.exists() for p in written.values())
+    # committed under plots/explain: the same bytes every run, whatever the global RNG did before
+    np.random.seed(123)
+    again = write_global_view(model, sample, tmp_path / "again", dependence=2)
+    assert {k: p.read_bytes() for k, p in again.items()} == {k: p.read_bytes() for k, p in written.items()}
 
 
 def test_write_explanations_parquet_and_csv_side_by_side(portfolio, tmp_path):
     frame, model = portfolio
-    long = explain_accounts(model, frame.iloc[:10], top_n=2)
+    long = explain_accounts(model, frame.iloc[:10], top_n=2).assign(model_version="1")
     parquet, csv = write_explanations(long, tmp_path / "data" / "explanations.parquet")
     assert parquet.name == "explanations.parquet" and csv.name == "explanations.csv"
     pd.testing.assert_frame_equal(pd.read_parquet(parquet), long, check_dtype=False)

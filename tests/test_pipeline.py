@@ -263,3 +263,157 @@ def test_a_secret_in_the_warehouse_query_string_appears_nowhere(repo):
         with engine.begin() as conn:
             conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         engine.dispose()
+
+
+# ---------------------------------------------------------------- issue 15: one model, production on purpose
+
+
+def _mlflow_one(dest: Path, sql: str, args: list) -> list[tuple]:
+    import sqlite3
+
+    with sqlite3.connect(dest / "mlflow.db") as con:
+        return con.execute(sql, args).fetchall()
+
+
+def _champion(dest: Path, target: str) -> str | None:
+    rows = _mlflow_one(
+        dest,
+        "select version from registered_model_aliases where name = ? and alias = 'champion'",
+        [f"churnml-{target}"],
+    )
+    return str(rows[0][0]) if rows else None
+
+
+def _latest(dest: Path, target: str) -> str:
+    rows = _mlflow_one(dest, "select max(version) from model_versions where name = ?", [f"churnml-{target}"])
+    return str(rows[0][0])
+
+
+def _tags(dest: Path, target: str, version: str) -> dict[str, str]:
+    rows = _mlflow_one(
+        dest,
+        "select key, value from model_version_tags where name = ? and version = ?",
+        [f"churnml-{target}", version],
+    )
+    return dict(rows)
+
+
+def _wait_for_queue(dest: Path, env: dict, timeout_s: float = 900) -> str:
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        status = _run(["dvc", "queue", "status"], dest, env).stdout
+        if "Queued" not in status and "Running" not in status:
+            return status
+        time.sleep(5)
+    raise AssertionError(f"the queue did not finish:\n{status}")
+
+
+def test_a_queued_experiment_registers_a_candidate_and_never_moves_the_champion(repo):
+    """A queued experiment the rule would promote stays a candidate; `churnml promote` can take it; the
+    workspace run on main then promotes by the rule."""
+    from churnml.names import TARGETS
+
+    dest, env = repo
+    if _champion(dest, "churn") is None:
+        _run(["dvc", "repro"], dest, env)
+    champions = {t: _champion(dest, t) for t in TARGETS}
+    latest = _latest(dest, "churn")
+    # promotion_margin=-1: by the rule this model wins whatever its metric (a "better model")
+    overrides = [*SMALL, "model.lgbm.num_leaves=5", "evaluation.promotion_margin=-1"]
+    sets = [arg for o in overrides for arg in ("-S", o)]
+    _run(["dvc", "exp", "run", "--queue", "--name", "queued-candidate", *sets], dest, env)
+    _run(["dvc", "queue", "start"], dest, env)
+    status = _wait_for_queue(dest, env)
+    assert "Success" in status and "Failed" not in status, status
+    candidate = _latest(dest, "churn")
+    assert int(candidate) > int(latest)
+    tags = _tags(dest, "churn", candidate)
+    assert tags["promotion_decision"] == "candidate" and tags["rule_decision"] == "promoted", tags
+    assert tags["dvc_experiment"] == "queued-candidate" and tags["params_hash"]
+    assert {t: _champion(dest, t) for t in TARGETS} == champions  # production untouched
+
+    _run(
+        ["churnml", "promote", "--target", "churn", "--version", candidate, "--reason", "reviewed"], dest, env
+    )
+    assert _champion(dest, "churn") == candidate
+    _run(["churnml", "rollback", "--target", "churn"], dest, env)
+    assert _champion(dest, "churn") == champions["churn"]
+
+    # the workspace run on main: the same settings, and the rule moves the alias
+    _run(["churnml", "params", "model.lgbm.num_leaves=5", "evaluation.promotion_margin=-1"], dest, env)
+    _run(["dvc", "repro"], dest, env)
+    promoted = _latest(dest, "churn")
+    assert _champion(dest, "churn") == promoted and int(promoted) > int(candidate)
+    tags = _tags(dest, "churn", promoted)
+    assert tags["promotion_decision"] == "promoted" and tags["dvc_experiment"] == "workspace"
+
+
+def test_when_evaluate_keeps_the_champion_every_row_and_the_report_name_that_one_version(repo):
+    import pandas as pd
+
+    from churnml.names import TARGETS
+
+    dest, env = repo
+    if _champion(dest, "churn") is None:
+        _run(["dvc", "repro"], dest, env)
+    champions = {t: _champion(dest, t) for t in TARGETS}
+    # a different model that the rule cannot promote (it would need +0.5 ROC-AUC)
+    _run(["churnml", "params", "model.lgbm.num_leaves=3", "evaluation.promotion_margin=0.5"], dest, env)
+    _run(["dvc", "repro"], dest, env)
+    for target in TARGETS:
+        latest = _latest(dest, target)
+        assert latest != champions[target]
+        assert _tags(dest, target, latest)["promotion_decision"] == "kept_champion"
+        assert _champion(dest, target) == champions[target]
+    scores = pd.read_parquet(dest / "data" / "scores.parquet")
+    reasons = pd.read_parquet(dest / "data" / "reasons.parquet")
+    explanations = pd.read_parquet(dest / "data" / "explanations.parquet")
+    html = (dest / "reports" / "index.html").read_text(encoding="utf-8")
+    for target in TARGETS:
+        version = champions[target]
+        assert set(scores[f"{target}_model_version"].astype(str)) == {version}
+        assert set(reasons.loc[reasons["target"] == target, "model_version"]) == {version}
+        assert set(explanations.loc[explanations["target"] == target, "model_version"]) == {version}
+        assert f"{target} model {version}" in html
+    assert set(reasons["account_id"]) <= set(scores["account_id"])
+
+
+def test_a_mistyped_key_is_refused_with_a_suggestion_and_deletes_nothing(repo):
+    dest, env = repo
+    committed = [p for d in ("metrics", "plots") for p in sorted((dest / d).rglob("*")) if p.is_file()]
+    before = {p: p.read_bytes() for p in committed}
+    params = (dest / "params.yaml").read_text()
+    try:
+        proc = _run(["dvc", "exp", "run", "-S", "+nonexistent.key=1"], dest, env, check=False)
+        out = proc.stdout + proc.stderr
+        assert proc.returncode != 0 and "nonexistent" in out and "check_params" in out, out[-3000:]
+        assert {p: p.read_bytes() for p in committed if p.exists()} == before
+        assert all(p.exists() for p in committed)
+        proc = _run(["churnml", "params", "model.lgbm.num_leafs=63"], dest, env, check=False)
+        assert proc.returncode == 1
+        assert "did you mean 'model.lgbm.num_leaves'?" in proc.stderr and "Traceback" not in proc.stderr
+    finally:
+        (dest / "params.yaml").write_text(params)
+
+
+def test_the_readme_own_folder_recipe_runs_without_the_simulator(repo):
+    """README: `churnml params data=folder data.input_dir=DIR`, then `dvc repro`, on a folder written by
+    `churnml generate`; nothing of the simulator runs and no truth exists to be read."""
+    import json
+    import shutil
+
+    dest, env = repo
+    folder = dest.parent / "own" / "tables"
+    _run(["churnml", "generate", "--accounts", "300", "--months", "18", "--out", str(folder)], dest, env)
+    shutil.rmtree(folder.parent / "truth")  # a user's folder has no ground truth
+    shutil.rmtree(dest / "data" / "truth", ignore_errors=True)  # and the simulator's must not be read
+    _run(["churnml", "params", "data=folder", f"data.input_dir={folder}"], dest, env)
+    assert "generate" not in _run(["dvc", "stage", "list"], dest, env).stdout
+    proc = _run(["dvc", "repro"], dest, env)
+    assert "generate" not in proc.stdout
+    assert not (dest / "data" / "truth").exists()
+    metrics = json.loads((dest / "metrics" / "churn.json").read_text())
+    assert "oracle" not in metrics and metrics["test"]["roc_auc"] > 0.5
+    assert (dest / "reports" / "index.html").is_file()

@@ -204,6 +204,7 @@ def _inputs():
                 f"Ticket titled {XSS_NAME}",
                 "License utilisation 97% (97 of 100 seats active)",
             ],
+            "model_version": ["3", "3", "3", "3", "2"],  # the versions the scores name
         }
     )
     weeks = pd.date_range(end=as_of - pd.Timedelta(days=7), periods=12, freq="7D")
@@ -314,6 +315,24 @@ def test_report_is_self_contained_and_lists_accounts_by_arr_at_risk(report):
     assert html.count("<script") == 2 and html.count('<script type="application/json"') == 1  # data is inert
 
 
+def test_report_refuses_to_mix_model_versions_and_shows_the_one_it_used(report, tmp_path):
+    """Scores from the champion beside reasons from a challenger (evaluate kept the champion): refused."""
+    html = report.read_text()
+    assert "churn model 3" in html and "expansion model 2" in html
+    scores, reasons, usage_weekly, kpis, accounts = _inputs()
+    challenger = reasons.assign(
+        model_version=reasons["model_version"].where(reasons["target"] != "churn", "4")
+    )
+    with pytest.raises(
+        ChurnmlError, match="churn probabilities come from model version 3 but its reasons from"
+    ):
+        build_report(scores, challenger, usage_weekly, kpis, tmp_path / "mixed", TiersConfig())
+    mixed = scores.assign(churn_model_version=["3", "4"] * (len(scores) // 2))
+    with pytest.raises(ChurnmlError, match="scores mix churn model versions 3, 4"):
+        build_report(mixed, reasons, usage_weekly, kpis, tmp_path / "mixed", TiersConfig())
+    assert not (tmp_path / "mixed" / "index.html").exists()
+
+
 def test_arr_at_risk_by_segment():
     scores, *_ = _inputs()
     seg = arr_at_risk_by_segment(scores).set_index("segment")
@@ -371,6 +390,7 @@ def test_context_is_shown_beside_the_reasons_not_as_one(tmp_path):
             "family": ["contract", "contract"],
             "probability_points": [0.3, 0.01],
             "reason": ["Renewal in 41 days", "Billed annually"],
+            "model_version": ["3", "3"],
         }
     )
     path = build_report(

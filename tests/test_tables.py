@@ -54,6 +54,7 @@ def tiny(table: str) -> pd.DataFrame:
                 "raw_score": [-1.8, -2.1],
                 "base_probability": 0.1,
                 "probability": [0.12, 0.09],
+                "model_version": "3",
                 "reason": ["Logins down", "Logins up"],
             }
         )
@@ -69,6 +70,7 @@ def tiny(table: str) -> pd.DataFrame:
                 "family": ["usage", "contract"],
                 "probability_points": [0.02, -0.01],
                 "reason": ["Logins down", "Renewal in 41 days"],
+                "model_version": "3",
             }
         )
     if table in ("scores", "churn_scores"):
@@ -234,8 +236,8 @@ def test_documents_name_the_first_missing_key(tmp_path):
     }
     with pytest.raises(ChurnmlError, match=r"^target_metrics: missing key test\.lift_at_10pct$"):
         check_document(metrics, "target_metrics")
-    with pytest.raises(ChurnmlError, match="m.json: registry_record: missing key version"):
-        write_document({"target": "churn", "run_id": "x"}, tmp_path / "m.json", "registry_record")
+    with pytest.raises(ChurnmlError, match="m.json: registry_record: missing key data_version"):
+        write_document({"target": "churn", "model": "x"}, tmp_path / "m.json", "registry_record")
 
 
 # --------------------------------------------------------------------------------------------- registry

@@ -272,6 +272,76 @@ def test_promote_and_rollback_move_the_alias_and_leave_tags(store, trained):
         promote("churn", "2", "again", root=store)
 
 
+@pytest.mark.slow
+def test_an_experiment_registers_a_candidate_and_only_the_workspace_or_promote_moves_the_champion(
+    store, trained, monkeypatch
+):
+    """A better model from a `dvc exp run` (DVC sets DVC_EXP_NAME) stays a candidate; the workspace run
+    promotes by the rule; `churnml promote` gives the alias to an experiment's candidate."""
+    _log(trained, "weak", store)
+    assert _champion_version() == "1"
+
+    monkeypatch.setenv("DVC_EXP_NAME", "bushy-pies")
+    monkeypatch.setenv("DVC_EXP_BASELINE_REV", "a" * 40)
+    run_id, v2 = _log(trained, "good", store)
+    assert _champion_version() == "1"  # production untouched
+    tags = _tags(v2)
+    assert tags["promotion_decision"] == "candidate" and tags["rule_decision"] == "promoted"
+    assert "bushy-pies" in tags["candidate_reason"] and tags["dvc_experiment"] == "bushy-pies"
+    run = _client().get_run(run_id)
+    assert run.info.run_name.startswith("churn@bushy-pies-")
+    assert run.data.tags["dvc_experiment"] == "bushy-pies" and run.data.tags["dvc_baseline_rev"] == "a" * 40
+    assert run.data.tags["params_hash"] == tags["params_hash"] and run.data.tags["data_version"] == "md5-abc"
+
+    monkeypatch.delenv("DVC_EXP_NAME")
+    monkeypatch.delenv("DVC_EXP_BASELINE_REV")
+    run_id, v3 = _log(trained, "good", store)  # the workspace run: the rule decides
+    assert _champion_version() == v3 == "3"
+    assert _tags(v3)["promotion_decision"] == "promoted" and _tags(v3)["dvc_experiment"] == "workspace"
+    assert _client().get_run(run_id).info.run_name.startswith("churn@workspace-")
+
+    assert promote("churn", v2, "experiment bushy-pies reviewed", root=store) == "3"
+    assert _champion_version() == v2
+
+
+def test_a_branch_off_the_main_line_registers_candidates(tmp_path):
+    import subprocess
+
+    from churnml.modeling.tracking import run_context
+
+    subprocess.run(["git", "init", "-q", "-b", "feature-x", str(tmp_path)], check=True)
+    subprocess.run(
+        ["git", "-C", str(tmp_path), "commit", "-q", "--allow-empty", "-m", "x"],
+        check=True,
+        env={
+            "GIT_AUTHOR_NAME": "t",
+            "GIT_AUTHOR_EMAIL": "t@x",
+            "GIT_COMMITTER_NAME": "t",
+            "GIT_COMMITTER_EMAIL": "t@x",
+            "PATH": __import__("os").environ["PATH"],
+        },
+    )
+    context = run_context(tmp_path, TrackingConfig())
+    assert not context.may_promote and "feature-x" in context.why and context.experiment == "workspace"
+    assert run_context(tmp_path, TrackingConfig(promote_branches=["feature-x"])).may_promote
+    assert run_context(tmp_path / "nowhere", TrackingConfig()).may_promote  # no git: a scheduler's install
+
+
+@pytest.mark.slow
+def test_off_the_main_line_only_the_first_champion_is_set(store, trained):
+    from churnml.modeling.tracking import RunContext
+
+    feature_branch = RunContext("workspace", "feature-x", False, "branch 'feature-x' is not main")
+    _, v1 = _log(trained, "weak", store, context=feature_branch)
+    assert _champion_version() == v1  # nothing to move yet: the first champion
+    _, v2 = _log(trained, "good", store, context=feature_branch)
+    assert _champion_version() == v1 and _tags(v2)["promotion_decision"] == "candidate"
+    experiment = RunContext("bushy-pies", "", False, "experiment")
+    _client().delete_registered_model_alias("churnml-churn", "champion")
+    _, v3 = _log(trained, "good", store, context=experiment)
+    assert _tags(v3)["promotion_decision"] == "candidate"  # an experiment never sets one, even the first
+
+
 def test_loading_a_champion_that_does_not_exist_is_a_clear_error(store):
     with pytest.raises(ChurnmlError, match="no version with alias 'champion'"):
         load_champion("churn", root=store)

@@ -76,7 +76,7 @@ def copy_checkout(
         (dest / "conf" / "local").mkdir(parents=True, exist_ok=True)
         (dest / "conf" / "local" / "local.yaml").write_text(local_overlay(overrides))
     for cmd in (
-        ["git", "init", "-q"],
+        ["git", "init", "-q", "-b", "main"],
         ["churnml", "params"],
         ["git", "add", "-A"],
         ["git", "commit", "-qm", "copy"],

@@ -49,6 +49,7 @@ class PathsConfig:
     resolved by :func:`load_config`, so moving ``metrics`` moves ``explain_metrics`` and ``monitor_metrics``.
     """
 
+    params_check: str = "data/params.checked"  # check_params' stamp: every stage depends on it
     raw: str = "data/raw"
     truth: str = "data/truth"
     validated: str = "data/validated"
@@ -108,6 +109,12 @@ class DataConfig:
     quarantine: bool = False  # write bad rows aside (counts reported) instead of failing
     min_date: str = "1990-01-01"  # earlier dates are bad rows (a 1900 start date is a placeholder)
     max_date: str = ""  # later dates are bad rows; empty: the run's wall-clock date (UTC)
+    # dvc.yaml's generate stage is `foreach: ${data.generate}`: [simulator] runs it (generate@simulator),
+    # [] (every folder source) leaves the simulator out of the DAG
+    generate: list[str] = field(default_factory=lambda: ["simulator"])
+    # what evaluate and explain depend on for the oracle: the simulator's truth; a folder source names its
+    # input folder instead (DVC needs an existing path; nothing of it is read as truth)
+    truth_dep: str = "${paths.truth}"
 
 
 @dataclass
@@ -238,7 +245,8 @@ class EvaluationConfig:
     emp_alpha: float = 6.0
     emp_beta: float = 14.0
     promotion_metric: str = "roc_auc"
-    promotion_margin: float = 0.0
+    # the new model must beat the champion by more than this: a tie, or noise in the 4th decimal, keeps it
+    promotion_margin: float = 0.002
     health_score: HealthScoreConfig = field(default_factory=HealthScoreConfig)
 
 
@@ -383,6 +391,9 @@ class TrackingConfig:
     store: str = "mlflow.db"
     artifacts: str = "mlartifacts"
     register: bool = True
+    # the git branches whose workspace runs (`dvc repro`, `make run`) may move the champion alias; a
+    # `dvc exp run` (queued, temporary or in the workspace) never does: it registers candidates
+    promote_branches: list[str] = field(default_factory=lambda: ["main", "master"])
 
 
 @dataclass
@@ -472,17 +483,30 @@ def store_root(root: Path) -> Path:
 
 
 def validate_config(raw: dict[str, Any] | Any) -> Config:
-    """Merge a plain mapping into the dataclass schema; unknown keys and wrong types fail, naming the key."""
+    """Merge a plain mapping into the dataclass schema; unknown keys and wrong types fail, naming the key
+    (and the closest valid key for an unknown one)."""
+    import difflib
+
     from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
+    from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
     try:
         merged = OmegaConf.merge(OmegaConf.structured(Config), raw)
-        return OmegaConf.to_object(merged)  # type: ignore[return-value]
+        cfg: Config = OmegaConf.to_object(merged)  # type: ignore[assignment]
     except OmegaConfBaseException as exc:
         key = getattr(exc, "full_key", "") or ""
         msg = str(exc).splitlines()[0]
-        raise ChurnmlError(f"invalid configuration{f' at {key!r}' if key else ''}: {msg}") from None
+        hint = ""
+        if isinstance(exc, ConfigKeyError) and key:
+            near = difflib.get_close_matches(key, list(_schema_keys()), n=1, cutoff=0.6)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+        raise ChurnmlError(f"invalid configuration{f' at {key!r}' if key else ''}: {msg}{hint}") from None
+    if (cfg.data.source == "simulator") != bool(cfg.data.generate):
+        raise ChurnmlError(
+            f"invalid configuration at 'data.generate': {cfg.data.generate} with data.source={cfg.data.source!r} "
+            "(the simulator runs exactly when it is the source)"
+        )
+    return cfg
 
 
 def register_schema() -> None:
@@ -524,20 +548,88 @@ def compose(conf_dir: Path, overrides: list[str] | None = None) -> dict[str, Any
     return OmegaConf.to_container(_compose(conf_dir, overrides), resolve=True)  # type: ignore[return-value]
 
 
+_OVERRIDES_LINE = "# churnml params "
+
+
+def _schema_keys(cls: type | None = None, prefix: str = "") -> dict[str, bool]:
+    """Every dotted key of the schema, mapped to whether it is a free-form mapping (new keys allowed below)."""
+    import dataclasses
+    import typing
+
+    cls = cls or Config
+    out: dict[str, bool] = {}
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        key = f"{prefix}{f.name}"
+        kind = hints[f.name]
+        if dataclasses.is_dataclass(kind):
+            out[key] = False
+            out |= _schema_keys(kind, f"{key}.")
+        else:
+            out[key] = typing.get_origin(kind) is dict
+    return out
+
+
+def check_overrides(conf_dir: Path, overrides: list[str] | None) -> None:
+    """Refuse an override whose key or group option does not exist, naming the closest valid one.
+
+    A key is valid when the schema has it, or when it lies under a free-form mapping of the schema
+    (``scoring.tiers.thresholds.critical``); ``group=option`` needs ``conf/<group>/<option>.yaml``.
+    """
+    import difflib
+
+    keys = _schema_keys()
+    groups = {
+        d.name: sorted(f.stem for f in d.glob("*.yaml")) for d in Path(conf_dir).iterdir() if d.is_dir()
+    }
+    for override in overrides or []:
+        key, sep, value = override.partition("=")
+        key = key.lstrip("+~").strip()
+        if not sep or not key:
+            continue  # Hydra's own grammar error is clear enough
+        if key in groups and value.strip() not in ("", "null"):
+            if value.strip() not in groups[key]:
+                near = difflib.get_close_matches(value.strip(), groups[key], n=1)
+                hint = f"did you mean {key}={near[0]}?" if near else f"options: {', '.join(groups[key])}"
+                raise ChurnmlError(f"override {override!r}: {key} has no option {value.strip()!r}; {hint}")
+            continue
+        parts = key.split(".")
+        known = key in keys or any(keys.get(".".join(parts[:i])) for i in range(1, len(parts)))
+        if not known:
+            near = difflib.get_close_matches(key, list(keys), n=1, cutoff=0.6)
+            hint = f"did you mean {near[0]!r}?" if near else "no key of the configuration is close"
+            raise ChurnmlError(f"override {override!r}: unknown key {key!r}; {hint}")
+
+
+def recorded_overrides(params_text: str) -> list[str]:
+    """The overrides :func:`write_params` composed ``params.yaml`` with (its first line), else none."""
+    import shlex
+
+    first = params_text.split("\n", 1)[0]
+    return shlex.split(first[len(_OVERRIDES_LINE) :]) if first.startswith(_OVERRIDES_LINE) else []
+
+
 def write_params(root: Path, overrides: list[str] | None = None) -> Path:
     """Compose ``conf/`` (plus overrides) and write ``params.yaml``, validated first.
 
     The text is what DVC writes on ``dvc exp run`` (``OmegaConf.to_yaml`` of the resolved composition), so
-    neither rewrites the other's file.
+    neither rewrites the other's file; with overrides, a first comment line records them
+    (``# churnml params data=folder data.input_dir=DIR``), so that the freshness check of every stage
+    composes exactly what was asked for.
     """
+    import shlex
+
     from omegaconf import OmegaConf
 
+    check_overrides(root / CONF_DIR, overrides)
     cfg = _compose(root / CONF_DIR, overrides)
     composed = OmegaConf.to_container(cfg, resolve=True)
     _refuse_passwords(composed, f"{CONF_DIR}/ (composed into {PARAMS_FILE})")
     validate_config(composed)
     out = root / PARAMS_FILE
     text = OmegaConf.to_yaml(cfg)
+    if overrides:
+        text = f"{_OVERRIDES_LINE}{shlex.join(overrides)}\n{text}"
     if not out.exists() or out.read_text(encoding="utf-8") != text:
         out.write_text(text, encoding="utf-8")
     return out
@@ -568,18 +660,22 @@ def load_config(root: Path | None = None, *, check_fresh: bool = True) -> Config
         return validate_config({})  # the defaults, interpolations resolved
     if not params.is_file():
         raise StaleParamsError(f"{PARAMS_FILE} is missing: run `make params` (or `dvc exp run`)")
+    text = params.read_text(encoding="utf-8")
     try:
-        raw = yaml.safe_load(params.read_text(encoding="utf-8")) or {}
+        raw = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise ChurnmlError(f"{params}: not valid YAML ({str(exc).splitlines()[0]})") from None
     _refuse_passwords(raw, PARAMS_FILE)  # e.g. composed by `dvc exp run`: refused before any stage work
+    overrides = recorded_overrides(text)
     if check_fresh and not os.environ.get("DVC_EXP_NAME"):
-        fresh = compose(conf)
+        fresh = compose(conf, overrides)
         diff = _diff_keys(raw, fresh)
         if diff:
             shown = ", ".join(diff[:5]) + (" ..." if len(diff) > 5 else "")
+            again = f"`churnml params {' '.join(overrides)}`" if overrides else "`make params`"
             raise StaleParamsError(
-                f"{PARAMS_FILE} is stale against {CONF_DIR}/ (differs at {shown}): "
-                "run `make params` (or `dvc exp run`) before `dvc repro`"
+                f"{PARAMS_FILE} is stale against {CONF_DIR}/"
+                f"{' plus its overrides' if overrides else ''} (differs at {shown}): "
+                f"run {again} (or `dvc exp run`) before `dvc repro`"
             )
     return validate_config(raw)

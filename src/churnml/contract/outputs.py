@@ -52,7 +52,7 @@ DOCUMENTS: dict[str, Shape] = {
         "as_of_dates": ("scored", "matured"),
     },
     # models/registry/<target>.json: the MLflow registration the evaluate stage made
-    "registry_record": ("target", "run_id", "version"),
+    "registry_record": ("target", "model", "data_version", "registered"),
     # data/tiers.json: the tier cut-offs the score stage used (churnml.scoring.tiers.TierDefinition)
     "tiers": ("cutoffs", "shares", "base_rate", "expansion_cutoff", "source"),
 }
@@ -95,7 +95,7 @@ class Output:
             with a reason column), ``truth_folder`` (the simulator's ground truth), ``model_folder`` (a
             saved model), ``document`` (JSON, ``document`` names its shape), ``plots_folder`` (CSV files,
             ``files`` maps each name to its columns; ``<target>`` stands for each model target) or
-            ``report_folder`` (static HTML).
+            ``report_folder`` (static HTML) or ``stamp`` (a constant text file other stages depend on).
     """
 
     kind: str
@@ -142,6 +142,7 @@ def _table(name: str, description: str) -> Output:
 
 
 OUTPUTS: dict[str, Output] = {
+    "params_check": Output("stamp", "check_params' stamp: params.yaml was valid and fresh (constant text)"),
     "raw": Output("input_folder", "the input tables as generated or supplied (contract.schemas.TABLES)"),
     "truth": Output(
         "truth_folder", "simulator ground truth: accounts.parquet, monthly.parquet (sources.simulate)"

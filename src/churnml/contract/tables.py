@@ -298,6 +298,7 @@ EXPLANATIONS = OutputTable(
             "raw_score": _float(),
             "base_probability": _float(),
             "probability": _float(),
+            "model_version": _key_text(),  # the registered version explained (one per target and run)
             # the feature's sentence, added by churnml.explain.reasons.with_reasons (the explain stage does)
             "reason": pa.Column(str, nullable=True, required=False),
         },
@@ -322,6 +323,7 @@ REASONS = OutputTable(
             "family": _text(),
             "probability_points": _float(),
             "reason": _text(),
+            "model_version": _key_text(),  # the registered version whose SHAP values gave the reason
         },
         REASON_KEY,
     ),

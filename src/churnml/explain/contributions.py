@@ -40,8 +40,9 @@ CHUNK_ROWS = 20_000
 # Below this raw-score gap the secant slope is numerically meaningless: use g'(f0) instead.
 TINY_SCORE_GAP = 1e-6
 DERIVATIVE_STEP = 1e-3
-# The explanations table of the contract, less the reason that with_reasons adds.
-EXPLANATION_COLUMNS = [c for c in EXPLANATIONS.columns if c != "reason"]
+# The explanations table of the contract, less the reason that with_reasons adds and the model version the
+# caller that loaded the model adds (this module sees a model, not its registration).
+EXPLANATION_COLUMNS = [c for c in EXPLANATIONS.columns if c not in ("reason", "model_version")]
 
 
 class ExplainableModel(Protocol):
@@ -452,6 +453,17 @@ def summary_figures(
 
 
 def _figures_from(expl: Any, target: str, max_display: int, dependence: int) -> dict[str, Figure]:
+    # shap's beeswarm shuffles and jitters with NumPy's global RNG: seed it for these figures (the same
+    # picture every run, so the committed PNGs do not change bytes) and give the caller its state back
+    state = np.random.get_state()
+    np.random.seed(0)
+    try:
+        return _draw_figures(expl, target, max_display, dependence)
+    finally:
+        np.random.set_state(state)
+
+
+def _draw_figures(expl: Any, target: str, max_display: int, dependence: int) -> dict[str, Figure]:
     import matplotlib.pyplot as plt
     import shap
 
@@ -504,7 +516,8 @@ def write_global_view(
         written[name] = path
     for name, fig in _figures_from(expl, model.target, max_display, dependence).items():
         path = out_dir / f"{model.target}_{name}.png"
-        fig.savefig(path, dpi=110, bbox_inches="tight")
+        # no "Software" (version) metadata: the bytes depend on the picture only
+        fig.savefig(path, dpi=110, bbox_inches="tight", metadata={"Software": None})
         written[f"{name}_png"] = path
     return written
 

@@ -33,7 +33,8 @@ from churnml.explain.templates import render_reason
 
 DIRECTIONS = REASON_DIRECTIONS  # the order rows and JSON items come in
 _DIRECTION_ORDER = {d: i for i, d in enumerate(DIRECTIONS)}
-REASON_COLUMNS = REASONS.columns
+# the reasons table of the contract, less the model version its caller (who loaded the model) adds
+REASON_COLUMNS = [c for c in REASONS.columns if c != "model_version"]
 
 
 _TARGET_WORDS = {"churn": "churn risk", "expansion": "chance to expand"}

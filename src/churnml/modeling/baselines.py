@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from churnml.config import EvaluationConfig
 from churnml.errors import ChurnmlError
@@ -132,7 +133,10 @@ class Baselines:
     def predict_proba(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
         """Calibrated probabilities of each baseline: ``logistic``, ``health_score`` (when it has signals)."""
         prepared = self.model.prepare(frame)
-        raw_logistic = self.logistic.decision_function(_logistic_input(prepared, list(self.model.categories)))
+        with threadpool_limits(limits=1, user_api="blas"):
+            raw_logistic = self.logistic.decision_function(
+                _logistic_input(prepared, list(self.model.categories))
+            )
         out = {"logistic": self.logistic_calibrator.transform(raw_logistic)}
         if self.health is not None and self.health_calibrator is not None:
             out["health_score"] = self.health_calibrator.transform(self.health.score(frame))
@@ -159,13 +163,16 @@ def fit_baselines_rows(
     categorical = list(model.categories)
     numeric = [c for c in model.features if c not in model.categories]
     pipe = _logistic_pipeline(numeric, categorical, int(model.info.get("seed", 0)))
-    with warnings.catch_warnings():
+    # one BLAS thread: lbfgs' sums then run in one order, so the committed baseline metrics do not move in
+    # the 4th-5th decimal between runs and machines
+    with threadpool_limits(limits=1, user_api="blas"), warnings.catch_warnings():
         # all-missing columns and slow convergence are reported by sklearn as warnings; the baseline stands
         warnings.simplefilter("ignore", UserWarning)
         warnings.filterwarnings("ignore", message=".*converge.*")
         pipe.fit(_logistic_input(model.prepare(train), categorical), train["y"].to_numpy())
     method = model.calibrator.method
-    raw_valid = pipe.decision_function(_logistic_input(model.prepare(valid), categorical))
+    with threadpool_limits(limits=1, user_api="blas"):
+        raw_valid = pipe.decision_function(_logistic_input(model.prepare(valid), categorical))
     y_valid = valid["y"].to_numpy()
     health, health_calibrator = None, None
     if cfg.health_score.weights:

@@ -15,6 +15,13 @@ kept. Every decision is written as tags on the new version (``promotion_decision
 move records ``previous_champion`` and who/when/why on the version that takes it, and appends to the
 registered model's ``champion_history`` tag, a stack that :func:`rollback` pops (each rollback steps one
 champion further back).
+
+Candidates. Production moves only on purpose: a run whose :class:`~churnml.modeling.tracking.RunContext`
+may not promote (any ``dvc exp run``, queued, temporary or in the workspace; a branch outside
+``tracking.promote_branches``) registers its version, applies the rule and records what it says
+(``rule_decision``), but leaves the alias where it is: ``promotion_decision`` is ``candidate`` and
+``candidate_reason`` says why. :func:`promote` gives the alias to a candidate by hand. One exception: with no
+champion yet, a workspace run on another branch sets the first one (an experiment still does not).
 """
 
 from __future__ import annotations
@@ -39,7 +46,7 @@ from churnml.modeling.metrics import (
     compute_metrics,
 )
 from churnml.modeling.model import TrainedModel
-from churnml.modeling.tracking import _client, _mlflow, registered_name, tracking_uri
+from churnml.modeling.tracking import RunContext, _client, _mlflow, registered_name, tracking_uri
 from churnml.names import KEYS
 
 log = logging.getLogger(__name__)
@@ -162,8 +169,12 @@ def decide_promotion(
     test_features: pd.DataFrame | None = None,
     root: Path | None = None,
     tracking: TrackingConfig | None = None,
+    context: RunContext | None = None,
 ) -> dict[str, str]:
     """Apply the promotion rule (module docstring) to a registered version; move the alias if it wins.
+
+    ``context`` (default: may promote) says whether this run may move the alias at all; when it may not,
+    the version stays a candidate whatever the rule says.
 
     Returns:
         The decision tags written on the version.
@@ -206,6 +217,13 @@ def decide_promotion(
             "champion_metric_value": repr(old_value),
             "compared_on": compared_on if math.isfinite(old_value) else "no_comparable_metric",
         }
+    decision["rule_decision"] = decision["promotion_decision"]
+    # a workspace run off the main line may still set the very first champion (there is no production to move
+    # yet, and explain and score need one); an experiment never does
+    bootstrap = champion is None and context is not None and context.experiment == "workspace"
+    if context is not None and not context.may_promote and not bootstrap:
+        promote_it = False
+        decision |= {"promotion_decision": "candidate", "candidate_reason": context.why}
     if promote_it:
         previous = None if champion is None else str(champion.version)
         decision |= {
@@ -321,7 +339,8 @@ def load_champion(
             version = client.get_model_version_by_alias(name, ref).version
         except mlflow.exceptions.MlflowException:
             raise ChurnmlError(
-                f"registry: {name} has no version with alias {ref!r} (train and promote one)"
+                f"registry: {name} has no version with alias {ref!r} (experiments register candidates "
+                "only: run the pipeline on the main line, `dvc repro`, or `churnml promote` a version)"
             ) from None
     return _load_version(name, str(version)), str(version)
 

@@ -11,13 +11,19 @@ import json
 from pathlib import Path
 
 
-def registry_record(target: str, run_id: str, version: str | None) -> dict[str, str | None]:
-    """The record of one registration: target, MLflow run id and registered version (None: not registered)."""
-    return {"target": target, "run_id": run_id, "version": version}
+def registry_record(target: str, model: str, data_version: str, registered: bool) -> dict[str, str | bool]:
+    """The record of one registration: what was registered (the model folder's and the features' versions).
+
+    No MLflow run id or registry version: those differ in every store, and the record's hash is in the
+    committed dvc.lock, which a fresh clone's run must leave unchanged. MLflow finds them by the tags
+    ``data_version`` and ``dvc_experiment`` of the run and the version.
+    """
+    return {"target": target, "model": model, "data_version": data_version, "registered": registered}
 
 
-def write_registry_record(path: Path, target: str, run_id: str, version: str | None) -> None:
+def write_registry_record(path: Path, target: str, model: str, data_version: str, registered: bool) -> None:
     """Write the record of one registration as JSON."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(registry_record(target, run_id, version), indent=2) + "\n")
+    record = registry_record(target, model, data_version, registered)
+    path.write_text(json.dumps(record, indent=2) + "\n")

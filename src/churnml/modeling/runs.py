@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,14 +24,17 @@ from churnml.modeling.tracking import (
     _CODE,
     _CODE_FILE,
     MODEL_ARTIFACT,
+    RunContext,
     _client,
     _experiment_id,
     _mlflow,
     _requirements,
     flatten_metrics,
     flatten_params,
+    params_hash,
     redact_url,
     registered_name,
+    run_context,
     tracking_uri,
 )
 
@@ -51,6 +55,7 @@ def log_training_run(
     root: Path | None = None,
     test_features: pd.DataFrame | None = None,
     run_name: str | None = None,
+    context: RunContext | None = None,
 ) -> tuple[str, str | None]:
     """Log one trained and evaluated model as an MLflow run; register it and apply the promotion rule.
 
@@ -67,7 +72,9 @@ def log_training_run(
         tracking: the tracking section (experiment, store, register).
         root: the repository root (default :func:`churnml.config.repo_root`).
         test_features: feature rows covering the test period, to re-score the champion on them.
-        run_name: the MLflow run name (default ``<target>``).
+        run_name: the MLflow run name (default ``<target>@<experiment>-<params hash>``).
+        context: where the run happens (default :func:`run_context`): names the run, tags it and its
+            registered version, and decides whether the promotion rule may move the champion.
 
     Returns:
         (run id, registered version or None when registration is off).
@@ -87,8 +94,11 @@ def log_training_run(
     if input_example is None and test_features is not None:
         input_example = test_features[model.features].head(5)
     name = registered_name(model.target) if tracking.register else None
+    context = context or run_context(root, tracking)
+    identity = _identity(context, params, data_version)
+    run_name = run_name or f"{model.target}@{context.experiment}-{identity['params_hash']}"
 
-    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name or model.target) as run:
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
         mlflow.log_params(flatten_params(params))
         mlflow.log_params(flatten_params({"trained": {k: v for k, v in model.params.items()}}))
         mlflow.log_metrics(flatten_metrics(document))
@@ -101,6 +111,7 @@ def log_training_run(
                 "split": json.dumps(split),
                 "tracking_uri": redact_url(tracking_uri(root, tracking)),
             }
+            | identity
         )
         mlflow.log_dict(document, "metrics.json")
         mlflow.log_dict({"features": features}, "features.json")
@@ -142,6 +153,7 @@ def log_training_run(
                 "test_period": test_period,
                 "run_id": run_id,
             }
+            | identity
             | test_metrics,
         )
         decide_promotion(
@@ -152,8 +164,23 @@ def log_training_run(
             test_features=test_features,
             root=root,
             tracking=tracking,
+            context=context,
         )
     return run_id, version
+
+
+def _identity(context: RunContext, params: Any, data_version: str) -> dict[str, str]:
+    """The tags that tie an MLflow run (and its registered version) to its DVC experiment and inputs."""
+    tags = {
+        "dvc_experiment": context.experiment,
+        "params_hash": params_hash(params) if params is not None else "",
+        "data_version": data_version,
+        "git_branch": context.branch,
+    }
+    baseline = os.environ.get("DVC_EXP_BASELINE_REV", "")
+    if baseline:
+        tags["dvc_baseline_rev"] = baseline
+    return tags
 
 
 def log_monitoring(
@@ -163,7 +190,8 @@ def log_monitoring(
     params: Any = None,
     tracking: TrackingConfig | None = None,
     root: Path | None = None,
-    run_name: str = "monitor",
+    run_name: str | None = None,
+    data_version: str = "",
 ) -> str:
     """Log one monitoring pass as an MLflow run of the project's experiment.
 
@@ -174,7 +202,8 @@ def log_monitoring(
         params: the resolved monitor configuration (logged flattened), optional.
         tracking: the tracking section.
         root: the repository root (default :func:`churnml.config.repo_root`).
-        run_name: the MLflow run name.
+        run_name: the MLflow run name (default ``monitor@<experiment>-<params hash>``).
+        data_version: the version of the data monitored (tagged).
 
     Returns:
         The run id.
@@ -184,6 +213,8 @@ def log_monitoring(
     root = Path(root or repo_root())
     client = _client(root, tracking)
     experiment_id = _experiment_id(client, root, tracking)
+    identity = _identity(run_context(root, tracking), params, data_version)
+    run_name = run_name or f"monitor@{identity['dvc_experiment']}-{identity['params_hash']}"
     with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
         mlflow.set_tags(
             {
@@ -191,6 +222,7 @@ def log_monitoring(
                 "retrain_recommended": str(bool(document.get("retrain_recommended", False))).lower(),
                 "tracking_uri": redact_url(tracking_uri(root, tracking)),
             }
+            | identity
         )
         if params is not None:
             mlflow.log_params(flatten_params(params))

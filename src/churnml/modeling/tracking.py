@@ -18,6 +18,7 @@ import json
 import math
 import os
 import re
+import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -107,6 +108,56 @@ def _experiment_id(client: Any, root: Path, cfg: TrackingConfig) -> str:
     return client.create_experiment(cfg.experiment, artifact_location=artifact_location(root, cfg))
 
 
+@dataclasses.dataclass(frozen=True)
+class RunContext:
+    """Where a pipeline run happens: a DVC experiment or the workspace, and whether it may move the champion.
+
+    Attributes:
+        experiment: the DVC experiment's name (``DVC_EXP_NAME``, which DVC 3 sets for every ``dvc exp run``:
+            queued, temporary or in the workspace), or ``workspace`` for ``dvc repro`` / a stage run by hand.
+        branch: the checkout's git branch ("" outside git, ``HEAD`` when detached).
+        may_promote: False inside an experiment and on a branch outside ``tracking.promote_branches``.
+        why: why not, in a line (empty when it may).
+    """
+
+    experiment: str
+    branch: str
+    may_promote: bool
+    why: str = ""
+
+
+def _git_branch(root: Path) -> str:
+    try:
+        proc = subprocess.run(
+            ["git", "rev-parse", "--abbrev-ref", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return proc.stdout.strip() if proc.returncode == 0 else ""
+
+
+def run_context(root: Path, cfg: TrackingConfig) -> RunContext:
+    """The run's :class:`RunContext`, from DVC's environment and the checkout's branch."""
+    experiment = os.environ.get("DVC_EXP_NAME", "")
+    branch = _git_branch(Path(root))
+    if experiment:
+        why = (
+            f"DVC experiment {experiment!r} registers candidates only (`churnml promote` moves the champion)"
+        )
+        return RunContext(experiment, branch, False, why)
+    if branch and cfg.promote_branches and branch not in cfg.promote_branches:
+        why = f"branch {branch!r} is not one of tracking.promote_branches ({', '.join(cfg.promote_branches)})"
+        return RunContext("workspace", branch, False, why)
+    return RunContext("workspace", branch, True)
+
+
+def params_hash(params: Any) -> str:
+    """A short, stable hash of the resolved configuration (its flattened params, sorted)."""
+    flat = flatten_params(params)
+    text = json.dumps(sorted(flat.items()), separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+
+
 def registered_name(target: str) -> str:
     """The registry name of a target's model."""
     if target not in REGISTERED_NAMES:
@@ -154,7 +205,7 @@ def flatten_metrics(document: Mapping[str, Any], prefix: tuple[str, ...] = ()) -
 
 
 def data_version(path: Path, root: Path | None = None) -> str:
-    """The DVC md5 of ``path`` from ``dvc.lock`` when it is a tracked output, else the file's own md5."""
+    """The DVC md5 of ``path`` from ``dvc.lock`` when it is a tracked output, else the file's (or folder's) md5."""
     root = Path(root or repo_root())
     path = Path(path)
     lock = root / "dvc.lock"
@@ -170,6 +221,12 @@ def data_version(path: Path, root: Path | None = None) -> str:
             for out in stage.get("outs", []) or []:
                 if out.get("path") == rel and out.get("md5"):
                     return str(out["md5"])
+    if path.is_dir():  # a folder outside dvc.lock (a stage run by hand): its files' names and bytes
+        digest = hashlib.md5()
+        for file in sorted(f for f in path.rglob("*") if f.is_file()):
+            digest.update(file.relative_to(path).as_posix().encode())
+            digest.update(file.read_bytes())
+        return digest.hexdigest() + ".dir"
     if not path.is_file():
         raise ChurnmlError(f"{path}: no such file (cannot compute its data version)")
     digest = hashlib.md5()

@@ -209,6 +209,34 @@ def _accounts_frame(
     return df.sort_values(["arr_at_risk", "arr"], ascending=False, kind="stable").reset_index(drop=True)
 
 
+_VERSION_COLUMNS = {"churn": "churn_model_version", "expansion": "expansion_model_version"}
+
+
+def check_one_model(scores: pd.DataFrame, reasons: pd.DataFrame | None) -> dict[str, str]:
+    """Refuse a page that would mix models: per target, one version across the scores and their reasons.
+
+    Returns:
+        The version of each target whose scores carry one (shown in the page's header).
+    """
+    versions: dict[str, str] = {}
+    for target, column in _VERSION_COLUMNS.items():
+        if column not in scores.columns or not len(scores):
+            continue
+        found = sorted(set(scores[column].astype(str)))
+        if len(found) > 1:
+            raise ChurnmlError(f"report: the scores mix {target} model versions {', '.join(found)}")
+        versions[target] = found[0]
+        if reasons is None or "model_version" not in reasons.columns:
+            continue
+        explained = sorted(set(reasons.loc[reasons["target"] == target, "model_version"].astype(str)))
+        if explained and explained != found:
+            raise ChurnmlError(
+                f"report: {target} probabilities come from model version {found[0]} but its reasons from "
+                f"version {', '.join(explained)}; rerun explain and score with one model (`dvc repro`)"
+            )
+    return versions
+
+
 def _reasons_by_account(reasons: pd.DataFrame | None, scores: pd.DataFrame) -> dict[str, dict[str, list]]:
     """Per account: churn raising / lowering reasons, churn context and expansion signals, each [(text, points)]."""
     out: dict[str, dict[str, list]] = {}
@@ -516,7 +544,8 @@ def build_report(
             ``risk_tier``, ``arr_at_risk``, ``expansion_probability``, ``recommended_play``, ``top_reasons``,
             ``account_name``, ``csm_id``, ``days_to_renewal``, ``churn_model_version``,
             ``expansion_model_version``.
-        reasons: :func:`churnml.explain.reasons.reasons_for` output for both targets (None: use ``top_reasons``).
+        reasons: :func:`churnml.explain.reasons.reasons_for` output for both targets (None: use ``top_reasons``);
+            with ``model_version``, each target's must be the version its scores name, or the page is refused.
         usage_weekly: :func:`weekly_usage` output (None: no sparklines).
         kpis: :func:`portfolio_kpis` output (None: no KPI section).
         out_dir: Folder to write ``index.html`` into.
@@ -531,7 +560,8 @@ def build_report(
         renewal_window_days: How far ahead "renewals that matter" look.
         page_size: Accounts per page of the portfolio table (every account is embedded and searchable).
         title: Page title.
-        generated_at: Timestamp shown in the header (default: now, UTC).
+        generated_at: Timestamp shown in the header (default: none shown, so that the same inputs give the same
+            page byte for byte: its hash is in the committed dvc.lock).
 
     Returns:
         The path of the written page.
@@ -539,6 +569,7 @@ def build_report(
     from jinja2 import Environment, PackageLoader, StrictUndefined
 
     tiers = tiers or TiersConfig()
+    versions = check_one_model(scores, reasons)
     df = _accounts_frame(scores, accounts, features, tiers)
     if definition is None:
         ordered = sorted(tiers.thresholds.items(), key=lambda kv: -kv[1])
@@ -590,11 +621,6 @@ def build_report(
     as_of = (
         pd.Timestamp(df["as_of"].iloc[0]).date().isoformat() if "as_of" in df.columns and len(df) else None
     )
-    versions = {
-        k: str(df[c].iloc[0])
-        for k, c in (("churn", "churn_model_version"), ("expansion", "expansion_model_version"))
-        if c in df.columns and len(df)
-    }
     call_rows = _calls_view(calls, df)
     script = _template_text("report.js")
     script_hash = base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode()
@@ -609,7 +635,7 @@ def build_report(
     html = env.get_template("report.html.j2").render(
         title=title,
         as_of=as_of,
-        generated=(generated_at or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%d %H:%M UTC"),
+        generated=generated_at.strftime("%Y-%m-%d %H:%M UTC") if generated_at else "",
         versions=versions,
         summary=summary,
         kpis=_kpi_cards(kpis) if kpis is not None else [],

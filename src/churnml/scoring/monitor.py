@@ -40,6 +40,7 @@ from churnml.dataset.spine import data_range
 from churnml.errors import ChurnmlError
 from churnml.modeling.registry import load_champion, model_versions
 from churnml.modeling.runs import log_monitoring
+from churnml.modeling.tracking import data_version
 from churnml.scoring.advice import advise
 from churnml.scoring.backtest import ModelCard, card_of, cards_dir, load_card
 from churnml.scoring.realised import ALL, TARGETS, VERSION, performance_table, realised_rows
@@ -301,8 +302,17 @@ def run_monitor(
             params={"monitor": asdict(monitor_config(cfg))},
             tracking=cfg.tracking,
             root=root,
+            data_version=_data_version(root / cfg.paths.validated, root),
         )
     return result
+
+
+def _data_version(path: Path, root: Path) -> str:
+    """The validated tables' DVC md5 (dvc.lock) for the run's tags; empty outside a DVC checkout."""
+    try:
+        return data_version(path, root)
+    except ChurnmlError:
+        return ""
 
 
 # ------------------------------------------------------------------------------------------------ report

@@ -30,15 +30,19 @@ def evaluate(cfg: Config, root: Path, target: str) -> str:
     truth = read_parquet(root / paths.truth / "monthly.parquet") if cfg.data.source == "simulator" else None
     evaluation = evaluate_model(model, features, labels, cfg.evaluation, truth=truth)
     write_dvc_outputs(evaluation, root / paths.target_metrics(target), root / paths.target_plots(target))
+    features_version = data_version(root / paths.features, root)
     run_id, version = log_training_run(
         model,
         evaluation,
         cfg,
-        data_version(root / paths.features, root),
+        features_version,
         evaluation_cfg=cfg.evaluation,
         tracking=cfg.tracking,
         root=root,
         test_features=features,
     )
-    write_registry_record(root / paths.registry_record(target), target, run_id, version)
+    model_version = data_version(root / paths.model(target), root)
+    write_registry_record(
+        root / paths.registry_record(target), target, model_version, features_version, version is not None
+    )
     return f"{target}: MLflow run {run_id}, registered version {version}"

@@ -1,12 +1,16 @@
 """Stage explain: SHAP drivers and plain-word reasons per account at the as-of date, and the global view.
 
-On simulator data it also checks the reasons against the truth (:mod:`churnml.explain.cause`), written with
-the as-of and the account count to ``paths.explain_metrics``.
+The models explained are the ones scoring uses: each target's ``scoring.model_alias`` (the champion) from the
+MLflow registry, not the freshly trained ``models/<target>`` (which stays a candidate whenever evaluate keeps
+the champion); every explanation and reason row names its ``model_version``. On simulator data it also checks
+the reasons against the truth (:mod:`churnml.explain.cause`), written with the as-of and the account count
+to ``paths.explain_metrics``.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -19,7 +23,7 @@ from churnml.explain.contributions import explain_accounts, write_global_view
 from churnml.explain.export import TOP_FEATURES
 from churnml.explain.reasons import reasons_for, with_reasons
 from churnml.features.engine import build_features
-from churnml.modeling.model import TrainedModel
+from churnml.modeling.registry import load_champion
 
 GLOBAL_SAMPLE = 2000  # accounts behind each model's global view
 
@@ -32,16 +36,25 @@ def explain(cfg: Config, root: Path) -> str:
     features = build_features(
         validated, build_spine(read_table(validated, "subscriptions"), [as_of]), cfg.features
     )
-    explanations, reasons = [], []
+    explanations, reasons, models, versions = [], [], {}, {}
+    # the global views go to a fresh sibling folder that replaces the committed one only once all is written
+    # (DVC leaves the folder in place: persist, so a failed run keeps the committed plots)
+    plots = root / paths.explain_plots
+    fresh = plots.with_name(plots.name + ".new")
+    shutil.rmtree(fresh, ignore_errors=True)
     for target in cfg.model.targets:
-        model = TrainedModel.load(root / paths.model(target))
+        model, version = load_champion(target, cfg.scoring.model_alias, root=root, cfg=cfg.tracking)
+        models[target], versions[target] = model, version
         full = explain_accounts(model, features)
         reasons.append(
-            reasons_for(full, features, top=cfg.scoring.top_reasons, min_points=cfg.scoring.min_reason_points)
+            reasons_for(
+                full, features, top=cfg.scoring.top_reasons, min_points=cfg.scoring.min_reason_points
+            ).assign(model_version=version)
         )
-        explanations.append(with_reasons(full[full["rank"] <= TOP_FEATURES], features))
+        top = with_reasons(full[full["rank"] <= TOP_FEATURES], features)
+        explanations.append(top.assign(model_version=version))
         sample = features.sample(min(len(features), GLOBAL_SAMPLE), random_state=0)
-        write_global_view(model, sample, root / paths.explain_plots)
+        write_global_view(model, sample, fresh)
     table = pd.concat(explanations, ignore_index=True)
     write_output(table, root / paths.explanations, "explanations")
     write_csv(table, root / paths.explanations_csv)
@@ -53,14 +66,17 @@ def explain(cfg: Config, root: Path) -> str:
 
         summary.update(
             cause_check(
-                TrainedModel.load(root / paths.model("churn")),
+                models["churn"],
                 read_output(root / paths.features, "features"),
                 read_parquet(root / paths.truth / "accounts.parquet"),
                 CAUSE_FAMILIES,
                 cfg.labels.horizon_days,
             )
         )
+    shutil.rmtree(plots, ignore_errors=True)
+    fresh.rename(plots)
     metrics = root / paths.explain_metrics
     metrics.parent.mkdir(parents=True, exist_ok=True)
     metrics.write_text(json.dumps(summary, indent=2) + "\n")
-    return str(summary)
+    # the versions stay out of the git-tracked metrics: they count registrations, not the data
+    return f"{summary} with model versions {versions}"
