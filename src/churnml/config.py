@@ -67,6 +67,8 @@ class PathsConfig:
     reasons: str = "data/reasons.parquet"
     scoring_features: str = "data/scoring_features.parquet"
     scores: str = "data/scores.parquet"
+    # what the warehouse held after the score stage wrote: monitor's dependency (the warehouse is outside DVC)
+    score_watermark: str = "data/score_watermark.json"
     monitor_metrics: str = "${.metrics}/monitor.json"
     monitor_plots: str = "${.plots}/monitor"
     reports: str = "reports"

@@ -51,6 +51,8 @@ DOCUMENTS: dict[str, Shape] = {
         "targets": None,
         "as_of_dates": ("scored", "matured"),
     },
+    # data/score_watermark.json: what the warehouse held after the score stage (scoring.batch.score_watermark)
+    "score_watermark": ("scored", "as_of_count"),
     # models/registry/<target>.json: the MLflow registration the evaluate stage made
     "registry_record": ("target", "run_id", "version"),
 }
@@ -166,6 +168,11 @@ OUTPUTS: dict[str, Output] = {
     "explain_plots": Output("plots_folder", "global SHAP view: CSVs and PNG figures", files=_EXPLAIN_FILES),
     "explain_metrics": Output("document", "the explain stage's summary", document="explain_metrics"),
     "scores": _table("scores", "the score stage's rows (the churn_scores layout)"),
+    "score_watermark": Output(
+        "document",
+        "every (as-of, model versions) the warehouse holds: monitor's dependency",
+        document="score_watermark",
+    ),
     "reports": Output("report_folder", "the static HTML portfolio report (index.html)"),
     "monitor_metrics": Output(
         "document", "realised performance and retrain advice", document="monitor_metrics"
