@@ -109,3 +109,23 @@ def test_paths_lists_every_output_make_clean_removes(monkeypatch, capsys):
 def test_stage_command_with_an_unknown_target_is_one_line(monkeypatch, capsys):
     code, _, err = run_cli(monkeypatch, capsys, "train", "--target", "upsell")
     _one_line_error(code, err, "unknown target 'upsell'")
+
+
+def test_summary_names_what_the_pipeline_produced_and_what_to_open(tmp_path):
+    """`make run` ends with it: headline metrics from the files, missing outputs named, the next commands."""
+    import json
+
+    from churnml.config import Config
+
+    cfg = Config()
+    metrics = {"test": {"roc_auc": 0.8421, "pr_auc": 0.2043}, "n": {"test": 11002}}
+    path = tmp_path / cfg.paths.target_metrics("churn")
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(metrics))
+    (tmp_path / cfg.paths.reports).mkdir()
+    (tmp_path / cfg.paths.reports / "index.html").write_text("<html></html>")
+    text = "\n".join(cli.summary_lines(tmp_path, cfg))
+    assert "churn      test ROC-AUC 0.842, PR-AUC 0.204 on 11,002 rows" in text
+    assert f"{cfg.paths.target_metrics('expansion')} (missing: run `make run`)" in text
+    assert f"{cfg.paths.reports}/index.html (one offline page" in text
+    assert "MLFLOW_DISABLE_TELEMETRY=true" in text and "dvc metrics show" in text
