@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	set -o pipefail; \
 	$(BIN)/python -m pip install --progress-bar off -c requirements/constraints.txt -e ".[$(EXTRAS)]" 2>&1 \
 	  | grep --line-buffered -E '^(Collecting|Installing collected|Successfully installed|ERROR)' \
-	  | sed -u -e 's/^Successfully installed.*/    done/' -e 's/^/    /' || exit 1; \
+	  | sed -u -e 's/^Successfully installed.*/done/' -e 's/^/    /' || exit 1; \
 	echo "==> [3/3] checking the imports"; \
 	$(BIN)/python -c "import churnml, lightgbm, mlflow, dvc, duckdb, pandera" || exit 1; \
 	rm -f $(VENV)/.installed-* && touch $@; \
@@ -47,8 +47,12 @@ mlflow-ui: $(STAMP)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db
 
 ## The suite with branch coverage of churnml (the total is the last line of the table) and the 15 slowest tests.
+## Two xdist workers, a whole test file each (--dist loadfile: module fixtures such as the pipeline run and the
+## Spark session are built once); TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q --cov --cov-report=term --durations=15 $(PYTEST_ARGS)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile \
+	  --cov --cov-report=term --durations=15 $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src pipelines tests benchmarks
