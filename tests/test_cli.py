@@ -129,3 +129,27 @@ def test_summary_names_what_the_pipeline_produced_and_what_to_open(tmp_path):
     assert f"{cfg.paths.target_metrics('expansion')} (missing: run `make run`)" in text
     assert f"{cfg.paths.reports}/index.html (one offline page" in text
     assert "MLFLOW_DISABLE_TELEMETRY=true" in text and "dvc metrics show" in text
+
+
+def test_params_then_summary_and_check_params_in_a_fresh_checkout(monkeypatch, capsys, tmp_path):
+    """`churnml params` composes conf/; the check_params stage passes on it and refuses after an edit under
+    conf/ (what a plain `dvc repro` runs then); `churnml summary` names what is still missing."""
+    import shutil
+    from pathlib import Path
+
+    from churnml.config import CONF_DIR, StaleParamsError, load_config
+    from churnml.stages.check_params import check_params
+
+    root = Path(__file__).resolve().parents[1]
+    shutil.copytree(root / CONF_DIR, tmp_path / CONF_DIR, ignore=shutil.ignore_patterns("local"))
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(monkeypatch, capsys, "params")
+    assert code == 0 and "wrote params.yaml" in err
+    assert "params.yaml matches" in check_params(load_config(tmp_path), tmp_path)
+    labels = tmp_path / CONF_DIR / "labels" / "default.yaml"
+    labels.write_text(labels.read_text() + "grace_days: 20\n")
+    with pytest.raises(StaleParamsError, match="stale.*make params"):
+        load_config(tmp_path)
+    code, out, _ = run_cli(monkeypatch, capsys, "summary")
+    assert code == 0 and "metrics/churn.json (missing: run `make run`)" in out and "Open next:" in out
