@@ -48,10 +48,11 @@ mlflow-ui: $(STAMP)
 
 ## The suite with branch coverage of churnml (the total is the last line of the table) and the 15 slowest tests.
 ## Two xdist workers, a whole test file each (--dist loadfile: module fixtures such as the pipeline run and the
-## Spark session are built once); TEST_WORKERS=0 runs in one process.
+## Spark session are built once), in the order tests/conftest.py gives (the long files first; xdist would
+## otherwise start with the files holding the most tests); TEST_WORKERS=0 runs in one process.
 TEST_WORKERS ?= 2
 test: $(STAMP)
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile \
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder \
 	  --cov --cov-report=term --durations=15 $(PYTEST_ARGS)
 
 lint: $(STAMP)
