@@ -1,4 +1,5 @@
 # churnml: `make run` builds everything on the default data, `make test` runs the suite.
+SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
@@ -10,14 +11,24 @@ export DO_NOT_TRACK := 1
 export DVC_NO_ANALYTICS := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test params venv bench bench-quality lint clean
+.PHONY: run test params venv bench bench-quality lint clean mlflow-ui
 
+# One line per step with its time, and pip's own "Collecting/Installing" lines as progress (a cold install
+# of the pins takes a few minutes; from pip's cache about 1.5 min).
 $(STAMP): pyproject.toml requirements/constraints.txt
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
-	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e ".[$(EXTRAS)]" 2>&1 | grep -v '^WARNING: Location' || true
-	$(BIN)/python -c "import churnml, lightgbm, mlflow, dvc, duckdb, pandera"
-	rm -f $(VENV)/.installed-* && touch $@
+	@start=$$(date +%s); \
+	echo "==> [1/3] .venv: $(PYTHON) -m venv $(VENV)"; \
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || exit 1; \
+	$(BIN)/python -m pip install --quiet --upgrade pip 2>&1 | grep -v '^WARNING: Location'; \
+	echo "==> [2/3] installing the pinned stack (.[$(EXTRAS)], requirements/constraints.txt)"; \
+	set -o pipefail; \
+	$(BIN)/python -m pip install --progress-bar off -c requirements/constraints.txt -e ".[$(EXTRAS)]" 2>&1 \
+	  | grep --line-buffered -E '^(Collecting|Installing collected|Successfully installed|ERROR)' \
+	  | sed -u -e 's/^Successfully installed.*/done/' -e 's/^/    /' || exit 1; \
+	echo "==> [3/3] checking the imports"; \
+	$(BIN)/python -c "import churnml, lightgbm, mlflow, dvc, duckdb, pandera" || exit 1; \
+	rm -f $(VENV)/.installed-* && touch $@; \
+	echo "==> installed in $$(( $$(date +%s) - start )) s; activate with: source $(VENV)/bin/activate"
 
 venv: $(STAMP)
 
@@ -26,10 +37,23 @@ params: $(STAMP)
 	$(BIN)/churnml params
 
 run: params
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
+	@start=$$(date +%s); \
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro || exit 1; \
+	echo "==> pipeline ran in $$(( $$(date +%s) - start )) s"
+	@$(BIN)/churnml summary
 
+## The MLflow UI on the local store, telemetry off (http://127.0.0.1:5000).
+mlflow-ui: $(STAMP)
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db
+
+## The suite with branch coverage of churnml (the total is the last line of the table) and the 15 slowest tests.
+## Two xdist workers, a whole test file each (--dist loadfile: module fixtures such as the pipeline run and the
+## Spark session are built once), in the order tests/conftest.py gives (the long files first; xdist would
+## otherwise start with the files holding the most tests); TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder \
+	  --cov --cov-report=term --durations=15 $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src pipelines tests benchmarks

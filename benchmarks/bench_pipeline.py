@@ -6,7 +6,7 @@
   account active at the last cutoff, in accounts per second;
 - ``dvc repro`` of the whole DAG in a temporary copy of the repository (the tracked files, as a fresh git
   repository, as tests/test_pipeline.py does), three times, each in a new copy, then a no-op ``dvc repro``
-  right after (three runs; the monitor stage is ``always_changed`` and so runs every time).
+  right after (three runs; nothing runs: monitor depends on the score stage's watermark, not on every call).
 
 Preparation (data, features, labels, the models scoring uses) is untimed; every measurement runs in a fresh
 process and, except ``dvc repro``, times only the call. Quick: 400 accounts, 18 months, 60 rounds, one run
@@ -205,8 +205,7 @@ def _dvc_repro(work: Path, repeats: int = 3) -> list[dict]:
             "s",
             noop,
             params,
-            "right after a full run; the always_changed monitor stage re-runs each time (and the report when "
-            "monitor.json's evaluation time moved)",
+            "right after a full run; no stage runs (monitor depends on the score stage's watermark)",
         ),
     ]
 

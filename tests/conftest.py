@@ -7,6 +7,21 @@ import pytest
 
 from churnml.config import SimulatorConfig
 
+# The files whose module fixtures take minutes (a whole `dvc repro`, a Spark session, backtests), longest first.
+# `make test` hands whole files to two xdist workers in collection order: started first, the long files run
+# beside the short ones instead of finishing alone at the end.
+LONG_FILES = ("test_pipeline.py", "test_spark.py", "test_backtest.py", "test_monitor.py", "test_tracking.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the long files first (order within a file unchanged; every test still runs)."""
+
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return LONG_FILES.index(name) if name in LONG_FILES else len(LONG_FILES)
+
+    items.sort(key=rank)
+
 
 def _days(values: list) -> pd.Series:
     return pd.Series(pd.to_datetime(values), dtype="datetime64[us]")

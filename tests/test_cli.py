@@ -156,3 +156,47 @@ def test_score_checks_warehouse_and_models_before_reading_the_input(monkeypatch,
     assert code == 1 and len(errors) == 1 and "churnml-churn has no version 99" in errors[0]
     assert "no such folder" not in err
     assert (tmp_path / "wh.duckdb").exists()  # the warehouse was opened (and its tables made) first
+
+
+def test_summary_names_what_the_pipeline_produced_and_what_to_open(tmp_path):
+    """`make run` ends with it: headline metrics from the files, missing outputs named, the next commands."""
+    import json
+
+    from churnml.config import Config
+
+    cfg = Config()
+    metrics = {"test": {"roc_auc": 0.8421, "pr_auc": 0.2043}, "n": {"test": 11002}}
+    path = tmp_path / cfg.paths.target_metrics("churn")
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(metrics))
+    (tmp_path / cfg.paths.reports).mkdir()
+    (tmp_path / cfg.paths.reports / "index.html").write_text("<html></html>")
+    text = "\n".join(cli.summary_lines(tmp_path, cfg))
+    assert "churn      test ROC-AUC 0.842, PR-AUC 0.204 on 11,002 rows" in text
+    assert f"{cfg.paths.target_metrics('expansion')} (missing: run `make run`)" in text
+    assert f"{cfg.paths.reports}/index.html (one offline page" in text
+    assert "MLFLOW_DISABLE_TELEMETRY=true" in text and "dvc metrics show" in text
+
+
+def test_params_then_summary_and_check_params_in_a_fresh_checkout(monkeypatch, capsys, tmp_path):
+    """`churnml params` composes conf/; the check_params stage passes on it and refuses after an edit under
+    conf/ (what a plain `dvc repro` runs then); `churnml summary` names what is still missing."""
+    import shutil
+    from pathlib import Path
+
+    from churnml.config import CONF_DIR, StaleParamsError, load_config
+    from churnml.stages.check_params import check_params
+
+    root = Path(__file__).resolve().parents[1]
+    shutil.copytree(root / CONF_DIR, tmp_path / CONF_DIR, ignore=shutil.ignore_patterns("local"))
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(monkeypatch, capsys, "params")
+    assert code == 0 and "wrote params.yaml" in err
+    assert "parameters valid and fresh" in check_params(load_config(tmp_path), tmp_path)
+    labels = tmp_path / CONF_DIR / "labels" / "default.yaml"
+    labels.write_text(labels.read_text() + "grace_days: 20\n")
+    with pytest.raises(StaleParamsError, match="stale.*make params"):
+        load_config(tmp_path)
+    code, out, _ = run_cli(monkeypatch, capsys, "summary")
+    assert code == 0 and "metrics/churn.json (missing: run `make run`)" in out and "Open next:" in out

@@ -20,6 +20,7 @@ from churnml.modeling.metrics import roc_auc
 from churnml.names import TARGETS
 from churnml.scoring.advice import advise
 from churnml.scoring.backtest import ModelCard, backtest, candidate_of
+from churnml.scoring.batch import score_watermark
 from churnml.scoring.monitor import (
     MonitorConfig,
     MonitorResult,
@@ -584,3 +585,42 @@ def test_concept_drift_shows_decay_and_a_retrain_recommendation(tmp_path):
 def _pooled_auc(rows: pd.DataFrame, days: pd.Series) -> float:
     part = rows[(rows["target"] == "churn") & rows["as_of"].isin(set(days))]
     return roc_auc(part["y"].to_numpy(float), part["probability"].to_numpy(float))
+
+
+def _run(
+    run_id: str, as_of: str, churn: str, status: str = "succeeded", rows: int = 10, minute: int = 0
+) -> dict:
+    return {
+        "run_id": run_id,
+        "as_of": dt.date.fromisoformat(as_of),
+        "churn_model_version": churn,
+        "expansion_model_version": "1",
+        "status": status,
+        "scores_rows": rows if status == "succeeded" else None,
+        "started_at": NOW + dt.timedelta(minutes=minute),
+    }
+
+
+def test_score_watermark_changes_with_new_scores_only():
+    """monitor's DVC dependency: a rerun of the same scores leaves it, a new as-of or model version moves it."""
+    first = pd.DataFrame([_run("a", "2025-06-01", "1"), _run("b", "2025-07-01", "1", status="failed")])
+    mark = score_watermark(first)
+    assert mark == {
+        "scored": [
+            {
+                "as_of": "2025-06-01",
+                "churn_model_version": "1",
+                "expansion_model_version": "1",
+                "scores_rows": 10,
+            }
+        ],
+        "as_of_count": 1,
+    }
+    rerun = pd.concat([first, pd.DataFrame([_run("c", "2025-06-01", "1", minute=5)])], ignore_index=True)
+    assert score_watermark(rerun) == mark  # same rows replaced: the monitor need not run again
+    grown = pd.concat([rerun, pd.DataFrame([_run("d", "2025-06-01", "1", rows=12, minute=9)])])
+    assert score_watermark(grown)["scored"][0]["scores_rows"] == 12  # the latest run of a key counts
+    new_as_of = pd.concat([rerun, pd.DataFrame([_run("e", "2025-07-01", "1", minute=7)])], ignore_index=True)
+    new_model = pd.concat([rerun, pd.DataFrame([_run("f", "2025-06-01", "2", minute=7)])], ignore_index=True)
+    assert score_watermark(new_as_of)["as_of_count"] == 2
+    assert len(score_watermark(new_model)["scored"]) == 2

@@ -13,11 +13,14 @@ import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from churnml.errors import ChurnmlError, Interrupted, Terminated, interruption, sigterm_raises
+
+if TYPE_CHECKING:
+    from churnml.config import Config
 
 app = typer.Typer(
     name="churnml",
@@ -236,6 +239,65 @@ def paths() -> None:
     cfg = validate_config(compose(repo_root() / CONF_DIR))
     for value in [*vars(cfg.paths).values(), cfg.tracking.store, cfg.tracking.artifacts]:
         typer.echo(value)
+
+
+@app.command()
+def summary() -> None:
+    """What the pipeline produced and what to open next (``make run`` ends with it); reads files only."""
+
+    from churnml.config import load_config, repo_root
+
+    root = repo_root()
+    cfg = load_config(root, check_fresh=False)
+    for line in summary_lines(root, cfg):
+        typer.echo(line)
+
+
+def summary_lines(root: Path, cfg: Config) -> list[str]:
+    """The lines of ``churnml summary``: each output present (or missing), headline metrics, next commands."""
+    import json
+
+    paths = cfg.paths
+
+    def doc(path: str) -> dict | None:
+        try:
+            return json.loads((root / path).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+
+    def there(path: str) -> str:
+        return path if (root / path).exists() else f"{path} (missing: run `make run`)"
+
+    lines = ["", "churnml: what the pipeline produced"]
+    for target in cfg.model.targets:
+        metrics = doc(paths.target_metrics(target))
+        if metrics:
+            test = metrics["test"]
+            lines.append(
+                f"  {target:<10} test ROC-AUC {test['roc_auc']:.3f}, PR-AUC {test['pr_auc']:.3f} "
+                f"on {metrics['n']['test']:,} rows ({paths.target_metrics(target)})"
+            )
+        else:
+            lines.append(f"  {target:<10} {there(paths.target_metrics(target))}")
+    reasons = paths.reasons if (root / paths.reasons).exists() else there(paths.reasons)
+    lines.append(f"  reasons    {reasons} (top reasons per account; SHAP values in {paths.explanations})")
+    watermark = doc(paths.score_watermark)
+    scored = f", {watermark['as_of_count']} as-of date(s) in the warehouse" if watermark else ""
+    lines.append(f"  scores     {there(paths.scores)}{scored}")
+    monitor = doc(paths.monitor_metrics)
+    if monitor:
+        lines.append(
+            f"  monitor    retrain recommended: {monitor['retrain_recommended']} ({paths.monitor_metrics})"
+        )
+    lines += [
+        "",
+        "Open next:",
+        f"  the report     {there(f'{paths.reports}/index.html')} (one offline page: open it in a browser)",
+        "  the metrics    .venv/bin/dvc metrics show",
+        f"  the MLflow UI  make mlflow-ui  (= MLFLOW_DISABLE_TELEMETRY=true .venv/bin/mlflow ui "
+        f"--backend-store-uri sqlite:///{cfg.tracking.store}), then http://127.0.0.1:5000",
+    ]
+    return lines
 
 
 # the scoring commands' shared options: the as-of day, and which model version each target uses

@@ -70,6 +70,8 @@ class PathsConfig:
     scores: str = "data/scores.parquet"
     call_list: str = "data/call_list.parquet"  # this week's call list (the weekly_call_list rows)
     tiers: str = "data/tiers.json"  # the tier cut-offs the score stage used, and how they were chosen
+    # what the warehouse held after the score stage wrote: monitor's dependency (the warehouse is outside DVC)
+    score_watermark: str = "data/score_watermark.json"
     monitor_metrics: str = "${.metrics}/monitor.json"
     monitor_plots: str = "${.plots}/monitor"
     reports: str = "reports"

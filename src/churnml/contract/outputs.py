@@ -51,6 +51,8 @@ DOCUMENTS: dict[str, Shape] = {
         "targets": None,
         "as_of_dates": ("scored", "matured"),
     },
+    # data/score_watermark.json: what the warehouse held after the score stage (scoring.batch.score_watermark)
+    "score_watermark": ("scored", "as_of_count"),
     # models/registry/<target>.json: the MLflow registration the evaluate stage made
     "registry_record": ("target", "model", "data_version", "registered"),
     # data/tiers.json: the tier cut-offs the score stage used (churnml.scoring.tiers.TierDefinition)
@@ -172,6 +174,11 @@ OUTPUTS: dict[str, Output] = {
     "call_list": _table("call_list", "this week's call list (the weekly_call_list layout)"),
     "tiers": Output(
         "document", "the tier cut-offs the score stage used and how they were chosen", document="tiers"
+    ),
+    "score_watermark": Output(
+        "document",
+        "every (as-of, model versions) the warehouse holds: monitor's dependency",
+        document="score_watermark",
     ),
     "reports": Output("report_folder", "the static HTML portfolio report (index.html)"),
     "monitor_metrics": Output(

@@ -523,3 +523,29 @@ def weekly_calls(
     return call_list(
         scores, info, changes, cfg.scoring.calls, tier_order=order, base_rate=definition.base_rate
     )
+
+
+def score_watermark(runs: pd.DataFrame) -> dict[str, Any]:
+    """What the warehouse holds for the monitor: one entry per (as-of, model versions) scored successfully.
+
+    The score stage writes it as a DVC output and the monitor stage depends on it, so ``dvc repro`` re-runs the
+    monitor when the warehouse has scores it has not seen (a new as-of, a new model version, a changed row
+    count), not on every call. Entries carry no run ids or times: a rerun that replaces the same rows leaves
+    the watermark, and so the monitor, unchanged.
+
+    Args:
+        runs: the warehouse's run records (:meth:`churnml.warehouse.store.Warehouse.read_runs`).
+    """
+    keys = ["as_of", "churn_model_version", "expansion_model_version"]
+    done = runs[runs["status"] == "succeeded"]
+    latest = done.sort_values("started_at", kind="stable").drop_duplicates(keys, keep="last")
+    entries = [
+        {
+            "as_of": str(pd.Timestamp(row.as_of).date()),
+            "churn_model_version": str(row.churn_model_version),
+            "expansion_model_version": str(row.expansion_model_version),
+            "scores_rows": int(row.scores_rows),
+        }
+        for row in latest.sort_values(keys, kind="stable").itertuples(index=False)
+    ]
+    return {"scored": entries, "as_of_count": len({e["as_of"] for e in entries})}

@@ -228,7 +228,7 @@ def write_monitor_outputs(result: MonitorResult, metrics_file: Path, plots_dir: 
     metrics_file = Path(metrics_file)
     metrics_file.parent.mkdir(parents=True, exist_ok=True)
     # the time of evaluation stays in the warehouse rows and MLflow: a DVC metrics file that depends only on
-    # its inputs keeps a no-op `dvc repro` (monitor is always_changed) from re-running the report after it
+    # its inputs keeps a re-run of monitor with the same inputs from re-running the report after it
     document = {k: v for k, v in result.document.items() if k != "evaluated_at"}
     text = json.dumps(document, indent=2, allow_nan=False) + "\n"
     metrics_file.write_text(text, encoding="utf-8")
