@@ -281,6 +281,8 @@ def _mlflow_one(dest: Path, sql: str, args: list) -> list[tuple]:
 
 
 def _champion(dest: Path, target: str) -> str | None:
+    if not (dest / "mlflow.db").is_file():  # no run has logged to this copy's store yet
+        return None
     rows = _mlflow_one(
         dest,
         "select version from registered_model_aliases where name = ? and alias = 'champion'",
@@ -379,7 +381,8 @@ def test_when_evaluate_keeps_the_champion_every_row_and_the_report_name_that_one
     for target in TARGETS:
         version = champions[target]
         assert set(scores[f"{target}_model_version"].astype(str)) == {version}
-        assert set(reasons.loc[reasons["target"] == target, "model_version"]) == {version}
+        # reasons under scoring.min_reason_points are not shown (#16), so a small portfolio may have none
+        assert set(reasons.loc[reasons["target"] == target, "model_version"]) <= {version}
         assert set(explanations.loc[explanations["target"] == target, "model_version"]) == {version}
         assert f"{target} model {version}" in html
     assert set(reasons["account_id"]) <= set(scores["account_id"])
