@@ -105,3 +105,13 @@ def fast_lgbm(**changes) -> LightGBMConfig:
         "n_jobs": 1,
     }
     return LightGBMConfig(**{**fast, **changes})
+
+
+# The small portfolio the end-to-end pipeline tests run (test_pipeline, test_reproducible): one list, so both
+# run the same pipeline.
+SMALL_PIPELINE = [
+    "simulator.accounts=300",
+    "simulator.months=18",
+    "model.lgbm.n_estimators=80",
+    "evaluation.csm_capacity_k=20",
+]

@@ -16,14 +16,10 @@ import pytest
 
 from churnml.checkout import copy_checkout, isolated_env
 
+from tables import SMALL_PIPELINE as SMALL
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-SMALL = [
-    "simulator.accounts=300",
-    "simulator.months=18",
-    "model.lgbm.n_estimators=80",
-    "evaluation.csm_capacity_k=20",
-]
 
 pytestmark = pytest.mark.slow
 
