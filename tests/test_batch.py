@@ -188,12 +188,21 @@ def test_a_partial_export_keeps_the_other_accounts_scores_unless_replace_date(tr
     assert set(wh.read_scores(full.as_of)["account_id"]) == set(accounts)
     assert again.run.scores_rows == len(again.scores) < len(accounts)
     assert again.run.accounts_untouched == len(accounts) - len(again.scores)
+    # the call list still reflects every account's latest score of the date: the left-out accounts' calls
+    # are kept and ranked with the new ones, so it is the full run's list (the rescored rows are the same)
+    listed = wh.read_call_list(full.as_of)
+    left_out = set(full.call_list["account_id"]) - keep
+    assert left_out and left_out <= set(listed["account_id"])
+    assert list(listed["account_id"]) == list(full.call_list["account_id"])
+    assert list(again.call_list["account_id"]) == list(full.call_list["account_id"])
 
     replaced = score_accounts(
         partial, cfg, as_of=full.as_of, warehouse_url=url, load_model=loader(models), accept_drift=True,
         replace_date=True,
     )  # fmt: skip
     assert set(wh.read_scores(full.as_of)["account_id"]) == set(replaced.scores["account_id"])
+    # replacing the date drops the left-out accounts' scores, and so their calls
+    assert set(wh.read_call_list(full.as_of)["account_id"]) <= keep
     runs = wh.read_runs()
     assert list(runs["accounts_untouched"]) == [0, len(accounts) - len(again.scores), 0]
     wh.close()

@@ -73,6 +73,17 @@ def test_repro_runs_every_stage_without_network(repo):
     assert not [line for line in lines if "changed" in line and "always changed" not in line], status.stdout
     watermark = json.loads((dest / "data" / "score_watermark.json").read_text())
     assert watermark["as_of_count"] == 1 and watermark["scored"][0]["scores_rows"] > 0
+    # the score stage's committed checks agree with its own outputs (tests/test_calls.py reads the default's)
+    import pandas as pd
+
+    checks = json.loads((dest / "metrics" / "score.json").read_text())
+    scores = pd.read_parquet(dest / "data" / "scores.parquet")
+    calls = pd.read_parquet(dest / "data" / "call_list.parquet")
+    assert checks["accounts"] == len(scores) == watermark["scored"][0]["scores_rows"]
+    assert {t: n for t, n in checks["tiers"].items() if n} == scores["risk_tier"].value_counts().to_dict()
+    assert checks["calls"]["by_csm"] == calls["csm_id"].value_counts().to_dict()
+    assert checks["calls"]["total"] == len(calls) > 0
+    assert [r["account_id"] for r in checks["team_top"]] == list(calls["account_id"].head(10))
 
 
 def test_score_after_repro_writes_one_row_per_active_account(repo):

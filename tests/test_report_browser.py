@@ -1,7 +1,8 @@
 """The portfolio report in headless Chromium, driven as a CSM would: typing a search, contrast, screenshots.
 
-The page is built from a synthetic portfolio of 300 accounts (six pages of 50) with a call list, a previous
-scoring to compare with and the monitor's section, so every part of the page is drawn.
+The page is built from a synthetic portfolio as large as the default data's (3,596 accounts, 72 pages of 50)
+through the real report code, with a call list, a previous scoring to compare with and the monitor's section, so
+every part of the page is drawn and search is shown to reach accounts far beyond the first page.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from _env import require_chromium
 
 pytestmark = pytest.mark.chromium
 AS_OF = pd.Timestamp("2025-12-01")
-N = 300
+N = 3596  # the default data's portfolio
 DEFINITION = TierDefinition(
     cutoffs={"critical": 0.14, "high": 0.09, "medium": 0.05, "low": 0.0},
     shares={"critical": 0.1, "high": 0.25, "medium": 0.5, "low": 1.0},
@@ -82,7 +83,7 @@ def _portfolio():
     accounts = pd.DataFrame(
         {
             "account_id": ids,
-            "account_name": [f"Customer {i:03d} Ltd" for i in range(N)],
+            "account_name": [f"Customer {i:04d} Ltd" for i in range(N)],
             "csm_id": rng.choice(["csm_01", "csm_02", "csm_03", None], N),
         }
     )
@@ -127,30 +128,42 @@ def page_url(tmp_path_factory) -> str:
 
 def test_typing_finds_an_account_beyond_the_first_page(page_url, tmp_path):
     chromium = require_chromium()
-    scores = _portfolio()[0]
+    scores, accounts = _portfolio()[:2]
     target = scores.sort_values("arr_at_risk")["account_id"].iloc[0]  # the last page: least ARR at risk
     number = int(target[1:])
+    # typed by name: another account far down the list (the 3,000th by ARR at risk)
+    by_name = scores.sort_values("arr_at_risk", ascending=False)["account_id"].iloc[3000]
+    name_of = accounts.set_index("account_id")["account_name"]
 
     async def work(page):
         first = await page.js(
             "Array.from(document.querySelectorAll('#accounts tbody tr')).map(r => r.dataset.account)"
         )
         assert len(first) == 50 and target not in first
-        assert await page.js("document.getElementById('count').textContent") == "300"
+        assert await page.js("document.getElementById('count').textContent") == "3,596"
         await page.type("#search", target.lower())
         await page.wait_for("document.querySelectorAll('#accounts tbody tr').length === 1")
         shown = await page.js(
             "Array.from(document.querySelectorAll('#accounts tbody tr')).map(r => r.dataset.account)"
         )
         name = await page.js("document.querySelector('#accounts tbody tr .acct').textContent")
-        assert shown == [target] and name == f"Customer {number:03d} Ltd"
+        assert shown == [target] and name == f"Customer {number:04d} Ltd"
         assert await page.js("location.hash") == f"#q={target.lower()}"  # the search is in the address
         # by name too, and paging walks the whole portfolio
         await page.js(
             "(() => { const s = document.getElementById('search'); s.value = ''; s.dispatchEvent(new Event('input')); })()"
         )
-        await page.type("#search", "customer 29")
-        assert await page.js("document.getElementById('count').textContent") == "10"  # Customer 290..299
+        await page.type("#search", name_of[by_name].removesuffix(" Ltd"))  # "Customer 1234": as a CSM types
+        await page.wait_for("document.querySelectorAll('#accounts tbody tr').length === 1")
+        shown = await page.js(
+            "Array.from(document.querySelectorAll('#accounts tbody tr')).map(r => r.dataset.account)"
+        )
+        assert shown == [by_name] and by_name not in first
+        await page.js(
+            "(() => { const s = document.getElementById('search'); s.value = ''; s.dispatchEvent(new Event('input')); })()"
+        )
+        await page.type("#search", "r 029")  # part of a name: Customer 0290..0299
+        assert await page.js("document.getElementById('count').textContent") == "10"
         await page.js(
             "(() => { const s = document.getElementById('search'); s.value = ''; s.dispatchEvent(new Event('input')); })()"
         )
@@ -160,6 +173,8 @@ def test_typing_finds_an_account_beyond_the_first_page(page_url, tmp_path):
             "Array.from(document.querySelectorAll('#accounts tbody tr')).map(r => r.dataset.account)"
         )
         assert len(last) == 50 and not set(last) & set(first)
+        info = await page.js("document.getElementById('pageinfo').textContent")
+        assert info.startswith("page 6 of 72"), info
 
     with_page(chromium, page_url, tmp_path / "profile", work)
 

@@ -72,6 +72,8 @@ class PathsConfig:
     tiers: str = "data/tiers.json"  # the tier cut-offs the score stage used, and how they were chosen
     # what the warehouse held after the score stage wrote: monitor's dependency (the warehouse is outside DVC)
     score_watermark: str = "data/score_watermark.json"
+    # the score stage's checks of its scoring: tier counts, calls per CSM vs capacity, the team list's top
+    score_metrics: str = "${.metrics}/score.json"
     monitor_metrics: str = "${.metrics}/monitor.json"
     monitor_plots: str = "${.plots}/monitor"
     reports: str = "reports"

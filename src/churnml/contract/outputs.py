@@ -51,6 +51,14 @@ DOCUMENTS: dict[str, Shape] = {
         "targets": None,
         "as_of_dates": ("scored", "matured"),
     },
+    # metrics/score.json: the score stage's checks (churnml.scoring.calls.call_list_metrics)
+    "score_metrics": {
+        "accounts": None,
+        "tiers": None,
+        "likely_to_expand": None,
+        "calls": ("total", "capacity_per_csm", "pooled_capacity", "by_csm"),
+        "team_top": None,
+    },
     # data/score_watermark.json: what the warehouse held after the score stage (scoring.batch.score_watermark)
     "score_watermark": ("scored", "as_of_count"),
     # models/registry/<target>.json: the MLflow registration the evaluate stage made
@@ -174,6 +182,11 @@ OUTPUTS: dict[str, Output] = {
     "call_list": _table("call_list", "this week's call list (the weekly_call_list layout)"),
     "tiers": Output(
         "document", "the tier cut-offs the score stage used and how they were chosen", document="tiers"
+    ),
+    "score_metrics": Output(
+        "document",
+        "tier counts, calls per CSM against capacity and the top of the team list",
+        document="score_metrics",
     ),
     "score_watermark": Output(
         "document",

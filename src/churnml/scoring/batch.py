@@ -31,7 +31,7 @@ from churnml.explain.reasons import reasons_for, top_reasons, with_reasons
 from churnml.features.engine import build_features
 from churnml.modeling.registry import load_champion
 from churnml.names import ACCOUNT, AS_OF, CUTOFF, TARGETS
-from churnml.scoring.calls import call_list, changes_since, previous_scores
+from churnml.scoring.calls import call_list, carried_calls, changes_since, previous_scores
 from churnml.scoring.tiers import TierDefinition, define_tiers
 from churnml.warehouse.secrets import redact_url, scrub_secrets
 from churnml.warehouse.store import Warehouse
@@ -483,12 +483,31 @@ def score_accounts(
             # called inside the write's transaction once every score is written: the list commits with them
             result.scores = pd.concat(kept, ignore_index=True) if kept else pd.DataFrame()
             result.call_list = weekly_calls(
-                result.scores, features, tables["accounts"], history, cfg, definition
+                result.scores, features, tables["accounts"], history, cfg, definition, carried
             )
+            if len(carried):
+                log.info(
+                    "partial export: %d call(s) of accounts this run did not score kept from the date's list "
+                    "(their scores of %s stay in the warehouse)",
+                    len(set(carried["account_id"]) & set(result.call_list["account_id"])),
+                    day.date(),
+                )
             return result.call_list if run_kind != "backtest" else None
 
         with warehouse:
-            history = previous_scores(warehouse.read_scores(), day)
+            stored = warehouse.read_scores()
+            history = previous_scores(stored, day)
+            # a partial export keeps the other accounts' scores of the date: their calls stay candidates
+            carried = (
+                pd.DataFrame()
+                if replace_date or run_kind == "backtest"
+                else carried_calls(
+                    stored[pd.to_datetime(stored["as_of"]).dt.normalize() == day],
+                    warehouse.read_call_list(day),
+                    features[ACCOUNT],
+                    versions,
+                )
+            )
             result.run = warehouse.write_batches(keep(batches()), run, call_list=calls)
     result.scores = pd.concat(kept, ignore_index=True) if kept else pd.DataFrame()
     return result
@@ -501,9 +520,12 @@ def weekly_calls(
     previous: pd.DataFrame | None,
     cfg: Config,
     definition: TierDefinition,
+    carried: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """The call list of one scoring (:func:`churnml.scoring.calls.call_list`) from its scores, features and
-    accounts, with the changes since ``previous`` (:func:`churnml.scoring.calls.previous_scores`)."""
+    accounts, with the changes since ``previous`` (:func:`churnml.scoring.calls.previous_scores`) and the
+    date's calls ``carried`` over for accounts a partial export left out
+    (:func:`churnml.scoring.calls.carried_calls`)."""
     order = {tier: i for i, (tier, _) in enumerate(definition.ordered())}
     info = pd.DataFrame(
         {
@@ -521,7 +543,13 @@ def weekly_calls(
         info["csm_id"] = None
     changes = changes_since(scores, previous if previous is not None else pd.DataFrame(), order)
     return call_list(
-        scores, info, changes, cfg.scoring.calls, tier_order=order, base_rate=definition.base_rate
+        scores,
+        info,
+        changes,
+        cfg.scoring.calls,
+        tier_order=order,
+        base_rate=definition.base_rate,
+        carried=carried,
     )
 
 

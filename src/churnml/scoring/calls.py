@@ -18,7 +18,8 @@ its touch model.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -142,6 +143,7 @@ def call_list(
     *,
     tier_order: Mapping[str, int],
     base_rate: float | None = None,
+    carried: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """This week's calls: per CSM within capacity, ranked by :func:`priority` (the module docstring's rule).
 
@@ -154,6 +156,7 @@ def call_list(
         cfg: the call list section.
         tier_order: tier -> rank, 0 the highest.
         base_rate: the churn model's validation base rate (quoted in the reason line).
+        carried: calls kept from the date's earlier list (a partial export: :func:`carried_calls`).
 
     Returns:
         The ``weekly_call_list`` rows: ``account_id``, ``as_of``, ``csm_id``, ``rank`` (within the CSM's
@@ -189,14 +192,7 @@ def call_list(
         _rose=rose,
         csm_id=df["csm_id"].astype("string").fillna("").replace("", POOLED).astype(str),
     )
-    df = df[elevated | rose]
-    df = df.sort_values(
-        ["priority", "churn_probability", "account_id"], ascending=[False, False, True], kind="stable"
-    )
-    df["rank"] = df.groupby("csm_id").cumcount() + 1
-    capacity = np.where(df["csm_id"] == POOLED, cfg.pooled_capacity, cfg.capacity_per_csm)
-    df = df[df["rank"].to_numpy() <= capacity].reset_index(drop=True)
-    df["team_rank"] = np.arange(1, len(df) + 1)
+    df = df[elevated | rose].reset_index(drop=True)
     as_of = pd.to_datetime(df["as_of"]).dt.normalize()
     renewal_days = pd.to_numeric(df["days_to_renewal"], errors="coerce")
     lead = np.where(
@@ -208,4 +204,108 @@ def call_list(
         _why(rec, base_rate, bool(s), bool(r))
         for rec, s, r in zip(df.to_dict("records"), df["_soon"], df["_rose"], strict=True)
     ]
+    df["rank"] = 0
+    df["team_rank"] = 0
+    return select_calls(df[CALL_LIST_ORDER], cfg, carried)
+
+
+def select_calls(
+    candidates: pd.DataFrame, cfg: CallListConfig, carried: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """Rank candidate calls by priority (ties: churn probability, account id) and keep each CSM's capacity.
+
+    Args:
+        candidates: rows in the ``weekly_call_list`` layout (``rank``/``team_rank`` are recomputed).
+        cfg: the capacities.
+        carried: calls of the same as-of for accounts this run did not score (a partial export keeps their
+            scores: :func:`carried_calls`); they compete for the same capacity as the new candidates, so the
+            list reflects the latest score of every account the warehouse holds for the date.
+    """
+    if carried is not None and len(carried):
+        new = set(candidates["account_id"].astype(str))
+        keep = carried[~carried["account_id"].astype(str).isin(new)][CALL_LIST_ORDER]
+        candidates = pd.concat([candidates, keep], ignore_index=True) if len(candidates) else keep
+    df = candidates.sort_values(
+        ["priority", "churn_probability", "account_id"], ascending=[False, False, True], kind="stable"
+    )
+    df = df.assign(rank=df.groupby("csm_id").cumcount() + 1)
+    capacity = np.where(df["csm_id"] == POOLED, cfg.pooled_capacity, cfg.capacity_per_csm)
+    df = df[df["rank"].to_numpy() <= capacity].reset_index(drop=True)
+    df["team_rank"] = np.arange(1, len(df) + 1)
     return df[CALL_LIST_ORDER].reset_index(drop=True)
+
+
+def carried_calls(
+    day_scores: pd.DataFrame, day_calls: pd.DataFrame, scored: pd.Series, versions: Mapping[str, str]
+) -> pd.DataFrame:
+    """The date's earlier calls whose account a partial run leaves untouched (its score stays in the warehouse).
+
+    A partial export (scoring from an export that lacks some accounts) replaces only the scored accounts'
+    rows; the others keep their score of the date, so their call, ranked under the same rule when they were
+    scored, stays a candidate of the rebuilt list (:func:`select_calls`). A call is carried only while the
+    warehouse still holds its account's score of the date from the same model versions.
+
+    Args:
+        day_scores: the warehouse's ``churn_scores`` rows of the as-of (before this run writes).
+        day_calls: the warehouse's ``weekly_call_list`` rows of the as-of.
+        scored: the account ids this run scores.
+        versions: this run's model versions by target.
+    """
+    if day_calls is None or day_calls.empty or day_scores is None or day_scores.empty:
+        return pd.DataFrame(columns=CALL_LIST_ORDER)
+    same = day_scores[
+        (day_scores["churn_model_version"].astype(str) == str(versions["churn"]))
+        & (day_scores["expansion_model_version"].astype(str) == str(versions["expansion"]))
+    ]
+    kept = set(same["account_id"].astype(str)) - set(scored.astype(str))
+    calls = day_calls[
+        day_calls["account_id"].astype(str).isin(kept)
+        & (day_calls["churn_model_version"].astype(str) == str(versions["churn"]))
+        & (day_calls["expansion_model_version"].astype(str) == str(versions["expansion"]))
+    ]
+    return calls[CALL_LIST_ORDER].reset_index(drop=True)
+
+
+def call_list_metrics(
+    scores: pd.DataFrame,
+    calls: pd.DataFrame,
+    cfg: CallListConfig,
+    *,
+    tiers: Sequence[str],
+    expansion_cutoff: float,
+    top: int = 10,
+) -> dict[str, Any]:
+    """What the score stage commits about one scoring (``metrics/score.json``): the checks a CSM relies on.
+
+    Tier counts (every tier should hold accounts), the expansion flag's count, each CSM's call count
+    against the capacity, and the top of the team list with the numbers its order rests on (so a test of
+    the committed file can check the order against the README's rule).
+    """
+    counts = scores["risk_tier"].astype(str).value_counts()
+    by_csm = calls["csm_id"].astype(str).value_counts().sort_index()
+    head = calls.sort_values("team_rank").head(top)
+    return {
+        "as_of": str(pd.to_datetime(scores["as_of"]).max().date()) if len(scores) else None,
+        "accounts": int(len(scores)),
+        "tiers": {t: int(counts.get(t, 0)) for t in tiers},
+        "likely_to_expand": int((scores["expansion_probability"].astype(float) >= expansion_cutoff).sum()),
+        "calls": {
+            "total": int(len(calls)),
+            "capacity_per_csm": int(cfg.capacity_per_csm),
+            "pooled_capacity": int(cfg.pooled_capacity),
+            "by_csm": {str(k): int(v) for k, v in by_csm.items()},
+        },
+        "team_top": [
+            {
+                "account_id": str(r.account_id),
+                "csm_id": str(r.csm_id),
+                "priority": round(float(r.priority), 2),
+                "arr_at_risk": round(float(r.arr_at_risk), 2),
+                "churn_probability": round(float(r.churn_probability), 6),
+                "risk_change": None if pd.isna(r.risk_change) else round(float(r.risk_change), 6),
+                "days_to_renewal": None if pd.isna(r.days_to_renewal) else int(r.days_to_renewal),
+                "renewal_rescue": str(r.play) == cfg.renewal_rescue_play,
+            }
+            for r in head.itertuples(index=False)
+        ],
+    }

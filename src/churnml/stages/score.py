@@ -10,12 +10,14 @@ from pathlib import Path
 from churnml.config import Config
 from churnml.contract.io import write_document, write_output
 from churnml.scoring.batch import load_tables, score_accounts, score_watermark
+from churnml.scoring.calls import call_list_metrics
 from churnml.warehouse.store import Warehouse
 
 
 def score(cfg: Config, root: Path) -> str:
     """Score the validated tables at ``scoring.as_of`` (default the data end); write ``paths.scores``, this
-    week's ``paths.call_list`` and the tier cut-offs used (``paths.tiers``) too.
+    week's ``paths.call_list``, the tier cut-offs used (``paths.tiers``) and the run's checks
+    (``paths.score_metrics``: tier counts, calls per CSM against capacity, the top of the team list) too.
 
     Then ``paths.score_watermark``: every (as-of, model versions) the warehouse holds, which the monitor
     stage depends on instead of re-running on every ``dvc repro``.
@@ -25,6 +27,14 @@ def score(cfg: Config, root: Path) -> str:
     write_output(result.scores, root / cfg.paths.scores, "scores")
     write_output(result.call_list, root / cfg.paths.call_list, "call_list")
     write_document(result.tiers.to_dict(), root / cfg.paths.tiers, "tiers")
+    checks = call_list_metrics(
+        result.scores,
+        result.call_list,
+        cfg.scoring.calls,
+        tiers=[tier for tier, _ in result.tiers.ordered()],
+        expansion_cutoff=result.tiers.expansion_cutoff,
+    )
+    write_document(checks, root / cfg.paths.score_metrics, "score_metrics")
     with Warehouse.from_config(cfg.warehouse, root=root) as warehouse:
         runs = warehouse.read_runs()
     write_document(score_watermark(runs), root / cfg.paths.score_watermark, "score_watermark")
