@@ -99,9 +99,31 @@ def _logistic_pipeline(numeric: list[str], categorical: list[str], seed: int) ->
     return Pipeline(
         [
             ("prepare", prep),
-            ("model", LogisticRegression(class_weight="balanced", max_iter=2000, random_state=seed)),
+            # Newton's method converges to the optimum to machine precision, whatever the order of the BLAS
+            # sums; lbfgs stops at a tolerance, at a point that moves with the CPU's BLAS kernel
+            (
+                "model",
+                LogisticRegression(
+                    class_weight="balanced",
+                    solver="newton-cholesky",
+                    max_iter=200,
+                    random_state=seed,
+                ),
+            ),
         ]
     )
+
+
+# Decimals kept of the logistic regression's raw score. The last bits of a BLAS sum depend on the CPU's kernel
+# (AVX2 or AVX-512 machines give different ones); rounding them away makes the committed baseline metrics the
+# same on every machine (tests/test_reproducible.py runs the fit under two kernels).
+RAW_DECIMALS = 6
+
+
+def logistic_raw(pipe: Any, frame: pd.DataFrame) -> np.ndarray:
+    """The fitted pipeline's decision function on one BLAS thread, rounded to :data:`RAW_DECIMALS`."""
+    with threadpool_limits(limits=1, user_api="blas"):
+        return np.round(pipe.decision_function(frame), RAW_DECIMALS)
 
 
 def _logistic_input(prepared: pd.DataFrame, categorical: list[str]) -> pd.DataFrame:
@@ -133,10 +155,7 @@ class Baselines:
     def predict_proba(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
         """Calibrated probabilities of each baseline: ``logistic``, ``health_score`` (when it has signals)."""
         prepared = self.model.prepare(frame)
-        with threadpool_limits(limits=1, user_api="blas"):
-            raw_logistic = self.logistic.decision_function(
-                _logistic_input(prepared, list(self.model.categories))
-            )
+        raw_logistic = logistic_raw(self.logistic, _logistic_input(prepared, list(self.model.categories)))
         out = {"logistic": self.logistic_calibrator.transform(raw_logistic)}
         if self.health is not None and self.health_calibrator is not None:
             out["health_score"] = self.health_calibrator.transform(self.health.score(frame))
@@ -163,7 +182,7 @@ def fit_baselines_rows(
     categorical = list(model.categories)
     numeric = [c for c in model.features if c not in model.categories]
     pipe = _logistic_pipeline(numeric, categorical, int(model.info.get("seed", 0)))
-    # one BLAS thread: lbfgs' sums then run in one order, so the committed baseline metrics do not move in
+    # one BLAS thread: the sums then run in one order, so the committed baseline metrics do not move in
     # the 4th-5th decimal between runs and machines
     with threadpool_limits(limits=1, user_api="blas"), warnings.catch_warnings():
         # all-missing columns and slow convergence are reported by sklearn as warnings; the baseline stands
@@ -171,8 +190,7 @@ def fit_baselines_rows(
         warnings.filterwarnings("ignore", message=".*converge.*")
         pipe.fit(_logistic_input(model.prepare(train), categorical), train["y"].to_numpy())
     method = model.calibrator.method
-    with threadpool_limits(limits=1, user_api="blas"):
-        raw_valid = pipe.decision_function(_logistic_input(model.prepare(valid), categorical))
+    raw_valid = logistic_raw(pipe, _logistic_input(model.prepare(valid), categorical))
     y_valid = valid["y"].to_numpy()
     health, health_calibrator = None, None
     if cfg.health_score.weights:
