@@ -12,6 +12,7 @@ import pytest
 from churnml.config import ModelConfig
 from churnml.errors import ChurnmlError
 from churnml.survival.evaluation import CoxBaseline, kaplan_meier, km_by_group, survival_metrics
+from churnml.survival.forecast import Movement, arr_on, realised, simulate_book, summarise
 from churnml.survival.model import curve_frame, survival_from_hazards, train_survival
 from churnml.survival.pipeline import test_cutoffs as choose_test_cutoffs
 from churnml.survival.rows import AT_RISK, EVENT, MONTH, RENEWAL, design, outcomes, spells, training_rows
@@ -232,3 +233,57 @@ def test_test_cutoffs_leave_something_to_learn_and_follow_as_long_as_the_data_al
     assert months == 1 and [c.strftime("%Y-%m") for c in chosen] == ["2024-07", "2024-08", "2024-09"]
     with pytest.raises(ChurnmlError, match="too little history"):
         choose_test_cutoffs(short[:2], T("2024-05-01"), 30, 12, 3)
+
+
+# ------------------------------------------------------------------------------------------ forecast
+
+
+def test_forecast_intervals_cover_the_truth_at_their_nominal_rate():
+    """A book whose outcome distribution is known (curves and monthly moves given): 1,000 independent
+    realised books fall inside the 80% and 95% intervals at those rates, within three binomial errors."""
+    rng = np.random.default_rng(5)
+    n = 60
+    arr0 = np.exp(rng.normal(9, 1, n))  # a few large accounts: the totals are skewed
+    hazard = rng.uniform(0.0, 0.06, (n, 12))
+    surv = survival_from_hazards(hazard)
+    groups = np.where(rng.random(n) < 0.5, "a", "b")
+    moves = {
+        "all": Movement(0.05, 0.03, np.array([1.2, 1.5, 2.0]), np.array([0.8, 0.5]), 100),
+        "a": Movement(0.08, 0.02, np.array([1.1, 1.3, 1.6]), np.array([0.7]), 50),
+    }
+    forecast = simulate_book(arr0, surv, groups, moves, 12, 4000, seed=1)
+    table = summarise(arr0, forecast, {"segment": groups}).set_index(["dimension", "group"])
+    truth = simulate_book(arr0, surv, groups, moves, 12, 1000, seed=2)
+    for (dim, group), row in table.iterrows():
+        idx = np.ones(n, bool) if dim == "portfolio" else groups == group
+        nrr = truth[idx].sum(axis=0) / arr0[idx].sum()
+        grr = np.minimum(truth[idx], arr0[idx][:, None]).sum(axis=0) / arr0[idx].sum()
+        for name, real in (("nrr", nrr), ("grr", grr)):
+            for lo, hi, p in (("p10", "p90", 0.8), ("p025", "p975", 0.95)):
+                cover = ((row[f"{name}_{lo}"] <= real) & (real <= row[f"{name}_{hi}"])).mean()
+                assert abs(cover - p) <= 3 * math.sqrt(p * (1 - p) / len(real)), (dim, group, name, p, cover)
+    # the mean follows the curves: expected NRR without moves is the ARR-weighted S(12)
+    still = simulate_book(
+        arr0, surv, groups, {"all": Movement(0, 0, np.array([]), np.array([]), 1)}, 12, 4000, 3
+    )
+    expect = (arr0 * surv[:, 11]).sum() / arr0.sum()
+    assert summarise(arr0, still, {}).iloc[0]["nrr_mean"] == pytest.approx(expect, abs=0.01)
+
+
+def test_arr_grr_and_nrr_by_hand():
+    subs = pd.DataFrame(
+        {
+            "account_id": ["a", "a", "b", "c"],
+            "start_date": [T("2024-01-01"), T("2024-06-10"), T("2024-01-01"), T("2024-01-01")],
+            "end_date": [T("2024-06-01"), pd.NaT, T("2024-03-01"), pd.NaT],
+            "mrr": [10.0, 15.0, 5.0, 20.0],
+        }
+    )
+    accounts = pd.Series(["a", "b", "c"])
+    np.testing.assert_allclose(arr_on(subs, accounts, T("2024-02-01"), 30), [120, 60, 240])
+    # a's renewal gap (June 1-9) is within the grace: its renewal's ARR counts; b is gone
+    np.testing.assert_allclose(arr_on(subs, accounts, T("2024-06-05"), 30), [180, 0, 240])
+    np.testing.assert_allclose(arr_on(subs, accounts, T("2024-06-05"), 3), [0, 0, 240])
+    real = realised(np.array([120.0, 60, 240]), np.array([180.0, 0, 240]), {}).iloc[0]
+    assert real["realised_grr"] == pytest.approx((120 + 0 + 240) / 420)
+    assert real["realised_nrr"] == pytest.approx((180 + 240) / 420)

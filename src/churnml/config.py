@@ -79,6 +79,7 @@ class PathsConfig:
     survival_metrics: str = "${.metrics}/survival.json"
     survival_plots: str = "${.plots}/survival"
     account_survival: str = "data/account_survival.parquet"
+    revenue_forecast: str = "data/revenue_forecast.parquet"
 
     def __post_init__(self) -> None:
         # Built by Hydra/OmegaConf the interpolations arrive resolved; built in Python (``PathsConfig()``,

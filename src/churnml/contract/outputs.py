@@ -54,7 +54,14 @@ DOCUMENTS: dict[str, Shape] = {
     # data/score_watermark.json: what the warehouse held after the score stage (scoring.batch.score_watermark)
     "score_watermark": ("scored", "as_of_count"),
     # metrics/survival.json: the survival stage's out-of-time comparison (churnml.survival.pipeline)
-    "survival_metrics": ("models", "horizon_months", "follow_up_months", "test_spells", "as_of"),
+    "survival_metrics": (
+        "models",
+        "horizon_months",
+        "follow_up_months",
+        "test_spells",
+        "as_of",
+        "forecast_backtest",
+    ),
     # models/registry/<target>.json: the MLflow registration the evaluate stage made
     "registry_record": ("target", "model", "data_version", "registered"),
     # data/tiers.json: the tier cut-offs the score stage used (churnml.scoring.tiers.TierDefinition)
@@ -122,6 +129,22 @@ _EXPLAIN_FILES = {
 _SURVIVAL_FILES = {
     "calibration.csv": ("model", "month", "bin", "count", "mean_predicted", "observed_km"),
     "curves.csv": ("model", "month", "survival"),
+    "forecast_backtest.csv": (
+        "as_of",
+        "horizon_months",
+        "dimension",
+        "group",
+        "grr_mean",
+        "grr_p10",
+        "grr_p90",
+        "realised_grr",
+        "naive_grr",
+        "nrr_mean",
+        "nrr_p10",
+        "nrr_p90",
+        "realised_nrr",
+        "naive_nrr",
+    ),
 }
 _MONITOR_FILES = {
     "decay.csv": (
@@ -201,6 +224,9 @@ OUTPUTS: dict[str, Output] = {
         "plots_folder", "survival calibration by decile and mean curves (dvc plots)", files=_SURVIVAL_FILES
     ),
     "account_survival": _table("account_survival", "survival curves of the accounts active at the as-of"),
+    "revenue_forecast": _table(
+        "revenue_forecast", "expected ARR, GRR and NRR of the as-of book, with intervals"
+    ),
 }
 
 _PATHS_REF = re.compile(r"\$\{paths\.(\w+)\}")

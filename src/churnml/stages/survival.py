@@ -12,10 +12,15 @@ import json
 import shutil
 from pathlib import Path
 
+import pandas as pd
+
 from churnml.config import Config
 from churnml.contract.io import read_output, read_parquet, read_table, write_document, write_output
+from churnml.contract.outputs import OUTPUTS
 from churnml.dataset.spine import as_of_day, data_end
 from churnml.survival.pipeline import account_survival_table, gap_to_churn_model, run_survival
+
+_BACKTEST_COLUMNS = OUTPUTS["survival_plots"].files["forecast_backtest.csv"]
 
 
 def survival(cfg: Config, root: Path) -> str:
@@ -38,6 +43,7 @@ def survival(cfg: Config, root: Path) -> str:
     result.model.save(model_dir)
     table = account_survival_table(result.as_of, as_of_features, as_of, cfg.survival.horizon_months)
     write_output(table, root / paths.account_survival, "account_survival")
+    write_output(result.forecast, root / paths.revenue_forecast, "revenue_forecast")
     scores = read_output(root / paths.scores, "scores")
     metrics = {
         **result.metrics,
@@ -52,11 +58,13 @@ def survival(cfg: Config, root: Path) -> str:
     plots.mkdir(parents=True, exist_ok=True)
     result.calibration.round(6).to_csv(plots / "calibration.csv", index=False)
     result.curves.round(6).to_csv(plots / "curves.csv", index=False)
+    bt = result.backtest.assign(as_of=pd.to_datetime(result.backtest["as_of"]).dt.date.astype(str))
+    bt[list(_BACKTEST_COLUMNS)].round(6).to_csv(plots / "forecast_backtest.csv", index=False)
     lg = metrics["models"]["lightgbm"]
     return (
         f"survival: {metrics['test_spells']} test spells over {metrics['follow_up_months']} months, "
         f"Harrell C {lg['harrell_c']:.3f}, IBS {lg['integrated_brier']:.4f}; {len(table)} accounts at {as_of.date()} "
-        f"(seconds {result.info.get('seconds')})"
+        f"(seconds {result.info.get('seconds')}); 12-month forecast backtest {metrics['forecast_backtest']}"
     )
 
 

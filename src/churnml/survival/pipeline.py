@@ -26,6 +26,7 @@ from churnml.errors import ChurnmlError
 from churnml.modeling.model import TrainedModel
 from churnml.modeling.split import feature_columns
 from churnml.survival.evaluation import CoxBaseline, calibration, km_by_group, survival_metrics
+from churnml.survival.forecast import FORECAST_MONTHS, backtest, forecast_book
 from churnml.survival.model import curve_frame, train_survival
 from churnml.survival.rows import month_end, outcomes, spells, training_rows
 
@@ -42,6 +43,10 @@ class SurvivalResult:
     calibration: pd.DataFrame
     curves: pd.DataFrame  # mean S(t) per model on the test spells, and the observed Kaplan-Meier
     as_of: pd.DataFrame  # curve_frame of the active accounts at the as-of
+    forecast: (
+        pd.DataFrame
+    )  # the revenue forecast of the as-of book (churnml.survival.forecast.summarise rows)
+    backtest: pd.DataFrame  # forecasts at the test cutoffs against what happened, and the naive forecast
     info: dict[str, Any] = field(default_factory=dict)
 
 
@@ -95,6 +100,8 @@ def run_survival(
     as_of_features: pd.DataFrame,
     cfg: Config,
     truth: pd.DataFrame | None = None,
+    start: pd.Timestamp | None = None,
+    as_of: pd.Timestamp | None = None,
 ) -> SurvivalResult:
     """Evaluate out of time, fit the final model and give the curves of the accounts active at the as-of.
 
@@ -105,6 +112,8 @@ def run_survival(
         as_of_features: the features of the accounts to give curves for (the scoring as-of).
         cfg: the configuration (survival, labels.grace_days, model).
         truth: per (account_id, cutoff) the true ``true_s_1..`` survival (simulator data), or None.
+        start: the data start (the naive forecast looks no further back); the first cutoff when None.
+        as_of: the day of ``as_of_features`` (the forecast's as-of); the data end when None.
     """
     clock = time.perf_counter()
     timings: dict[str, float] = {}
@@ -145,7 +154,8 @@ def run_survival(
     if len(test_spells) != len(test):
         raise ChurnmlError("survival: test spells and test features disagree")
 
-    lgbm = curve_frame(model, test, horizon)[[f"s_{t}" for t in range(1, follow + 1)]].to_numpy()
+    full = curve_frame(model, test, horizon)[[f"s_{t}" for t in range(1, horizon + 1)]].to_numpy()
+    lgbm = full[:, :follow]
     km = km_by_group(train_spells, test, KM_GROUP, horizon)[:, :follow]
     cox = (
         CoxBaseline(columns, sc.cox_alpha)
@@ -206,6 +216,13 @@ def run_survival(
     )
 
     lap("metrics")
+    spine = feats[["account_id", "cutoff"]]
+    first = pd.Timestamp(start) if start is not None else feats["cutoff"].min()
+    months = tuple(h for h in FORECAST_MONTHS if h <= follow)
+    books = {c: (test[test["cutoff"] == c], full[(test["cutoff"] == c).to_numpy()]) for c in chosen}
+    bt_rows, bt_summary = backtest(books, subscriptions, spine, first, grace, months)
+    metrics["forecast_backtest"] = bt_summary
+    lap("forecast_backtest")
     # the final model: every cutoff, censored at the data end
     all_out = outcomes(feats, subscriptions, grace, horizon, end)
     final = train_survival(
@@ -216,14 +233,20 @@ def run_survival(
         info={"censored_at": str(end.date())},
     )
     metrics["final_train_rows"] = int(final.info["n_train"] + final.info["n_validation"])
-    as_of = curve_frame(final, as_of_features, horizon)
+    curves_now = curve_frame(final, as_of_features, horizon)
     lap("final_model")
+    day = pd.Timestamp(as_of) if as_of is not None else end
+    s_now = curves_now[[f"s_{t}" for t in range(1, horizon + 1)]].to_numpy()
+    fc = forecast_book(as_of_features.reset_index(drop=True), s_now, subscriptions, spine, day, grace)
+    lap("forecast")
     return SurvivalResult(
         model=final,
         metrics=metrics,
         calibration=pd.concat(cal_parts, ignore_index=True),
         curves=pd.concat(curve_parts, ignore_index=True),
-        as_of=as_of,
+        as_of=curves_now,
+        forecast=fc.assign(as_of=day),
+        backtest=bt_rows,
         info={"seconds": timings},
     )
 
