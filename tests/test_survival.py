@@ -287,3 +287,10 @@ def test_arr_grr_and_nrr_by_hand():
     real = realised(np.array([120.0, 60, 240]), np.array([180.0, 0, 240]), {}).iloc[0]
     assert real["realised_grr"] == pytest.approx((120 + 0 + 240) / 420)
     assert real["realised_nrr"] == pytest.approx((180 + 240) / 420)
+
+
+def test_the_backtest_plot_columns_are_the_forecast_backtest_columns():
+    from churnml.contract.outputs import OUTPUTS
+    from churnml.survival.forecast import BACKTEST_COLUMNS
+
+    assert OUTPUTS["survival_plots"].files["forecast_backtest.csv"] == BACKTEST_COLUMNS

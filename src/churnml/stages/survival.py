@@ -20,7 +20,7 @@ from churnml.contract.outputs import OUTPUTS
 from churnml.dataset.spine import as_of_day, data_end
 from churnml.survival.pipeline import account_survival_table, gap_to_churn_model, run_survival
 
-_BACKTEST_COLUMNS = OUTPUTS["survival_plots"].files["forecast_backtest.csv"]
+_BACKTEST_COLUMNS = OUTPUTS["survival_plots"].files["forecast_backtest.csv"]  # = forecast.BACKTEST_COLUMNS
 
 
 def survival(cfg: Config, root: Path) -> str:

@@ -207,6 +207,22 @@ def realised(arr0: np.ndarray, arr_h: np.ndarray, by: dict[str, np.ndarray]) -> 
 
 
 FORECAST_MONTHS = (3, 12)
+BACKTEST_COLUMNS = (
+    "as_of",
+    "horizon_months",
+    "dimension",
+    "group",
+    "grr_mean",
+    "grr_p10",
+    "grr_p90",
+    "realised_grr",
+    "naive_grr",
+    "nrr_mean",
+    "nrr_p10",
+    "nrr_p90",
+    "realised_nrr",
+    "naive_nrr",
+)
 DRAWS = 1000
 
 

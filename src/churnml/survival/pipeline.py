@@ -26,7 +26,7 @@ from churnml.errors import ChurnmlError
 from churnml.modeling.model import TrainedModel
 from churnml.modeling.split import feature_columns
 from churnml.survival.evaluation import CoxBaseline, calibration, km_by_group, survival_metrics
-from churnml.survival.forecast import FORECAST_MONTHS, backtest, forecast_book
+from churnml.survival.forecast import BACKTEST_COLUMNS, FORECAST_MONTHS, backtest, forecast_book
 from churnml.survival.model import curve_frame, train_survival
 from churnml.survival.rows import month_end, outcomes, spells, training_rows
 
@@ -164,6 +164,7 @@ def run_survival(
     )
     lap("baselines")
     preds = {"lightgbm": lgbm, "kaplan_meier": km, "cox": cox}
+    metrics_oracle_missing = None
     if truth is not None:
         true_cols = [f"{ORACLE_PREFIX}{t}" for t in range(1, follow + 1)]
         have = [c for c in true_cols if c in truth.columns]
@@ -173,7 +174,9 @@ def run_survival(
                 account_id=truth["account_id"].astype(str),
             )
             joined = test[["account_id", "cutoff"]].merge(t[["account_id", "cutoff", *true_cols]], how="left")
-            if joined[true_cols].notna().all().all():
+            missing = int(joined[true_cols].isna().any(axis=1).sum())
+            metrics_oracle_missing = missing
+            if missing == 0:
                 preds["oracle"] = joined[true_cols].to_numpy()
 
     metrics: dict[str, Any] = {"models": {}}
@@ -211,6 +214,7 @@ def run_survival(
             "train_rows": len(rows),
             "train_events": int(rows["event"].sum()),
             "events_outside_contract_rule": rule_breaks,
+            "oracle_rows_missing": metrics_oracle_missing,  # test spells without truth (then no oracle)
             "best_iteration": int(model.params.get("best_iteration", 0)),
         }
     )
@@ -220,7 +224,13 @@ def run_survival(
     first = pd.Timestamp(start) if start is not None else feats["cutoff"].min()
     months = tuple(h for h in FORECAST_MONTHS if h <= follow)
     books = {c: (test[test["cutoff"] == c], full[(test["cutoff"] == c).to_numpy()]) for c in chosen}
-    bt_rows, bt_summary = backtest(books, subscriptions, spine, first, grace, months)
+    if months:
+        bt_rows, bt_summary = backtest(books, subscriptions, spine, first, grace, months)
+    else:  # the test follows its spells for less than the shortest forecast horizon: nothing matured
+        bt_rows, bt_summary = (
+            pd.DataFrame(columns=list(BACKTEST_COLUMNS)),
+            {"as_of": [], "skipped": "no horizon matured"},
+        )
     metrics["forecast_backtest"] = bt_summary
     lap("forecast_backtest")
     # the final model: every cutoff, censored at the data end
