@@ -294,3 +294,30 @@ def test_the_backtest_plot_columns_are_the_forecast_backtest_columns():
     from churnml.survival.forecast import BACKTEST_COLUMNS
 
     assert OUTPUTS["survival_plots"].files["forecast_backtest.csv"] == BACKTEST_COLUMNS
+
+
+def test_profiles_report_km_with_intervals_and_claim_only_clear_differences():
+    from churnml.survival.profiles import findings, profile_table
+
+    n = 400
+    feats = pd.DataFrame(
+        {
+            "account_id": [f"A{i}" for i in range(n)],
+            "account_segment": ["smb"] * 200 + ["enterprise"] * 200,
+            "account_region": (["eu"] * 100 + ["us"] * 100) * 2,
+        }
+    )
+    # smb: every other account churns in month 6; enterprise: one in ten; regions alike
+    event = np.r_[np.arange(200) % 2 == 0, np.arange(200) % 10 == 0]
+    sp = pd.DataFrame({"duration": np.where(event, 6, 12), "event": event})
+    arr0 = np.full(n, 100.0)
+    arr_h = np.where(event, 0.0, 110.0)
+    table = profile_table(feats, sp, arr0, arr_h, 12).set_index(["dimension", "profile"])
+    smb = table.loc[("segment", "smb")]
+    assert smb["logo_retention"] == pytest.approx(0.5) and smb["accounts"] == 200
+    assert smb["logo_retention_low"] < 0.5 < smb["logo_retention_high"]
+    assert smb["nrr"] == pytest.approx(0.55) and smb["grr"] == pytest.approx(0.5)
+    words = findings(table.reset_index(), 12)
+    assert any("enterprise keeps 90%" in w and "200 accounts" in w for w in words)
+    assert any(w.startswith("By region: no profile") for w in words)
+    assert findings(table.reset_index(), 12, min_accounts=500) == []  # no claim from too few accounts

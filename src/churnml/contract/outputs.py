@@ -129,6 +129,17 @@ _EXPLAIN_FILES = {
 _SURVIVAL_FILES = {
     "calibration.csv": ("model", "month", "bin", "count", "mean_predicted", "observed_km"),
     "curves.csv": ("model", "month", "survival"),
+    "profiles.csv": (
+        "dimension",
+        "profile",
+        "accounts",
+        "spells",
+        "logo_retention",
+        "logo_retention_low",
+        "logo_retention_high",
+        "nrr",
+        "grr",
+    ),
     "forecast_backtest.csv": (
         "as_of",
         "horizon_months",

@@ -58,6 +58,7 @@ def survival(cfg: Config, root: Path) -> str:
     plots.mkdir(parents=True, exist_ok=True)
     result.calibration.round(6).to_csv(plots / "calibration.csv", index=False)
     result.curves.round(6).to_csv(plots / "curves.csv", index=False)
+    result.profiles.round(6).to_csv(plots / "profiles.csv", index=False)
     bt = result.backtest.assign(as_of=pd.to_datetime(result.backtest["as_of"]).dt.date.astype(str))
     bt[list(_BACKTEST_COLUMNS)].round(6).to_csv(plots / "forecast_backtest.csv", index=False)
     lg = metrics["models"]["lightgbm"]
