@@ -19,6 +19,7 @@ from churnml.features.catalogue import describe_feature, feature_families, featu
 from churnml.features.engine import build_features, features_for_folder
 from churnml.features.sql import CATEGORICAL
 from churnml.features.steps import ALWAYS_PRESENT, all_steps
+from churnml.survival.rows import design as survival_design
 
 T = pd.Timestamp
 DAY = pd.Timedelta(days=1)
@@ -582,6 +583,19 @@ def test_a_change_before_the_cutoff_is_seen(leak_base):
     )
     after = build_features(changed, spine, CFG)
     assert not after.equals(before)
+
+
+@settings(max_examples=10, deadline=None)
+@given(changes=st.lists(future_change(), min_size=1, max_size=3))
+def test_rows_on_or_after_the_cutoff_never_change_its_survival_rows(leak_base, changes):
+    """The survival model's account-month covariates (features, month, renewal month, contract rule) at a
+    cutoff, for every month of the horizon, are blind to rows dated on or after it."""
+    tables, spine, before = leak_base
+    changed = dict(tables)
+    for table, change in changes:
+        changed[table] = change(changed[table])
+    after = build_features(changed, spine, CFG)
+    pd.testing.assert_frame_equal(survival_design(after, 12), survival_design(before, 12))
 
 
 # --------------------------------------------------------------------------------- SQL and catalogue

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from churnml.checkout import copy_checkout, isolated_env
@@ -60,9 +61,19 @@ def test_repro_runs_every_stage_without_network(repo):
         "metrics/expansion.json",
         "data/explanations.parquet",
         "reports/index.html",
+        "metrics/survival.json",
+        "data/account_survival.parquet",
     ]:
         assert (dest / out).is_file(), out
     assert (dest / "mlflow.db").is_file()
+    # the survival stage on the small portfolio: evaluated against both baselines and the oracle, and one
+    # curve per account scored
+    survival = json.loads((dest / "metrics" / "survival.json").read_text())
+    assert set(survival["models"]) == {"lightgbm", "kaplan_meier", "cox", "oracle"}
+    assert survival["follow_up_months"] >= 1 and survival["test_events"] > 0
+    curves = pd.read_parquet(dest / "data" / "account_survival.parquet")
+    scores = pd.read_parquet(dest / "data" / "scores.parquet")
+    assert set(curves["account_id"]) == set(scores["account_id"])
     assert not netlog.exists() or netlog.read_text() == "", f"non-loopback network use:\n{netlog.read_text()}"
     # monitor depends on the score stage's watermark, not on every call: nothing is left to run but the
     # check_params gate, which is always_changed (cheap: it only checks params.yaml; its stamp never changes)

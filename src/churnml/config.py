@@ -77,6 +77,11 @@ class PathsConfig:
     monitor_metrics: str = "${.metrics}/monitor.json"
     monitor_plots: str = "${.plots}/monitor"
     reports: str = "reports"
+    survival_model: str = "${.models}/survival"
+    survival_metrics: str = "${.metrics}/survival.json"
+    survival_plots: str = "${.plots}/survival"
+    account_survival: str = "data/account_survival.parquet"
+    revenue_forecast: str = "data/revenue_forecast.parquet"
 
     def __post_init__(self) -> None:
         # Built by Hydra/OmegaConf the interpolations arrive resolved; built in Python (``PathsConfig()``,
@@ -409,6 +414,16 @@ class ReportConfig:
 
 
 @dataclass
+class SurvivalConfig:
+    """Time to churn: the discrete-time hazard model's horizon, its out-of-time test and the baselines."""
+
+    horizon_months: int = 12  # the curve: S(1..horizon) per account
+    test_periods: int = 3  # the latest cutoffs whose whole horizon is observed
+    holdout_share: float = 0.2  # accounts whose rows stop boosting (early stopping), not fit it
+    cox_alpha: float = 1.0  # ridge penalty of the Cox baseline (scikit-survival's alpha)
+
+
+@dataclass
 class Config:
     """The whole composed configuration."""
 
@@ -426,6 +441,7 @@ class Config:
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    survival: SurvivalConfig = field(default_factory=SurvivalConfig)
 
 
 # Query parameters whose value is a secret (``?password=...``, ``?sslpassword=...``, ``?api_key=...``).

@@ -61,6 +61,15 @@ DOCUMENTS: dict[str, Shape] = {
     },
     # data/score_watermark.json: what the warehouse held after the score stage (scoring.batch.score_watermark)
     "score_watermark": ("scored", "as_of_count"),
+    # metrics/survival.json: the survival stage's out-of-time comparison (churnml.survival.pipeline)
+    "survival_metrics": (
+        "models",
+        "horizon_months",
+        "follow_up_months",
+        "test_spells",
+        "as_of",
+        "forecast_backtest",
+    ),
     # models/registry/<target>.json: the MLflow registration the evaluate stage made
     "registry_record": ("target", "model", "data_version", "registered"),
     # data/tiers.json: the tier cut-offs the score stage used (churnml.scoring.tiers.TierDefinition)
@@ -124,6 +133,37 @@ _CURVE_FILES = {
 _EXPLAIN_FILES = {
     "<target>_importance.csv": ("feature", "mean_abs_shap"),
     "<target>_dependence.csv": ("feature", "feature_value", "shap_value"),
+}
+_SURVIVAL_FILES = {
+    "calibration.csv": ("model", "month", "bin", "count", "mean_predicted", "observed_km"),
+    "curves.csv": ("model", "month", "survival"),
+    "profiles.csv": (
+        "dimension",
+        "profile",
+        "accounts",
+        "spells",
+        "logo_retention",
+        "logo_retention_low",
+        "logo_retention_high",
+        "nrr",
+        "grr",
+    ),
+    "forecast_backtest.csv": (
+        "as_of",
+        "horizon_months",
+        "dimension",
+        "group",
+        "grr_mean",
+        "grr_p10",
+        "grr_p90",
+        "realised_grr",
+        "naive_grr",
+        "nrr_mean",
+        "nrr_p10",
+        "nrr_p90",
+        "realised_nrr",
+        "naive_nrr",
+    ),
 }
 _MONITOR_FILES = {
     "decay.csv": (
@@ -198,6 +238,19 @@ OUTPUTS: dict[str, Output] = {
         "document", "realised performance and retrain advice", document="monitor_metrics"
     ),
     "monitor_plots": Output("plots_folder", "realised performance tables (dvc plots)", files=_MONITOR_FILES),
+    "survival_model": Output("model_folder", "the survival (discrete-time hazard) model"),
+    "survival_metrics": Output(
+        "document",
+        "survival model vs Kaplan-Meier, Cox and the oracle, out of time",
+        document="survival_metrics",
+    ),
+    "survival_plots": Output(
+        "plots_folder", "survival calibration by decile and mean curves (dvc plots)", files=_SURVIVAL_FILES
+    ),
+    "account_survival": _table("account_survival", "survival curves of the accounts active at the as-of"),
+    "revenue_forecast": _table(
+        "revenue_forecast", "expected ARR, GRR and NRR of the as-of book, with intervals"
+    ),
 }
 
 _PATHS_REF = re.compile(r"\$\{paths\.(\w+)\}")

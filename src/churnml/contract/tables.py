@@ -8,7 +8,7 @@ taken from here, never typed again.
 
 Tables: ``spine``, ``labels``, ``features``, ``scoring_features``, ``explanations``, ``reasons``, ``scores``
 (the score stage's Parquet: the ``churn_scores`` layout before the warehouse adds ``run_id``/``scored_at``),
-and the warehouse tables ``churn_scores``, ``churn_explanations``, ``score_runs``, ``score_performance``, ``weekly_call_list``.
+``account_survival``, ``revenue_forecast``, and the warehouse tables ``churn_scores``, ``churn_explanations``, ``score_runs``, ``score_performance``, ``weekly_call_list``.
 """
 
 from __future__ import annotations
@@ -156,6 +156,38 @@ CALL_LIST_COLUMNS: tuple[WarehouseColumn, ...] = (
     _W("due", "date"),
     _W("churn_model_version", "text"),
     _W("expansion_model_version", "text"),
+)
+# Survival curves of the accounts active at an as-of (churnml.survival): one row per account and as-of.
+# ``survival`` is the JSON list S(1..horizon_months): the probability of still being a customer at the end
+# of each month from the as-of; the rest are read off it (churnml.survival.model.curve_frame).
+ACCOUNT_SURVIVAL_COLUMNS: tuple[WarehouseColumn, ...] = (
+    _W("account_id", "text", key=True),
+    _W("as_of", "date", key=True),
+    _W("horizon_months", "int"),
+    _W("survival", "json"),
+    _W("next_renewal_month", "int"),  # first month at risk (annual: its term end); 0 = none in the horizon
+    _W("p_renew_next", "float"),  # probability of still being a customer after the next renewal decision
+    _W("expected_months", "float"),  # restricted mean: expected months as a customer within the horizon
+    _W("p_churn_3m", "float"),  # 1 - S(3): the 90-day churn model's question, for comparison
+    _W("p_churn_horizon", "float"),  # 1 - S(horizon)
+    _W("segment", "text"),
+    _W("touch_model", "text"),
+    _W("arr", "float"),
+)
+# The revenue forecast of the book active at an as-of (churnml.survival.forecast): one row per as-of, horizon,
+# dimension (portfolio, segment, touch_model) and group; means and quantiles of the simulated ARR, GRR, NRR.
+REVENUE_FORECAST_COLUMNS: tuple[WarehouseColumn, ...] = (
+    _W("as_of", "date", key=True),
+    _W("horizon_months", "int", key=True),
+    _W("dimension", "text", key=True),
+    _W("group", "text", key=True),
+    _W("accounts", "int"),
+    _W("arr_start", "float"),
+    *(
+        _W(f"{m}_{q}", "float")
+        for m in ("arr", "grr", "nrr")
+        for q in ("mean", "p025", "p10", "p50", "p90", "p975")
+    ),
 )
 _PANDERA_DTYPE = {
     "text": str,
@@ -337,6 +369,8 @@ SCORE_RUNS = _warehouse("score_runs", RUNS_COLUMNS)
 SCORE_PERFORMANCE = _warehouse("score_performance", PERFORMANCE_COLUMNS)
 WEEKLY_CALL_LIST = _warehouse("weekly_call_list", CALL_LIST_COLUMNS)
 CALL_LIST = _warehouse("call_list", CALL_LIST_COLUMNS)  # the score stage's Parquet copy
+ACCOUNT_SURVIVAL = _warehouse("account_survival", ACCOUNT_SURVIVAL_COLUMNS)
+REVENUE_FORECAST = _warehouse("revenue_forecast", REVENUE_FORECAST_COLUMNS)
 # The score stage's Parquet: the churn_scores rows before the warehouse fills run_id and scored_at.
 SCORES = _warehouse("scores", SCORES_COLUMNS, optional=("run_id", "scored_at"))
 
@@ -356,5 +390,7 @@ OUTPUT_TABLES: dict[str, OutputTable] = {
         SCORE_PERFORMANCE,
         WEEKLY_CALL_LIST,
         CALL_LIST,
+        ACCOUNT_SURVIVAL,
+        REVENUE_FORECAST,
     )
 }

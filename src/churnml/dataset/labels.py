@@ -38,6 +38,61 @@ def label_columns(cfg: LabelsConfig) -> list[str]:
     return names.label_columns(cfg.horizon_days)
 
 
+def churn_events_sql(grace_days: int) -> str:
+    """The churn events over ``label_subscriptions``: (account_id, churn_date), one row per event.
+
+    An end date with nothing active on it and nothing starting within the grace period (the module's rule);
+    shared by the labels and the survival rows (churnml.survival.rows), so both see the same events.
+    """
+    return f"""
+  SELECT DISTINCT e.account_id, e.end_date AS churn_date
+  FROM label_subscriptions AS e
+  WHERE e.end_date IS NOT NULL
+    AND NOT EXISTS (
+      SELECT 1 FROM label_subscriptions AS o
+      WHERE o.account_id = e.account_id
+        AND o.start_date <= e.end_date + {int(grace_days)}
+        AND (o.end_date IS NULL OR o.end_date > e.end_date)
+    )
+"""
+
+
+def _subscription_frame(subscriptions: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "account_id": subscriptions["account_id"].astype(str),
+            "start_date": pd.to_datetime(subscriptions["start_date"]).astype("datetime64[us]"),
+            "end_date": pd.to_datetime(subscriptions["end_date"]).astype("datetime64[us]"),
+            "mrr": subscriptions["mrr"].astype("float64"),
+            "seats": subscriptions["seats"].astype("float64"),
+        }
+    )
+
+
+_SUBSCRIPTION_VIEW = (
+    "account_id, CAST(start_date AS DATE) AS start_date, CAST(end_date AS DATE) AS end_date, mrr, seats"
+)
+
+
+def churn_events(subscriptions: pd.DataFrame, grace_days: int) -> pd.DataFrame:
+    """Every churn event of the contract history: account_id and churn_date (datetime64[us]), sorted.
+
+    Args:
+        subscriptions: the subscriptions table (validated).
+        grace_days: a renewal starting within this many days of an end date is not churn.
+    """
+    out = query_frames(
+        f"SELECT * FROM ({churn_events_sql(grace_days)}) ORDER BY account_id, churn_date",
+        {"label_subscriptions": (_subscription_frame(subscriptions), _SUBSCRIPTION_VIEW)},
+    )
+    return pd.DataFrame(
+        {
+            "account_id": out["account_id"].astype(str),
+            "churn_date": pd.to_datetime(out["churn_date"]).astype("datetime64[us]"),
+        }
+    )
+
+
 def labels_sql(cfg: LabelsConfig, data_end: pd.Timestamp) -> str:
     """The label query (DuckDB dialect, portable to Spark) over ``label_subscriptions`` and ``label_spine``."""
     h, g = int(cfg.horizon_days), int(cfg.grace_days)
@@ -45,18 +100,7 @@ def labels_sql(cfg: LabelsConfig, data_end: pd.Timestamp) -> str:
     churned, expanded, contracted = label_columns(cfg)
     end = pd.Timestamp(data_end).date().isoformat()
     return f"""
-WITH churn_events AS (
-  -- an end date with nothing active on it and nothing starting within the grace period
-  SELECT DISTINCT e.account_id, e.end_date AS churn_date
-  FROM label_subscriptions AS e
-  WHERE e.end_date IS NOT NULL
-    AND NOT EXISTS (
-      SELECT 1 FROM label_subscriptions AS o
-      WHERE o.account_id = e.account_id
-        AND o.start_date <= e.end_date + {g}
-        AND (o.end_date IS NULL OR o.end_date > e.end_date)
-    )
-),
+WITH churn_events AS ({churn_events_sql(g)}),
 churned AS (
   SELECT s.account_id, s.cutoff, MAX(CASE WHEN ce.churn_date IS NULL THEN 0 ELSE 1 END) AS churned
   FROM label_spine AS s
@@ -132,15 +176,7 @@ def build_labels(
     to_cutoffs(spine["cutoff"].unique())  # whole days only
     if spine.duplicated(["account_id", "cutoff"]).any():
         raise ChurnmlError("spine: duplicate (account_id, cutoff) rows")
-    subs = pd.DataFrame(
-        {
-            "account_id": subscriptions["account_id"].astype(str),
-            "start_date": pd.to_datetime(subscriptions["start_date"]).astype("datetime64[us]"),
-            "end_date": pd.to_datetime(subscriptions["end_date"]).astype("datetime64[us]"),
-            "mrr": subscriptions["mrr"].astype("float64"),
-            "seats": subscriptions["seats"].astype("float64"),
-        }
-    )
+    subs = _subscription_frame(subscriptions)
     keys = pd.DataFrame(
         {
             "row_id": range(len(spine)),
@@ -151,10 +187,7 @@ def build_labels(
     out = query_frames(
         f"SELECT * FROM ({labels_sql(cfg, pd.Timestamp(data_end))}) ORDER BY row_id",
         {
-            "label_subscriptions": (
-                subs,
-                "account_id, CAST(start_date AS DATE) AS start_date, CAST(end_date AS DATE) AS end_date, mrr, seats",
-            ),
+            "label_subscriptions": (subs, _SUBSCRIPTION_VIEW),
             "label_spine": (keys, "row_id, account_id, CAST(cutoff AS DATE) AS cutoff"),
         },
     )

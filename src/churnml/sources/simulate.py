@@ -34,6 +34,7 @@ from churnml.contract.schemas import CONTACT_ROLES, PRIORITIES, SEGMENTS, TABLES
 from churnml.errors import ChurnmlError
 
 CHUNK_ACCOUNTS = 500  # fixed: the output must not depend on how many accounts fit in memory
+SURVIVAL_TRUTH_MONTHS = 12  # data/truth/survival.parquet: true S(1..12) per account and monthly cutoff
 MC_PATHS = 100  # paths per account and cutoff; churn is integrated out (Rao-Blackwellised)
 _MC_BLOCK = 100  # accounts per Monte Carlo batch
 METRICS = (
@@ -555,6 +556,31 @@ def _oracle(
     return p_churn, p_expand
 
 
+def _oracle_survival(
+    st: dict[str, np.ndarray],
+    k: int,
+    cal: _Calendar,
+    rng: np.random.Generator,
+    drift: tuple[int | None, float],
+) -> np.ndarray:
+    """The true survival curve of every account of ``st`` from the start of month ``k``: P(no churn event
+    before the end of month t), t = 1..SURVIVAL_TRUTH_MONTHS (month t is calendar month k + t - 1, whose
+    decisions all fall inside it). The same Rao-Blackwellised paths as :func:`_oracle`, in a pass of its
+    own with its own random stream, so the 90-day truth stays what it was.
+    """
+    n = st["seg"].size
+    surv = np.ones((n, SURVIVAL_TRUTH_MONTHS))
+    for lo in range(0, n, _MC_BLOCK):
+        hi = min(lo + _MC_BLOCK, n)
+        mc = {key: np.repeat(st[key][lo:hi], MC_PATHS) for key in _MC_FIELDS}
+        log_surv = np.zeros(mc["seg"].size)
+        for t in range(SURVIVAL_TRUTH_MONTHS):
+            res = _advance(mc, k + t, cal, rng, "mc", drift)
+            log_surv += np.where(res["dec"], np.log1p(-res["p_churn"]), 0.0)
+            surv[lo:hi, t] = np.exp(log_surv).reshape(hi - lo, MC_PATHS).mean(axis=1)
+    return surv
+
+
 # ----------------------------------------------------------------------------------------------------------
 # one chunk
 
@@ -693,6 +719,11 @@ _TRUTH_SCHEMAS = {
             ("p_expand", pa.float64()),
         ]
     ),
+    # true S(t): the probability of no churn event before the end of month t from the cutoff
+    "survival": pa.schema(
+        [("account_id", pa.string()), ("cutoff", pa.timestamp("us"))]
+        + [(f"true_s_{t}", pa.float64()) for t in range(1, SURVIVAL_TRUTH_MONTHS + 1)]
+    ),
     "accounts": pa.schema(
         [
             ("account_id", pa.string()),
@@ -725,6 +756,8 @@ def _simulate_chunk(cfg: SimulatorConfig, cal: _Calendar, chunk: int) -> tuple[d
     seeds = np.random.SeedSequence([cfg.seed, chunk]).spawn(4)
     rng_init, rng_latent, rng_obs = (np.random.default_rng(s) for s in seeds[:3])
     oracle_seeds = seeds[3].spawn(cfg.months)
+    # a stream of its own (not a fifth child of `seeds`): the existing streams stay as they were
+    survival_seeds = np.random.SeedSequence([cfg.seed, chunk, 1]).spawn(cfg.months)
     drift = _drift(cfg, cal)
     st = _init_state(rng_init, n, cal)
     num = np.arange(first, first + n) + 1
@@ -749,7 +782,8 @@ def _simulate_chunk(cfg: SimulatorConfig, cal: _Calendar, chunk: int) -> tuple[d
             p_c, p_e = _oracle(
                 sub_state, k, cal, np.random.default_rng(oracle_seeds[k]), cfg.label_horizon_days, drift
             )
-            truth_m.append((idx, np.full(idx.size, cutoff), st["H"][idx], p_c, p_e))
+            s_t = _oracle_survival(sub_state, k, cal, np.random.default_rng(survival_seeds[k]), drift)
+            truth_m.append((idx, np.full(idx.size, cutoff), st["H"][idx], p_c, p_e, s_t))
             hist["seats"][k] = st["seats"]
         res = _advance(st, k, cal, rng_latent, "live" if k >= 0 else "burn", drift)
         starting = res["starting"]
@@ -1163,9 +1197,9 @@ def _chunk_tables(cfg, cal, st, num, account_id, subs, contacts, hist, rng) -> d
 def _chunk_truth(
     cal: _Calendar, st: dict, account_id: pa.Array, truth_m: list, exp_log: _Log, horizon_days: int
 ) -> dict:
-    idx, cutoff, health, p_c, p_e = (np.concatenate(c) for c in zip(*truth_m, strict=True))
-    idx, cutoff, health, p_c, p_e = _sort_events(
-        idx.astype(np.int64), cutoff.astype(np.int64), health, p_c, p_e
+    idx, cutoff, health, p_c, p_e, s_t = (np.concatenate(c) for c in zip(*truth_m, strict=True))
+    idx, cutoff, health, p_c, p_e, *s_cols = _sort_events(
+        idx.astype(np.int64), cutoff.astype(np.int64), health, p_c, p_e, *s_t.T
     )
     monthly = _table(
         "monthly",
@@ -1176,6 +1210,15 @@ def _chunk_truth(
             "health": health,
             "p_churn": p_c,
             "p_expand": p_e,
+        },
+        _TRUTH_SCHEMAS,
+    )
+    survival = _table(
+        "survival",
+        {
+            "account_id": account_id.take(pa.array(idx)),
+            "cutoff": cal.dates(cutoff),
+            **{f"true_s_{t + 1}": col for t, col in enumerate(s_cols)},
         },
         _TRUTH_SCHEMAS,
     )
@@ -1199,7 +1242,7 @@ def _chunk_truth(
         },
         _TRUTH_SCHEMAS,
     )
-    return {"monthly": monthly, "accounts": accounts}
+    return {"monthly": monthly, "accounts": accounts, "survival": survival}
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -1,0 +1,72 @@
+"""Stage survival: time to churn per account (discrete-time hazard model), out of time against Kaplan-Meier,
+Cox and, on simulator data, the oracle; curves of the accounts active at the as-of.
+
+Writes the model (``paths.survival_model``), ``paths.survival_metrics`` (with the gap to the 90-day churn
+model on the as-of accounts), ``paths.survival_plots`` (calibration by decile, mean curves) and
+``paths.account_survival`` (the ``account_survival`` layout).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+
+from churnml.config import Config
+from churnml.contract.io import read_output, read_parquet, read_table, write_document, write_output
+from churnml.contract.outputs import OUTPUTS
+from churnml.dataset.spine import as_of_day, data_end
+from churnml.survival.pipeline import account_survival_table, gap_to_churn_model, run_survival
+
+_BACKTEST_COLUMNS = OUTPUTS["survival_plots"].files["forecast_backtest.csv"]  # = forecast.BACKTEST_COLUMNS
+
+
+def survival(cfg: Config, root: Path) -> str:
+    """Evaluate, fit and apply the survival model; write its model, metrics, plots and the as-of curves."""
+    paths = cfg.paths
+    validated = root / paths.validated
+    end = data_end(validated)
+    as_of = as_of_day(cfg.scoring.as_of, end)
+    features = read_output(root / paths.features, "features")
+    as_of_features = read_output(root / paths.scoring_features, "scoring_features")
+    # the oracle exists only for simulator data; a stale truth folder must never meet real data
+    truth_file = root / paths.truth / "survival.parquet"
+    truth = read_parquet(truth_file) if cfg.data.source == "simulator" and truth_file.is_file() else None
+    result = run_survival(
+        features, read_table(validated, "subscriptions"), end, as_of_features, cfg, truth=truth
+    )
+
+    model_dir = root / paths.survival_model
+    shutil.rmtree(model_dir, ignore_errors=True)
+    result.model.save(model_dir)
+    table = account_survival_table(result.as_of, as_of_features, as_of, cfg.survival.horizon_months)
+    write_output(table, root / paths.account_survival, "account_survival")
+    write_output(result.forecast, root / paths.revenue_forecast, "revenue_forecast")
+    scores = read_output(root / paths.scores, "scores")
+    metrics = {
+        **result.metrics,
+        "as_of": str(as_of.date()),
+        "as_of_accounts": len(table),
+        "gap_to_90d_model": gap_to_churn_model(result.as_of, scores, cfg.labels.horizon_days),
+    }
+    write_document(
+        json.loads(json.dumps(metrics, default=float)), root / paths.survival_metrics, "survival_metrics"
+    )
+    plots = root / paths.survival_plots
+    plots.mkdir(parents=True, exist_ok=True)
+    result.calibration.round(6).to_csv(plots / "calibration.csv", index=False)
+    result.curves.round(6).to_csv(plots / "curves.csv", index=False)
+    result.profiles.round(6).to_csv(plots / "profiles.csv", index=False)
+    bt = result.backtest.assign(as_of=pd.to_datetime(result.backtest["as_of"]).dt.date.astype(str))
+    bt[list(_BACKTEST_COLUMNS)].round(6).to_csv(plots / "forecast_backtest.csv", index=False)
+    lg = metrics["models"]["lightgbm"]
+    return (
+        f"survival: {metrics['test_spells']} test spells over {metrics['follow_up_months']} months, "
+        f"Harrell C {lg['harrell_c']:.3f}, IBS {lg['integrated_brier']:.4f}; {len(table)} accounts at {as_of.date()} "
+        f"(seconds {result.info.get('seconds')}); 12-month forecast backtest {metrics['forecast_backtest']}"
+    )
+
+
+__all__ = ["survival"]

@@ -1,0 +1,1 @@
+"""Time to churn: survival curves per account from a discrete-time hazard model, baselines and metrics."""

@@ -1,0 +1,323 @@
+"""Survival: account-month rows against a brute-force loop (censoring, contract rule), the curves' contract
+rule, Kaplan-Meier and Cox against values worked out by hand, the metrics, and the out-of-time protocol."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from churnml.config import ModelConfig
+from churnml.errors import ChurnmlError
+from churnml.survival.evaluation import CoxBaseline, kaplan_meier, km_by_group, survival_metrics
+from churnml.survival.forecast import Movement, arr_on, realised, simulate_book, summarise
+from churnml.survival.model import curve_frame, survival_from_hazards, train_survival
+from churnml.survival.pipeline import test_cutoffs as choose_test_cutoffs
+from churnml.survival.rows import AT_RISK, EVENT, MONTH, RENEWAL, design, outcomes, spells, training_rows
+from tests.tables import fast_lgbm
+
+T = pd.Timestamp
+DAY = pd.Timedelta(days=1)
+H, G = 6, 30
+
+
+def _generated(seed: int, n_accounts: int = 40) -> tuple[pd.DataFrame, pd.DataFrame, pd.Timestamp]:
+    """Random contract histories (renewals on time, late within and beyond the grace, gaps, open rows) and
+    feature rows (billing period, days to renewal) at monthly cutoffs."""
+    rng = np.random.default_rng(seed)
+    subs = []
+    for a in range(n_accounts):
+        day = T("2024-01-01") + int(rng.integers(0, 60)) * DAY
+        annual = rng.random() < 0.5
+        for _ in range(int(rng.integers(1, 5))):
+            length = (365 if annual else 30 * int(rng.integers(1, 4))) * DAY
+            end = day + length
+            open_ended = rng.random() < 0.15
+            subs.append(
+                {
+                    "account_id": f"A{a}",
+                    "billing_period": "annual" if annual else "monthly",
+                    "start_date": day,
+                    "end_date": pd.NaT if open_ended else end,
+                    "mrr": 100.0,
+                    "seats": 5,
+                }
+            )
+            if open_ended:
+                break
+            day = end + int(rng.choice([0, 0, 5, 25, 31, 60])) * DAY
+    subs = pd.DataFrame(subs)
+    cutoffs = pd.date_range("2024-03-01", "2025-06-01", freq="MS")
+    rows = []
+    for c in cutoffs:
+        for r in subs.itertuples():
+            if r.start_date < c and (pd.isna(r.end_date) or r.end_date >= c):
+                term = r.start_date + (365 if r.billing_period == "annual" else 30) * DAY
+                rows.append(
+                    {
+                        "account_id": r.account_id,
+                        "cutoff": c,
+                        "contract_billing_period": r.billing_period,
+                        "contract_days_to_renewal": float((term - c).days),
+                        "usage_x": float(rng.normal()),
+                    }
+                )
+    feats = pd.DataFrame(rows).drop_duplicates(["account_id", "cutoff"]).reset_index(drop=True)
+    return subs, feats, T("2025-09-01")
+
+
+def _brute_force(subs: pd.DataFrame, feats: pd.DataFrame, censor: pd.Timestamp) -> set[tuple]:
+    """(account, cutoff, month, event) of every training row, by plain loops over days and months."""
+
+    def churn_events(rows):
+        out = []
+        for r in rows:
+            e = r.end_date
+            if pd.isna(e):
+                continue
+            active = any(o.start_date <= e and (pd.isna(o.end_date) or o.end_date > e) for o in rows)
+            restart = any(e <= o.start_date <= e + G * DAY for o in rows)
+            if not active and not restart:
+                out.append(e)
+        return sorted(out)
+
+    by_account = {a: list(f.itertuples()) for a, f in subs.groupby("account_id")}
+    want = set()
+    for f in feats.itertuples():
+        c = T(f.cutoff)
+        events = [e for e in churn_events(by_account[f.account_id]) if e >= c]
+        term = c + f.contract_days_to_renewal * DAY
+        for k in range(1, H + 1):
+            lo, hi = c + pd.DateOffset(months=k - 1), c + pd.DateOffset(months=k)
+            if hi + G * DAY > censor:  # month k not observed: censored from here on
+                break
+            if f.contract_billing_period == "annual":
+                at_risk = (lo <= term < hi) or (k == 1 and term < lo)
+            else:
+                at_risk = True
+            churned = bool(events) and lo <= events[0] < hi
+            if at_risk or churned:
+                want.add((f.account_id, c, k, int(churned)))
+            if churned:
+                break
+    return want
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("censor_shift", [0, -200])
+def test_training_rows_match_brute_force(seed, censor_shift):
+    subs, feats, end = _generated(seed)
+    censor = end + censor_shift * DAY
+    out = outcomes(feats, subs, G, H, censor)
+    rows = training_rows(feats, out, H)
+    got = {(r.account_id, T(r.cutoff), int(getattr(r, MONTH)), int(r.event)) for r in rows.itertuples()}
+    assert got == _brute_force(subs, feats, censor)
+    assert rows[EVENT].sum() > 0 and (rows[EVENT] == 0).sum() > 0  # both outcomes exercised
+
+
+def test_an_annual_contract_is_at_risk_only_in_its_term_end_month():
+    feats = pd.DataFrame(
+        {
+            "account_id": ["a", "m", "u"],
+            "cutoff": [T("2024-05-01")] * 3,
+            "contract_billing_period": ["annual", "monthly", None],
+            "contract_days_to_renewal": [100.0, 10.0, np.nan],
+        }
+    )
+    d = design(feats, 12)
+    annual = d[d["account_id"] == "a"]
+    # 2024-05-01 + 100 days = 2024-08-09: month 4 (Aug)
+    assert annual.loc[annual[AT_RISK], MONTH].tolist() == [4.0]
+    assert annual.loc[annual[RENEWAL] == 1, MONTH].tolist() == [4.0]
+    assert d.loc[d["account_id"] == "m", AT_RISK].all()
+    assert d.loc[d["account_id"] == "u", AT_RISK].all()  # unknown billing: every month
+
+
+def test_censoring_drops_the_event_that_is_not_yet_known():
+    subs = pd.DataFrame(
+        {
+            "account_id": ["a"],
+            "billing_period": ["monthly"],
+            "start_date": [T("2024-01-10")],
+            "end_date": [T("2024-06-10")],
+            "mrr": [1.0],
+            "seats": [1],
+        }
+    )
+    keys = pd.DataFrame({"account_id": ["a"], "cutoff": [T("2024-03-01")]})
+    # the churn on June 10 is month 4; known once its month and the grace are over (2024-07-01 + 30 days)
+    assert outcomes(keys, subs, G, 12, T("2024-07-31")).iloc[0][
+        ["event_month", "observed_months"]
+    ].tolist() == [4, 4]
+    early = outcomes(keys, subs, G, 12, T("2024-07-30")).iloc[0]
+    assert early[["event_month", "observed_months"]].tolist() == [0, 3]
+    # a renewal within the grace period undoes it
+    renewed = pd.concat([subs, subs.assign(start_date=T("2024-07-01"), end_date=pd.NaT)], ignore_index=True)
+    assert outcomes(keys, renewed, G, 12, T("2025-12-01")).iloc[0]["event_month"] == 0
+
+
+def test_kaplan_meier_matches_the_hand_computation():
+    # events at 1, 2, 3; censored after 2 and after 4 months observed
+    sp = pd.DataFrame({"duration": [1, 2, 2, 3, 4], "event": [True, True, False, True, False]})
+    # at risk 5, 4 (the spell censored after month 2 is still at risk in month 2), 2, 1
+    np.testing.assert_allclose(kaplan_meier(sp, np.array([1.0, 2.0, 3.0, 4.0])), [0.8, 0.6, 0.3, 0.3])
+    by = km_by_group(sp.assign(g=["x", "x", "y", "y", "y"]), pd.DataFrame({"g": ["x", "z"]}), "g", 3)
+    np.testing.assert_allclose(by, [[0.5, 0.0, 0.0], [0.8, 0.6, 0.3]])  # x's own curve; z unseen: overall
+
+
+def test_cox_matches_the_hand_computed_partial_likelihood_maximum():
+    # x = 1, 0, 1, 0 dying at months 1..4: L(b) = u/(2u+2) * 1/(u+2) * u/(u+1), u = e^b; the score equation
+    # 2 - 2u/(u+1) - u/(u+2) = 0 gives u^2 - u - 4 = 0, u = (1 + sqrt 17) / 2
+    sp = pd.DataFrame({"duration": [1, 2, 3, 4], "event": [True] * 4, "x": [1.0, 0.0, 1.0, 0.0]})
+    cox = CoxBaseline(["x"], alpha=0.0).fit(sp)
+    beta = cox.model.coef_[0] / cox.std["x"]  # the model sees x standardised
+    assert beta == pytest.approx(math.log((1 + math.sqrt(17)) / 2), abs=1e-6)
+    s = cox.survival(sp.iloc[:2], 3)
+    assert (s[0] <= s[1]).all() and s[0, 0] < s[1, 0]  # the higher hazard survives less
+
+
+def test_metrics_rank_a_perfect_curve_first():
+    sp = pd.DataFrame({"duration": [1, 2, 3, 4, 4], "event": [True, True, True, False, False]})
+    # each event's curve drops in its month; C ranks by 1 - S(4), distinct here
+    perfect = np.array([[0.0] * 4, [1, 0.02, 0.02, 0.02], [1, 1, 0.04, 0.04], [1.0] * 4, [1.0] * 4])
+    flat = np.tile([0.8, 0.6, 0.5, 0.4], (5, 1))
+    good, bad = survival_metrics(sp, perfect, 4), survival_metrics(sp, flat, 4)
+    assert good["harrell_c"] == pytest.approx(1.0) and good["uno_c"] == pytest.approx(1.0)
+    assert bad["harrell_c"] == pytest.approx(0.5)
+    assert good["integrated_brier"] < 0.01 < bad["integrated_brier"]
+
+
+def test_curves_follow_the_contract_rule_and_the_hazards():
+    subs, feats, end = _generated(3, n_accounts=120)
+    out = outcomes(feats, subs, G, H, end)
+    rows = training_rows(feats, out, H)
+    cfg = ModelConfig(lgbm=fast_lgbm())
+    model = train_survival(rows, {"contract_billing_period": ["annual", "monthly"]}, cfg, 0.3)
+    curves = curve_frame(model, feats, H)
+    s = curves[[f"s_{t}" for t in range(1, H + 1)]].to_numpy()
+    assert (np.diff(s, axis=1) <= 1e-12).all() and ((s > 0) & (s <= 1)).all()
+    annual = (feats["contract_billing_period"] == "annual").to_numpy()
+    # an annual curve moves in one month at most, and that month is its renewal
+    steps = (np.abs(np.diff(np.concatenate([np.ones((len(s), 1)), s], axis=1), axis=1)) > 0).sum(axis=1)
+    assert (steps[annual] <= 1).all()
+    nxt = curves["next_renewal_month"].to_numpy()
+    padded = np.concatenate([np.ones((len(s), 1)), s], axis=1)
+    np.testing.assert_allclose(curves["p_renew_next"], padded[np.arange(len(s)), nxt])
+    np.testing.assert_allclose(curves["expected_months"], s.sum(axis=1))
+    assert (nxt[~annual] == 1).all()
+    np.testing.assert_allclose(survival_from_hazards(np.array([[0.1, 0.5]])), [[0.9, 0.45]])
+
+
+def test_spells_shift_censored_durations_and_keep_events():
+    out = pd.DataFrame(
+        {
+            "account_id": ["a", "b", "c"],
+            "cutoff": [T("2024-01-01")] * 3,
+            "event_month": [2, 0, 0],
+            "observed_months": [5, 3, 0],
+        }
+    )
+    sp = spells(out)
+    assert sp[["duration", "event"]].values.tolist() == [[2.0, True], [3.0, False]]
+
+
+def test_test_cutoffs_leave_something_to_learn_and_follow_as_long_as_the_data_allow():
+    cuts = list(pd.date_range("2024-03-01", "2025-12-01", freq="MS"))
+    chosen, months = choose_test_cutoffs(cuts, T("2025-12-01"), 30, 12, 3)
+    assert months == 12 and [c.strftime("%Y-%m") for c in chosen] == ["2024-09", "2024-10", "2024-11"]
+    short = list(pd.date_range("2024-03-01", "2024-11-01", freq="MS"))
+    chosen, months = choose_test_cutoffs(short, T("2024-11-01"), 30, 12, 3)
+    # three months and the grace after the first cutoff (2024-07-01) come first
+    assert months == 1 and [c.strftime("%Y-%m") for c in chosen] == ["2024-07", "2024-08", "2024-09"]
+    with pytest.raises(ChurnmlError, match="too little history"):
+        choose_test_cutoffs(short[:2], T("2024-05-01"), 30, 12, 3)
+
+
+# ------------------------------------------------------------------------------------------ forecast
+
+
+def test_forecast_intervals_cover_the_truth_at_their_nominal_rate():
+    """A book whose outcome distribution is known (curves and monthly moves given): 1,000 independent
+    realised books fall inside the 80% and 95% intervals at those rates, within three binomial errors."""
+    rng = np.random.default_rng(5)
+    n = 60
+    arr0 = np.exp(rng.normal(9, 1, n))  # a few large accounts: the totals are skewed
+    hazard = rng.uniform(0.0, 0.06, (n, 12))
+    surv = survival_from_hazards(hazard)
+    groups = np.where(rng.random(n) < 0.5, "a", "b")
+    moves = {
+        "all": Movement(0.05, 0.03, np.array([1.2, 1.5, 2.0]), np.array([0.8, 0.5]), 100),
+        "a": Movement(0.08, 0.02, np.array([1.1, 1.3, 1.6]), np.array([0.7]), 50),
+    }
+    forecast = simulate_book(arr0, surv, groups, moves, 12, 4000, seed=1)
+    table = summarise(arr0, forecast, {"segment": groups}).set_index(["dimension", "group"])
+    truth = simulate_book(arr0, surv, groups, moves, 12, 1000, seed=2)
+    for (dim, group), row in table.iterrows():
+        idx = np.ones(n, bool) if dim == "portfolio" else groups == group
+        nrr = truth[idx].sum(axis=0) / arr0[idx].sum()
+        grr = np.minimum(truth[idx], arr0[idx][:, None]).sum(axis=0) / arr0[idx].sum()
+        for name, real in (("nrr", nrr), ("grr", grr)):
+            for lo, hi, p in (("p10", "p90", 0.8), ("p025", "p975", 0.95)):
+                cover = ((row[f"{name}_{lo}"] <= real) & (real <= row[f"{name}_{hi}"])).mean()
+                assert abs(cover - p) <= 3 * math.sqrt(p * (1 - p) / len(real)), (dim, group, name, p, cover)
+    # the mean follows the curves: expected NRR without moves is the ARR-weighted S(12)
+    still = simulate_book(
+        arr0, surv, groups, {"all": Movement(0, 0, np.array([]), np.array([]), 1)}, 12, 4000, 3
+    )
+    expect = (arr0 * surv[:, 11]).sum() / arr0.sum()
+    assert summarise(arr0, still, {}).iloc[0]["nrr_mean"] == pytest.approx(expect, abs=0.01)
+
+
+def test_arr_grr_and_nrr_by_hand():
+    subs = pd.DataFrame(
+        {
+            "account_id": ["a", "a", "b", "c"],
+            "start_date": [T("2024-01-01"), T("2024-06-10"), T("2024-01-01"), T("2024-01-01")],
+            "end_date": [T("2024-06-01"), pd.NaT, T("2024-03-01"), pd.NaT],
+            "mrr": [10.0, 15.0, 5.0, 20.0],
+        }
+    )
+    accounts = pd.Series(["a", "b", "c"])
+    np.testing.assert_allclose(arr_on(subs, accounts, T("2024-02-01"), 30), [120, 60, 240])
+    # a's renewal gap (June 1-9) is within the grace: its renewal's ARR counts; b is gone
+    np.testing.assert_allclose(arr_on(subs, accounts, T("2024-06-05"), 30), [180, 0, 240])
+    np.testing.assert_allclose(arr_on(subs, accounts, T("2024-06-05"), 3), [0, 0, 240])
+    real = realised(np.array([120.0, 60, 240]), np.array([180.0, 0, 240]), {}).iloc[0]
+    assert real["realised_grr"] == pytest.approx((120 + 0 + 240) / 420)
+    assert real["realised_nrr"] == pytest.approx((180 + 240) / 420)
+
+
+def test_the_backtest_plot_columns_are_the_forecast_backtest_columns():
+    from churnml.contract.outputs import OUTPUTS
+    from churnml.survival.forecast import BACKTEST_COLUMNS
+
+    assert OUTPUTS["survival_plots"].files["forecast_backtest.csv"] == BACKTEST_COLUMNS
+
+
+def test_profiles_report_km_with_intervals_and_claim_only_clear_differences():
+    from churnml.survival.profiles import findings, profile_table
+
+    n = 400
+    feats = pd.DataFrame(
+        {
+            "account_id": [f"A{i}" for i in range(n)],
+            "account_segment": ["smb"] * 200 + ["enterprise"] * 200,
+            "account_region": (["eu"] * 100 + ["us"] * 100) * 2,
+        }
+    )
+    # smb: every other account churns in month 6; enterprise: one in ten; regions alike
+    event = np.r_[np.arange(200) % 2 == 0, np.arange(200) % 10 == 0]
+    sp = pd.DataFrame({"duration": np.where(event, 6, 12), "event": event})
+    arr0 = np.full(n, 100.0)
+    arr_h = np.where(event, 0.0, 110.0)
+    table = profile_table(feats, sp, arr0, arr_h, 12).set_index(["dimension", "profile"])
+    smb = table.loc[("segment", "smb")]
+    assert smb["logo_retention"] == pytest.approx(0.5) and smb["accounts"] == 200
+    assert smb["logo_retention_low"] < 0.5 < smb["logo_retention_high"]
+    assert smb["nrr"] == pytest.approx(0.55) and smb["grr"] == pytest.approx(0.5)
+    words = findings(table.reset_index(), 12)
+    assert any("enterprise keeps 90%" in w and "200 accounts" in w for w in words)
+    assert any(w.startswith("By region: no profile") for w in words)
+    assert findings(table.reset_index(), 12, min_accounts=500) == []  # no claim from too few accounts
