@@ -281,10 +281,12 @@ def _duplicate_keys(con: duckdb.DuckDBPyConnection, name: str) -> None:
     others = [q("v_" + k) for k in spec.key if k != days[0]]
     complete = " AND ".join(f"{q('v_' + k)} IS NOT NULL" for k in spec.key)
     offset = f"date_diff('day', TIMESTAMP '1970-01-01', {day})"
+    # the other key columns as one 64-bit hash: fixed-size groups (strings in a 7 M-group hash table still
+    # went past the memory limit); a collision only flags a block for the exact check, never hides one
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE dup_screen AS
-SELECT {", ".join(others)}, _block FROM (
-  SELECT {", ".join(others)}, CAST(floor({offset} / {DAY_BITS}) AS BIGINT) AS _block,
+SELECT _h, _block FROM (
+  SELECT hash({", ".join(others)}) AS _h, CAST(floor({offset} / {DAY_BITS}) AS BIGINT) AS _block,
     CAST(1 AS BIGINT) << CAST({offset} - {DAY_BITS} * floor({offset} / {DAY_BITS}) AS INTEGER) AS _bit
   FROM {chk} WHERE {complete}
 )
@@ -293,7 +295,7 @@ GROUP BY ALL HAVING COUNT(*) > bit_count(BIT_OR(_bit))"""
     flagged = con.execute("SELECT COUNT(*) FROM dup_screen").fetchone()[0]
     parts = [f"SELECT {keys} FROM {chk} WHERE NOT ({complete}) GROUP BY ALL HAVING COUNT(*) > 1"]
     if flagged:
-        on = " AND ".join(f"c.{o} = s.{o}" for o in others)
+        on = f"hash({', '.join('c.' + o for o in others)}) = s._h"
         block = f"CAST(floor(date_diff('day', TIMESTAMP '1970-01-01', c.{day}) / {DAY_BITS}) AS BIGINT)"
         cols = ", ".join(f"c.{q('v_' + k)}" for k in spec.key)
         present = " AND ".join(f"c.{q('v_' + k)} IS NOT NULL" for k in spec.key)
