@@ -276,7 +276,8 @@ def test_scores_from_the_windowed_folder_read_equal_those_from_whole_frames(trai
     got = score_accounts(read, cfg, warehouse_url=url, load_model=loader(models), accept_drift=True)
     key = ["account_id"]
     pd.testing.assert_frame_equal(
-        got.scores.sort_values(key).reset_index(drop=True), want.scores.sort_values(key).reset_index(drop=True)
+        got.scores.sort_values(key).reset_index(drop=True),
+        want.scores.sort_values(key).reset_index(drop=True),
     )
     stored = Warehouse(url, schema=schema)
     assert len(stored.read_scores(got.as_of)) == len(want.scores)
@@ -299,5 +300,7 @@ def test_a_folder_with_a_bad_usage_row_fails_in_one_line(trained, tmp_path):
     dup = usage.sort_values("date").iloc[[-1]]
     write_folder({**tables, "usage": pd.concat([usage, dup], ignore_index=True)}, tmp_path / "dup")
     read = load_tables(tmp_path / "dup", None, base.data)
-    with pytest.raises(ChurnmlError, match=r"usage: column 'account_id, date, metric' fails rule 'duplicate key'"):
+    with pytest.raises(
+        ChurnmlError, match=r"usage: column 'account_id, date, metric' fails rule 'duplicate key'"
+    ):
         score_accounts(read, base, load_model=loader(models), accept_drift=True, write=False)

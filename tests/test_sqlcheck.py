@@ -89,6 +89,10 @@ def test_a_check_without_sql_is_refused(monkeypatch):
         column_rules("usage", BOUNDS, {})
 
 
+def _pairs(frame: pd.DataFrame, key: str) -> list[tuple[str, str]]:
+    return sorted(zip(frame[key].map(str), frame[REASON].map(str), strict=True))
+
+
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
 def test_sql_and_pandas_quarantine_the_same_rows_for_the_same_reasons(fmt, tmp_path):
     _write(_bad_rows(), tmp_path / "in", fmt)
@@ -105,8 +109,7 @@ def test_sql_and_pandas_quarantine_the_same_rows_for_the_same_reasons(fmt, tmp_p
         if expected is not None:
             got = pd.read_parquet(path)
             key = TABLES[name].key[0]
-            pairs = lambda f: sorted(zip(f[key].map(str), f[REASON].map(str), strict=True))  # noqa: E731
-            assert pairs(got) == pairs(expected), name
+            assert _pairs(got, key) == _pairs(expected, key), name
         valid = coerce_table(name, pd.read_parquet(tmp_path / "out" / f"{name}.parquet"))
         pd.testing.assert_frame_equal(valid, want.tables[name].reset_index(drop=True))
 
@@ -146,7 +149,9 @@ def test_sql_and_pandas_fail_with_the_same_line(tables, tmp_path):
 
 def test_an_unknown_account_fails_naming_the_rule(tmp_path):
     _write(_one_bad("usage", account_id=(2, "A404")), tmp_path / "in", "parquet")
-    with pytest.raises(ChurnmlError, match=r"usage: column 'account_id' fails rule 'known account .*\(account_id=A404"):
+    with pytest.raises(
+        ChurnmlError, match=r"usage: column 'account_id' fails rule 'known account .*\(account_id=A404"
+    ):
         validate_folder(tmp_path / "in", tmp_path / "out", bounds=BOUNDS)
 
 

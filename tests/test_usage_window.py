@@ -39,7 +39,14 @@ def _edge_usage(tables: dict[str, pd.DataFrame], cutoff: pd.Timestamp) -> dict[s
                 cutoff - pd.Timedelta(days=1),
                 cutoff,  # on the cutoff: the future, never seen
             ],
-            "metric": ["feature_legacy", "feature_legacy", "feature_edge", "feature_edge", "feature_edge", "feature_edge"],
+            "metric": [
+                "feature_legacy",
+                "feature_legacy",
+                "feature_edge",
+                "feature_edge",
+                "feature_edge",
+                "feature_edge",
+            ],
             "value": [0.0, 3.0, 5.0, 7.0, 2.0, 9.0],
         }
     )
@@ -80,7 +87,9 @@ def test_windowed_read_over_several_cutoffs(windowed):
     full, folder, cutoff = windowed
     spine = build_spine(full["subscriptions"], [cutoff - pd.Timedelta(days=60), cutoff])
     want = build_features(full, spine, CFG)
-    got = build_features({**full, "usage": check_usage_rows(folder / "usage.parquet", DateBounds.of())}, spine, CFG)
+    got = build_features(
+        {**full, "usage": check_usage_rows(folder / "usage.parquet", DateBounds.of())}, spine, CFG
+    )
     pd.testing.assert_frame_equal(got, want)
 
 

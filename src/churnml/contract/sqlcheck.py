@@ -95,9 +95,7 @@ def _check_sql(check, value: str) -> str:
     if check.name == "in_range":
         low = ">=" if stats.get("include_min", True) else ">"
         high = "<=" if stats.get("include_max", True) else "<"
-        return (
-            f"NOT ({value} {low} {float(stats['min_value'])!r} AND {value} {high} {float(stats['max_value'])!r})"
-        )
+        return f"NOT ({value} {low} {float(stats['min_value'])!r} AND {value} {high} {float(stats['max_value'])!r})"
     if check.name == "str_length" and stats.get("max_value") is None and stats.get("exact_value") is None:
         return f"length({value}) < {int(stats['min_value'])}"
     if check.name == "calendar day":
@@ -145,7 +143,9 @@ def column_rules(name: str, bounds: DateBounds, types: Mapping[str, str]) -> lis
             parsed = f"TRY_CAST({raw} AS DOUBLE)"
             if numeric:  # a float NaN is pandas' missing value
                 parsed = f"(CASE WHEN isnan(TRY_CAST({raw} AS DOUBLE)) THEN NULL ELSE {parsed} END)"
-            raw_missing = f"({raw} IS NULL OR isnan(TRY_CAST({raw} AS DOUBLE)))" if numeric else f"{raw} IS NULL"
+            raw_missing = (
+                f"({raw} IS NULL OR isnan(TRY_CAST({raw} AS DOUBLE)))" if numeric else f"{raw} IS NULL"
+            )
             if kind == "integer":
                 cell.append(
                     (
@@ -275,7 +275,9 @@ def _duplicate_keys(con: duckdb.DuckDBPyConnection, name: str) -> None:
     keys = ", ".join(q("v_" + k) for k in spec.key)
     days = [k for k in spec.key if _kind(str(spec.schema.columns[k].dtype)) == "date"]
     if not days or len(spec.key) < 2:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {dup} AS SELECT {keys} FROM {chk} GROUP BY ALL HAVING COUNT(*) > 1")
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {dup} AS SELECT {keys} FROM {chk} GROUP BY ALL HAVING COUNT(*) > 1"
+        )
         return
     day = q("v_" + days[0])
     others = [q("v_" + k) for k in spec.key if k != days[0]]
@@ -385,13 +387,15 @@ def check_table(
     )
     # the first failure of the row for the one-line error: (stage, column position, column, rule)
     firsts = []
-    for i, c, t in parts:
+    for i, c, _ in parts:
         cell = q("c_" + c)
-        firsts.append(f"CASE WHEN {cell} IS NOT NULL THEN {{'stage': 0, 'pos': {i}, 'column': {lit(c)}, 'rule': {cell}}} END")
+        firsts.append(
+            f"CASE WHEN {cell} IS NOT NULL THEN {{'stage': 0, 'pos': {i}, 'column': {lit(c)}, 'rule': {cell}}} END"
+        )
     firsts.append(
         f"CASE WHEN {is_dup} THEN {{'stage': 1, 'pos': 0, 'column': {lit(label)}, 'rule': 'duplicate key'}} END"
     )
-    for i, c, t in parts:
+    for i, c, _ in parts:
         f = q("f_" + c)
         firsts.append(
             f"CASE WHEN {q('c_' + c)} IS NULL AND {f} IS NOT NULL AND NOT ({is_dup} AND {lit(label)} = {lit(c)}) "
@@ -434,7 +438,8 @@ def describe_bad(con: duckdb.DuckDBPyConnection, name: str) -> str:
     ).fetchall()
     # rows failing the same (column, rule) beyond their first failure count too
     count = con.execute(
-        f"SELECT COUNT(*) FROM {bad} WHERE list_contains(string_split(reason, '; '), ?)", [f"{column}: {rule}"]
+        f"SELECT COUNT(*) FROM {bad} WHERE list_contains(string_split(reason, '; '), ?)",
+        [f"{column}: {rule}"],
     ).fetchone()[0]
     keys = list(
         dict.fromkeys(
@@ -443,8 +448,12 @@ def describe_bad(con: duckdb.DuckDBPyConnection, name: str) -> str:
         )
     )
     where = f"; e.g. {'; '.join(f'({k})' for k in keys)}" if keys else ""
-    value = f" (value {rows[0][-1]!r})" if rule.startswith("type ") and rows and rows[0][-1] is not None else ""
-    pairs = con.execute(f"SELECT COUNT(*) FROM (SELECT DISTINCT unnest(string_split(reason, '; ')) FROM {bad})").fetchone()[0]
+    value = (
+        f" (value {rows[0][-1]!r})" if rule.startswith("type ") and rows and rows[0][-1] is not None else ""
+    )
+    pairs = con.execute(
+        f"SELECT COUNT(*) FROM (SELECT DISTINCT unnest(string_split(reason, '; ')) FROM {bad})"
+    ).fetchone()[0]
     extra = f" [+{pairs - 1} other failing rule(s)]" if pairs > 1 else ""
     return f"{name}: column {column!r} fails rule {rule!r} in {max(count, 1)} row(s){value}{where}{extra}"
 
@@ -573,7 +582,11 @@ class UsageScan:
 
     def where(self, since: pd.Timestamp | None, until: pd.Timestamp | None) -> str:
         """SQL over the raw columns selecting ``since <= date < until`` (either side open when None)."""
-        column = '"date"' if self.date_type.upper() != "VARCHAR" else 'TRY_CAST(TRY_CAST("date" AS TIMESTAMPTZ) AS TIMESTAMP)'
+        column = (
+            '"date"'
+            if self.date_type.upper() != "VARCHAR"
+            else 'TRY_CAST(TRY_CAST("date" AS TIMESTAMPTZ) AS TIMESTAMP)'
+        )
         parts = []
         if since is not None:
             parts.append(f"{column} >= {self._bound(since)}")
@@ -591,9 +604,7 @@ class UsageScan:
         )
 
 
-def check_usage_rows(
-    path: Path, bounds: DateBounds, memory_limit: str = "4GB"
-) -> UsageScan:
+def check_usage_rows(path: Path, bounds: DateBounds, memory_limit: str = "4GB") -> UsageScan:
     """Check every usage row against the row rules (type, finite, date range, not null, value >= 0), in one
     streaming pass that holds only the failing rows; return the table as a :class:`UsageScan`.
 
@@ -608,7 +619,9 @@ def check_usage_rows(
         checked = check_table(con, "usage", scan_sql(path), bounds, set_rules=False)
         if checked.bad:
             raise ChurnmlError(describe_bad(con, "usage"))
-        types = {str(r[0]): str(r[1]) for r in con.execute(f"DESCRIBE SELECT * FROM {scan_sql(path)}").fetchall()}
+        types = {
+            str(r[0]): str(r[1]) for r in con.execute(f"DESCRIBE SELECT * FROM {scan_sql(path)}").fetchall()
+        }
         first, last = con.execute('SELECT MIN(v_date), MAX(v_date) FROM "chk_usage"').fetchone()
     finally:
         con.close()

@@ -163,7 +163,9 @@ def register_sources(
                     con.execute(f"CREATE OR REPLACE TEMP TABLE usage_before_summary AS {summary}")
                     con.execute(f"CREATE OR REPLACE TEMP VIEW src_{name} AS {rows}")
                 except duckdb.Error as exc:
-                    raise ChurnmlError(f"usage: cannot read for features ({str(exc).splitlines()[0]})") from None
+                    raise ChurnmlError(
+                        f"usage: cannot read for features ({str(exc).splitlines()[0]})"
+                    ) from None
                 present.add(name)
             elif name in TABLES and frame is not None:
                 con.register(f"src_{name}", frame)

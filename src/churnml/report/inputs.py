@@ -69,7 +69,8 @@ def usage_weeks(path: Path, as_of: pd.Timestamp, metric: str, weeks: int) -> tup
         accounts = [
             r[0]
             for r in con.execute(
-                f"SELECT DISTINCT CAST(account_id AS VARCHAR) FROM {src} WHERE metric = ?", [str(path), metric]
+                f"SELECT DISTINCT CAST(account_id AS VARCHAR) FROM {src} WHERE metric = ?",
+                [str(path), metric],
             ).fetchall()
         ]
     finally:

@@ -21,8 +21,8 @@ import pandas as pd
 
 from churnml.config import Config, DataConfig, DriftConfig, ScoringConfig, TiersConfig, repo_root
 from churnml.contract.schemas import TABLES
-from churnml.contract.tables import EXPLANATIONS_COLUMNS
 from churnml.contract.sqlcheck import UsageScan, check_usage_window, load_checked
+from churnml.contract.tables import EXPLANATIONS_COLUMNS
 from churnml.contract.validate import DateBounds, validate_tables
 from churnml.dataset.spine import as_of_day, build_spine, data_range
 from churnml.errors import ChurnmlError

@@ -1,0 +1,488 @@
+"""The LightGBM model of one target: training (optionally tuned), calibration on validation, the saved folder.
+
+The flow for one target (``churn`` or ``expansion``):
+
+1. :func:`~churnml.modeling.split.split_periods` splits the labeled cutoffs out of time: test = the latest ``test_periods``
+   cutoffs; validation = the ``validation_periods`` cutoffs before them whose label window ends by the
+   first test cutoff (``cutoff + horizon <= first test cutoff``); train = the cutoffs at least
+   ``purge_days`` before the first validation cutoff. Unlabeled rows are never used.
+2. :func:`train_model` fits LightGBM on the train period (class weights for the imbalance, categoricals
+   native, seeds fixed), stops early on the validation period and calibrates the probabilities on it
+   (isotonic or Platt). The result is a :class:`TrainedModel`, saved as LightGBM text + JSON (no pickles).
+3. :func:`~churnml.modeling.baselines.fit_baselines` fits what the model must beat, on the same rows and features: a logistic
+   regression, and the rule-based health score customer-success teams use (a weighted sum of
+   standardised signals, :class:`~churnml.modeling.baselines.HealthScore`).
+4. :func:`~churnml.modeling.evaluation.evaluate_model` scores the validation and test periods with every model (plus the simulator's
+   true probability as an ``oracle`` when given) and computes every metric and curve once, as tables
+   (:class:`churnml.modeling.metrics.Evaluation`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from churnml.config import ModelConfig, SplitConfig
+from churnml.errors import ChurnmlError
+from churnml.modeling.calibration import Calibrator, _sigmoid
+from churnml.modeling.drift import _categorical_reference, _numeric_fractions, _numeric_reference, psi
+from churnml.modeling.split import (
+    Split,
+    _is_categorical,
+    feature_columns,
+    labeled_frame,
+    split_periods,
+)
+from churnml.names import KEYS, TARGETS, label_column
+
+MODEL_FILE = "model.txt"
+META_FILE = "model.json"
+FORMAT_VERSION = 1
+_DRIFT_BINS = 10
+
+
+# ------------------------------------------------------------------------------------------------ model
+
+
+class TrainedModel:
+    """A fitted, calibrated model of one target, with what scoring needs to apply it safely.
+
+    Attributes:
+        booster: the LightGBM booster (best iteration only).
+        target: ``churn`` or ``expansion``.
+        label_column: the outcome it predicts.
+        features: input columns, in order.
+        categories: levels of each categorical feature (fixed at training; others are an error).
+        calibrator: raw log-odds -> calibrated probability.
+        distributions: training reference for drift checks: ``features`` (per feature: numeric decile
+            edges and shares, or categorical level shares; computed on the train period) and ``score``
+            (decile edges and shares of the calibrated probability on the validation period, out of
+            sample).
+        params: the LightGBM parameters used, tuned ones included.
+        info: split, row counts, best iteration, class weighting, versions.
+    """
+
+    def __init__(
+        self,
+        booster: Any,
+        target: str,
+        label_column: str,
+        features: list[str],
+        categories: dict[str, list[str]],
+        calibrator: Calibrator,
+        distributions: dict[str, Any],
+        params: dict[str, Any],
+        info: dict[str, Any],
+    ) -> None:
+        self.booster = booster
+        self.target = target
+        self.label_column = label_column
+        self.features = list(features)
+        self.categories = {k: list(v) for k, v in categories.items()}
+        self.calibrator = calibrator
+        self.distributions = distributions
+        self.params = params
+        self.info = info
+
+    @property
+    def split(self) -> Split:
+        """The periods the model was trained, validated and tested on."""
+        return Split.from_dict(self.info["split"])
+
+    def prepare(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The model's input: its feature columns in order, numeric as float64, categoricals as category.
+
+        Raises:
+            ChurnmlError: naming the missing columns, or the columns holding categories not seen at
+                training with those values (new values are an error, not silently treated as missing:
+                a new segment or plan means the model must be retrained or the value mapped).
+        """
+        missing = [c for c in self.features if c not in frame.columns]
+        if missing:
+            raise ChurnmlError(
+                f"{self.target} model: input lacks feature column(s) {', '.join(missing)} "
+                f"({len(missing)} of {len(self.features)})"
+            )
+        out: dict[str, Any] = {}
+        unseen: dict[str, list[str]] = {}
+        for col in self.features:
+            values = frame[col]
+            if col in self.categories:
+                levels = self.categories[col]
+                present = values.dropna().astype("str")
+                new = sorted(set(present.unique()) - set(levels))
+                if new:
+                    unseen[col] = new
+                    continue
+                out[col] = pd.Categorical(
+                    values.astype("object").where(values.notna(), None), categories=levels
+                )
+            else:
+                try:
+                    out[col] = pd.to_numeric(values).to_numpy(dtype="float64", na_value=np.nan)
+                except (TypeError, ValueError):
+                    raise ChurnmlError(f"{self.target} model: feature {col!r} must be numeric") from None
+        if unseen:
+            shown = "; ".join(f"{c}: {', '.join(map(repr, v[:5]))}" for c, v in unseen.items())
+            raise ChurnmlError(
+                f"{self.target} model: unseen categories in column(s) {', '.join(unseen)} ({shown}); "
+                "retrain the model or map them to known values"
+            )
+        return pd.DataFrame(out, index=frame.index)
+
+    def predict_raw(self, frame: pd.DataFrame) -> np.ndarray:
+        """Raw log-odds from the booster (uncalibrated; with class weights they are shifted)."""
+        if len(frame) == 0:
+            return np.zeros(0)
+        return np.asarray(self.booster.predict(self.prepare(frame), raw_score=True), dtype=float)
+
+    def predict_uncalibrated(self, frame: pd.DataFrame) -> np.ndarray:
+        """The booster's own probability, before calibration."""
+        return _sigmoid(self.predict_raw(frame))
+
+    def calibrate(self, raw_scores: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities of raw log-odds (what explanations use to turn SHAP into points)."""
+        return self.calibrator.transform(raw_scores)
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        """Calibrated probability of the target event, one per row."""
+        return self.calibrate(self.predict_raw(frame))
+
+    def save(self, folder: Path) -> Path:
+        """Write ``folder/model.txt`` (LightGBM text) and ``folder/model.json`` (everything else)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.booster.save_model(str(folder / MODEL_FILE))
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "target": self.target,
+            "label_column": self.label_column,
+            "features": self.features,
+            "categories": self.categories,
+            "calibrator": self.calibrator.to_dict(),
+            "distributions": self.distributions,
+            "params": self.params,
+            "info": self.info,
+        }
+        (folder / META_FILE).write_text(json.dumps(meta, indent=1, allow_nan=False) + "\n", encoding="utf-8")
+        return folder
+
+    @classmethod
+    def load(cls, folder: Path) -> TrainedModel:
+        """Read a model written by :meth:`save`."""
+        import lightgbm as lgb
+
+        folder = Path(folder)
+        if not (folder / MODEL_FILE).is_file() or not (folder / META_FILE).is_file():
+            raise ChurnmlError(f"{folder}: not a saved churnml model ({MODEL_FILE} and {META_FILE} expected)")
+        meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise ChurnmlError(
+                f"{folder}: model format {meta.get('format_version')} (expected {FORMAT_VERSION})"
+            )
+        return cls(
+            booster=lgb.Booster(model_file=str(folder / MODEL_FILE)),
+            target=meta["target"],
+            label_column=meta["label_column"],
+            features=meta["features"],
+            categories=meta["categories"],
+            calibrator=Calibrator.from_dict(meta["calibrator"]),
+            distributions=meta["distributions"],
+            params=meta["params"],
+            info=meta["info"],
+        )
+
+    def drift(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """PSI of each feature and of the calibrated score on ``frame`` against the training reference.
+
+        Returns:
+            One row per feature plus one named ``score``: columns feature, kind, psi.
+        """
+        prepared = self.prepare(frame)
+        rows = []
+        for col, ref in self.distributions["features"].items():
+            if ref["kind"] == "numeric":
+                actual = _numeric_fractions(prepared[col].to_numpy(float), np.asarray(ref["edges"]))
+                value = psi(np.asarray(ref["fractions"]), actual)
+            else:
+                shares = _categorical_reference(prepared[col].astype("object"))["shares"]
+                levels = sorted(set(ref["shares"]) | set(shares))
+                value = psi(
+                    np.array([ref["shares"].get(k, 0.0) for k in levels]),
+                    np.array([shares.get(k, 0.0) for k in levels]),
+                )
+            rows.append({"feature": col, "kind": ref["kind"], "psi": value})
+        score_ref = self.distributions["score"]
+        actual = _numeric_fractions(self.predict_proba(frame), np.asarray(score_ref["edges"]))
+        rows.append(
+            {"feature": "score", "kind": "score", "psi": psi(np.asarray(score_ref["fractions"]), actual)}
+        )
+        return pd.DataFrame(rows)
+
+
+def _categorical_levels(features: pd.DataFrame, columns: list[str]) -> dict[str, list[str]]:
+    levels = {}
+    for col in columns:
+        if _is_categorical(features[col]):
+            levels[col] = sorted(features[col].dropna().astype("str").unique().tolist())
+        elif not (pd.api.types.is_numeric_dtype(features[col]) or pd.api.types.is_bool_dtype(features[col])):
+            raise ChurnmlError(
+                f"features: column {col!r} has dtype {features[col].dtype}; expected numbers or text"
+            )
+    return levels
+
+
+def _class_weights(y: np.ndarray, mode: str) -> np.ndarray:
+    if mode == "none":
+        return np.ones(len(y))
+    if mode != "balanced":
+        raise ChurnmlError(f"model.class_weight: {mode!r} is not one of balanced, none")
+    n, pos = len(y), y.sum()
+    if pos == 0 or pos == n:
+        return np.ones(len(y))
+    return np.where(y == 1, n / (2 * pos), n / (2 * (n - pos)))
+
+
+def _lgbm_params(cfg: ModelConfig) -> dict[str, Any]:
+    g = cfg.lgbm
+    return {
+        "objective": "binary",
+        "metric": "binary_logloss",
+        "learning_rate": g.learning_rate,
+        "num_leaves": g.num_leaves,
+        "min_data_in_leaf": g.min_child_samples,
+        "bagging_fraction": g.subsample,
+        "bagging_freq": g.subsample_freq,
+        "feature_fraction": g.colsample_bytree,
+        "lambda_l2": g.reg_lambda,
+        "num_threads": g.n_jobs,
+        "seed": cfg.seed,
+        "deterministic": True,
+        "force_col_wise": True,
+        "feature_pre_filter": False,
+        "verbosity": -1,
+    }
+
+
+def _fit_booster(
+    params: dict[str, Any],
+    rounds: int,
+    stopping: int,
+    train: tuple[pd.DataFrame, np.ndarray, np.ndarray],
+    valid: tuple[pd.DataFrame, np.ndarray, np.ndarray],
+    categorical: list[str],
+) -> Any:
+    import lightgbm as lgb
+
+    train_set = lgb.Dataset(
+        train[0], label=train[1], weight=train[2], categorical_feature=categorical, free_raw_data=True
+    )
+    valid_set = lgb.Dataset(
+        valid[0], label=valid[1], weight=valid[2], reference=train_set, categorical_feature=categorical
+    )
+    callbacks = [lgb.early_stopping(stopping, first_metric_only=True, verbose=False)] if stopping > 0 else []
+    return lgb.train(
+        params,
+        train_set,
+        num_boost_round=rounds,
+        valid_sets=[valid_set],
+        valid_names=["validation"],
+        callbacks=callbacks,
+    )
+
+
+def _best_logloss(booster: Any) -> float:
+    scores = booster.best_score.get("validation", {})
+    return float(scores.get("binary_logloss", math.inf))
+
+
+def _tune(params: dict[str, Any], cfg: ModelConfig, fit: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Optuna TPE search (seeded) minimising the validation log loss of the early-stopped booster."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=cfg.seed))
+
+    def objective(trial: Any) -> float:
+        trial_params = {
+            **params,
+            "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.2, log=True),
+            "num_leaves": trial.suggest_int("num_leaves", 7, 127, log=True),
+            "min_data_in_leaf": trial.suggest_int("min_data_in_leaf", 10, 300, log=True),
+            "feature_fraction": trial.suggest_float("feature_fraction", 0.4, 1.0),
+            "bagging_fraction": trial.suggest_float("bagging_fraction", 0.5, 1.0),
+            "lambda_l2": trial.suggest_float("lambda_l2", 1e-3, 30.0, log=True),
+        }
+        return _best_logloss(fit(trial_params))
+
+    study.optimize(objective, n_trials=cfg.optuna_trials)
+    trials = [{"number": t.number, "value": t.value, **t.params} for t in study.trials]
+    return {**params, **study.best_params}, trials
+
+
+def train_model(
+    features: pd.DataFrame,
+    labels: pd.DataFrame,
+    target: str,
+    cfg: ModelConfig,
+    split_cfg: SplitConfig,
+    horizon: int,
+    *,
+    feature_list: list[str] | None = None,
+) -> TrainedModel:
+    """Fit and calibrate the LightGBM model of one target, out of time.
+
+    Args:
+        features: the feature table (account_id, cutoff, features; text columns are categoricals).
+        labels: the labels table; rows whose label is null are not used.
+        target: ``churn`` or ``expansion``.
+        cfg: the model section (LightGBM parameters, class weights, calibration, monotone constraints,
+            Optuna trials, seed).
+        split_cfg: the out-of-time split.
+        horizon: label horizon in days (names the label column and sets the validation/test gap).
+        feature_list: the model inputs; default every column of ``features`` but keys and labels.
+
+    Returns:
+        The calibrated model. Class imbalance is handled with class weights on the train period (and on
+        the validation log loss that stops boosting); nothing is resampled. Categorical levels are fixed
+        from the whole feature table given (the vocabulary known at training time). The calibrator is
+        fitted on the validation period, unweighted.
+    """
+    if target not in TARGETS:
+        raise ChurnmlError(f"unknown target {target!r}: expected one of {', '.join(TARGETS)}")
+    label = label_column(target, horizon)
+    columns = list(feature_list) if feature_list is not None else feature_columns(features)
+    missing = [c for c in columns if c not in features.columns]
+    if missing:
+        raise ChurnmlError(f"features: missing column(s) {', '.join(missing)}")
+    if not columns:
+        raise ChurnmlError("features: no feature columns")
+    data = labeled_frame(features[[*KEYS, *columns]], labels, label)
+    if data.empty:
+        raise ChurnmlError(f"no labeled rows for {label}: features and labels share no (account_id, cutoff)")
+    split = split_periods(data["cutoff"], split_cfg, horizon)
+    period = split.assign(data["cutoff"])
+    train_rows, valid_rows = data[period == "train"], data[period == "validation"]
+    if train_rows["y"].sum() == 0:
+        raise ChurnmlError(f"{label}: no positive example in the train period ({split.describe()})")
+    return fit_rows(
+        train_rows,
+        valid_rows,
+        target,
+        label,
+        columns,
+        _categorical_levels(features, columns),
+        cfg,
+        info={"split": split.to_dict()},
+    )
+
+
+def fit_rows(
+    train_rows: pd.DataFrame,
+    valid_rows: pd.DataFrame,
+    target: str,
+    label: str,
+    columns: list[str],
+    categories: dict[str, list[str]],
+    cfg: ModelConfig,
+    *,
+    info: dict[str, Any] | None = None,
+) -> TrainedModel:
+    """Fit and calibrate LightGBM on given train and validation rows (the core of :func:`train_model`).
+
+    The caller decides the rows: :func:`train_model` takes them from the out-of-time split,
+    :mod:`churnml.tabular` from stratified folds or a time split of a one-row-per-account table.
+
+    Args:
+        train_rows: rows holding ``columns`` and the 0/1 outcome ``y``; boosting fits on them.
+        valid_rows: the same for early stopping and calibration (both outcomes needed).
+        target: ``churn`` or ``expansion`` (monotone constraints apply to ``churn``).
+        label: the outcome's name, recorded on the model.
+        columns: the model inputs, in order.
+        categories: levels of each categorical input (fixed from now on).
+        cfg: the model section.
+        info: recorded first in ``model.info`` (e.g. the split); training facts are added to it.
+
+    Returns:
+        The calibrated model (class weights, early stopping, optional Optuna search: see :func:`train_model`).
+    """
+    import lightgbm as lgb
+
+    model = TrainedModel(
+        booster=None,
+        target=target,
+        label_column=label,
+        features=columns,
+        categories=categories,
+        calibrator=Calibrator("none"),
+        distributions={},
+        params={},
+        info={},
+    )
+    y_train, y_valid = train_rows["y"].to_numpy(), valid_rows["y"].to_numpy()
+    if y_train.sum() == 0:
+        raise ChurnmlError(f"{label}: no positive example among the {len(y_train)} training rows")
+    x_train, x_valid = model.prepare(train_rows), model.prepare(valid_rows)
+    w_train, w_valid = _class_weights(y_train, cfg.class_weight), _class_weights(y_valid, cfg.class_weight)
+
+    params = _lgbm_params(cfg)
+    monotone = cfg.monotone_churn if target == "churn" else {}
+    if monotone:
+        bad = [f for f in monotone if f not in columns or f in model.categories]
+        if bad:
+            raise ChurnmlError(f"model.monotone_churn: {', '.join(bad)} not numeric feature(s) of the table")
+        if any(v not in (-1, 0, 1) for v in monotone.values()):
+            raise ChurnmlError("model.monotone_churn: constraints must be -1, 0 or +1")
+        params["monotone_constraints"] = [int(monotone.get(c, 0)) for c in columns]
+    categorical = list(model.categories)
+
+    def fit(p: dict[str, Any]) -> Any:
+        return _fit_booster(
+            p,
+            cfg.lgbm.n_estimators,
+            cfg.lgbm.early_stopping_rounds,
+            (x_train, y_train, w_train),
+            (x_valid, y_valid, w_valid),
+            categorical,
+        )
+
+    trials: list[dict[str, Any]] = []
+    if cfg.optuna_trials > 0:
+        params, trials = _tune(params, cfg, fit)
+    booster = fit(params)
+    best = booster.best_iteration if booster.best_iteration > 0 else booster.current_iteration()
+    # round-trip through text: the in-memory model is exactly what save() writes and load() reads
+    model.booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
+
+    raw_valid = model.predict_raw(valid_rows)
+    model.calibrator = Calibrator.fit(cfg.calibration, raw_valid, y_valid)
+    valid_proba = model.calibrator.transform(raw_valid)
+    model.distributions = {
+        "features": {
+            c: _categorical_reference(x_train[c].astype("object"))
+            if c in model.categories
+            else _numeric_reference(x_train[c].to_numpy(float), _DRIFT_BINS)
+            for c in columns
+        },
+        "score": _numeric_reference(valid_proba, _DRIFT_BINS),
+    }
+    model.params = {**params, "num_boost_round": cfg.lgbm.n_estimators, "best_iteration": int(best)}
+    model.info = {
+        **(info or {}),
+        "n_train": len(train_rows),
+        "n_validation": len(valid_rows),
+        "positives_train": int(y_train.sum()),
+        "positives_validation": int(y_valid.sum()),
+        "class_weight": cfg.class_weight,
+        "calibration": cfg.calibration,
+        "seed": cfg.seed,
+        "validation_logloss_weighted": _best_logloss(booster),
+        "optuna_trials": trials,
+        "lightgbm_version": lgb.__version__,
+    }
+    return model
