@@ -17,7 +17,7 @@ Why a benchmark of its own (not a figure of bench_scoring / bench_pipeline): it 
 portfolio, which the generator takes about twelve minutes to write, so it is made once and passed in
 (``BENCH_DATA_100K=DIR``, a folder written by ``churnml generate --accounts 100000 --out DIR``; without it the
 portfolio is generated into a temporary folder), and one ``dvc repro`` at that size takes about half an hour:
-``BENCH_REPRO_RUNS`` (default 3) sets how many. ``churnml score`` uses this checkout's champion models (run
+``BENCH_REPRO_RUNS`` (default 3) sets how many, ``BENCH_SCORE_RUNS`` (default 3) the scoring runs. ``churnml score`` uses this checkout's champion models (run
 ``dvc repro`` here first: the default data's models, the same features). Quick: 2,000 accounts, one run each.
 """
 
@@ -128,7 +128,9 @@ def run(quick: bool) -> list[dict]:
         }
         figures = []
         if os.environ.get("BENCH_SKIP_SCORE") != "1":
-            figures += _score(work, data, params, 1 if quick else 3)
+            figures += _score(
+                work, data, params, 1 if quick else int(os.environ.get("BENCH_SCORE_RUNS", "3"))
+            )
         repro_runs = 1 if quick else int(os.environ.get("BENCH_REPRO_RUNS", "3"))
         if repro_runs > 0:
             figures += _repro(work, data, params, repro_runs)
