@@ -261,3 +261,55 @@ def test_a_secret_url_in_logged_params_never_reaches_the_mlflow_store(tmp_path):
     stored = b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
     assert b"db.internal" in stored  # the URL itself was logged ...
     assert secret.encode() not in stored  # ... without its password
+
+
+# ---------------------------------------------------------------------------------------------- out of core
+
+
+def test_scores_from_the_windowed_folder_read_equal_those_from_whole_frames(trained, warehouse_url, tmp_path):
+    """A folder is checked in DuckDB and its usage read only in the look-back window (issue #20): the scores
+    written equal those of the whole history held in pandas."""
+    import pandas as pd
+
+    from churnml.contract.io import write_folder
+    from churnml.contract.sqlcheck import UsageScan
+    from churnml.scoring.batch import load_tables
+
+    tables, models, base = trained
+    url, schema = warehouse_url
+    cfg = _cfg(base, schema)
+    write_folder(tables, tmp_path / "in")
+    read = load_tables(tmp_path / "in", None, cfg.data)
+    assert isinstance(read["usage"], UsageScan)
+    want = score_accounts(tables, cfg, load_model=loader(models), accept_drift=True, write=False)
+    got = score_accounts(read, cfg, warehouse_url=url, load_model=loader(models), accept_drift=True)
+    key = ["account_id"]
+    pd.testing.assert_frame_equal(
+        got.scores.sort_values(key).reset_index(drop=True),
+        want.scores.sort_values(key).reset_index(drop=True),
+    )
+    stored = Warehouse(url, schema=schema)
+    assert len(stored.read_scores(got.as_of)) == len(want.scores)
+    stored.close()
+
+
+def test_a_folder_with_a_bad_usage_row_fails_in_one_line(trained, tmp_path):
+    """Row rules run on every usage row (a 2099 date would move the as-of), the key on the window read."""
+    import pandas as pd
+
+    from churnml.contract.io import write_folder
+    from churnml.scoring.batch import load_tables
+
+    tables, models, base = trained
+    usage = tables["usage"]
+    late = usage.iloc[[0]].assign(date=pd.Timestamp("2099-01-01"))
+    write_folder({**tables, "usage": pd.concat([usage, late], ignore_index=True)}, tmp_path / "late")
+    with pytest.raises(ChurnmlError, match=r"usage: column 'date' fails rule 'date in plausible range"):
+        load_tables(tmp_path / "late", None, base.data)
+    dup = usage.sort_values("date").iloc[[-1]]
+    write_folder({**tables, "usage": pd.concat([usage, dup], ignore_index=True)}, tmp_path / "dup")
+    read = load_tables(tmp_path / "dup", None, base.data)
+    with pytest.raises(
+        ChurnmlError, match=r"usage: column 'account_id, date, metric' fails rule 'duplicate key'"
+    ):
+        score_accounts(read, base, load_model=loader(models), accept_drift=True, write=False)

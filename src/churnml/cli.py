@@ -124,19 +124,19 @@ def validate(
     max_date: Annotated[str | None, typer.Option(help="Latest plausible date (default: today, UTC)")] = None,
 ) -> None:
     """Check a folder of tables against the data contract."""
-    from churnml.contract.io import read_folder, write_folder
-    from churnml.contract.validate import DateBounds, validate_tables
+    from churnml.contract.sqlcheck import validate_folder
+    from churnml.contract.validate import DateBounds
 
     bounds = DateBounds.of(min_date, max_date)
-    result = validate_tables(read_folder(folder), quarantine=quarantine is not None, bounds=bounds)
-    if out is not None:
-        write_folder(result.tables, out)
     if quarantine is not None:
-        write_folder(result.quarantined, quarantine)
-    for name, c in result.counts().items():
+        quarantine.mkdir(parents=True, exist_ok=True)
+    counts = validate_folder(
+        folder, out, quarantine=quarantine is not None, quarantine_dir=quarantine, bounds=bounds
+    )
+    for name, c in counts.items():
         bad = f", {c['quarantined']:,} quarantined" if c["quarantined"] else ""
         _echo(f"{name}: {c['valid']:,} valid{bad}")
-    total_bad = sum(c["quarantined"] for c in result.counts().values())
+    total_bad = sum(c["quarantined"] for c in counts.values())
     if total_bad:
         _echo(f"{total_bad:,} row(s) quarantined to {quarantine}")
 

@@ -118,6 +118,7 @@ class DataConfig:
     quarantine: bool = False  # write bad rows aside (counts reported) instead of failing
     min_date: str = "1990-01-01"  # earlier dates are bad rows (a 1900 start date is a placeholder)
     max_date: str = ""  # later dates are bad rows; empty: the run's wall-clock date (UTC)
+    memory_limit: str = "4GB"  # DuckDB's, when validating and when scoring reads the input (out of core)
     # dvc.yaml's generate stage is `foreach: ${data.generate}`: [simulator] runs it (generate@simulator),
     # [] (every folder source) leaves the simulator out of the DAG
     generate: list[str] = field(default_factory=lambda: ["simulator"])

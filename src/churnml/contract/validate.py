@@ -139,8 +139,14 @@ def _parse_types(name: str, frame: pd.DataFrame, bounds: DateBounds) -> tuple[pd
         else:
             continue
         bad = raw.notna() & values.isna()
+        if dtype in ("Int64", "int64"):
+            # 2.5 seats is not an integer: its row fails (and can be quarantined), not the whole column's
+            # coercion; the SQL checks (contract/sqlcheck.py) say the same
+            finite = values.notna() & np.isfinite(values.astype("float64"))
+            bad = bad | (finite & (values.astype("float64") % 1 != 0))
         if bad.any():
             fail(column, rule, raw, bad)
+            values = values.mask(bad)
         if dtype.startswith("datetime64"):
             low, high = bounds.limit(name, column)
             out = values.notna() & ((values < low) | (values >= high))

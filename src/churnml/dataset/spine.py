@@ -25,6 +25,7 @@ import duckdb
 import pandas as pd
 
 from churnml.config import SpineConfig
+from churnml.contract.sqlcheck import UsageScan
 from churnml.errors import ChurnmlError
 from churnml.names import KEYS
 
@@ -102,10 +103,14 @@ def data_range(tables: Mapping[str, pd.DataFrame] | Path) -> tuple[pd.Timestamp,
         for name in ("usage", "subscriptions"):
             if name not in tables:
                 raise ChurnmlError(f"data range: table {name!r} missing")
-        u = pd.to_datetime(tables["usage"]["date"])
         s = pd.to_datetime(tables["subscriptions"]["start_date"])
-        lo = [u.min()] if u.notna().any() else []
-        hi = [x for x in (u.max(), s.max()) if pd.notna(x)]
+        usage = tables["usage"]
+        if isinstance(usage, UsageScan):  # left in its file; its first and last day were read when checked
+            lo, hi = [usage.first_day], [x for x in (usage.last_day, s.max()) if pd.notna(x)]
+        else:
+            u = pd.to_datetime(usage["date"])
+            lo = [u.min()] if u.notna().any() else []
+            hi = [x for x in (u.max(), s.max()) if pd.notna(x)]
     if not lo or not hi:
         raise ChurnmlError("data range: usage has no rows (cannot tell when the data starts and ends)")
     start = pd.Timestamp(min(lo)).normalize()

@@ -29,6 +29,7 @@ import pandas as pd
 
 from churnml.config import FeaturesConfig
 from churnml.contract.schemas import REQUIRED_TABLES, TABLES
+from churnml.contract.sqlcheck import UsageScan
 from churnml.dataset.spine import build_spine, sql_string, to_cutoffs
 from churnml.errors import ChurnmlError
 from churnml.features import sql as fs
@@ -79,15 +80,58 @@ def connect(cfg: FeaturesConfig, temp_dir: str | Path | None = None) -> duckdb.D
         raise ChurnmlError(f"features: cannot start DuckDB ({str(exc).splitlines()[0]})") from None
 
 
+def usage_window_start(cutoffs: Sequence, cfg: FeaturesConfig) -> pd.Timestamp:
+    """The first day whose usage rows a windowed feature of these cutoffs can see: the earliest cutoff minus
+    the longest look-back of the configured windows (:attr:`churnml.features.sql.Windows.lookback`: the
+    largest sum window, twice the trend window, the z-score's baseline weeks plus its recent week)."""
+    return to_cutoffs(cutoffs)[0] - pd.Timedelta(days=Windows.from_config(cfg).lookback)
+
+
+def windowed_usage_sql(usage: UsageScan, since: pd.Timestamp, until: pd.Timestamp) -> tuple[str, str]:
+    """(summary SQL, rows SQL): what the usage steps need of ``usage`` for cutoffs in ``(since, until]``; the
+    summary is materialised as ``usage_before_summary`` (the rows SQL reads it).
+
+    The rows dated in ``[since, until)`` as they are, read with the date filter pushed down to the file.
+    An older row feeds no window (:func:`usage_window_start`): the usage aggregation clamps it to the
+    calendar's first day, where it falls in no bucket and sets no active-day bit, so it counts only through
+    the unbounded look-backs, the first and last day with a value above zero per account and metric (days
+    since last use, time to first value), and by making its metric and group exist. The summary keeps
+    exactly that: per (account, metric) of the older rows, its first day (value 0), and its first and last
+    positive day (value 1): at most three rows for any number of older rows. The parity test
+    (tests/test_usage_window.py) builds features both ways and requires them equal.
+    """
+    summary = f"""
+SELECT account_id, metric, MIN(date) AS any_day,
+  MIN(CASE WHEN value > 0 THEN date END) AS first_positive,
+  MAX(CASE WHEN value > 0 THEN date END) AS last_positive
+FROM ({usage.typed_sql(None, since)})
+GROUP BY account_id, metric"""
+    rows = f"""
+SELECT account_id, any_day AS date, metric, 0.0 AS value FROM usage_before_summary
+UNION ALL
+SELECT account_id, first_positive, metric, 1.0 FROM usage_before_summary WHERE first_positive IS NOT NULL
+UNION ALL
+SELECT account_id, last_positive, metric, 1.0 FROM usage_before_summary WHERE last_positive > first_positive
+UNION ALL
+{usage.typed_sql(since, until)}"""
+    return summary, rows
+
+
 def register_sources(
-    con: duckdb.DuckDBPyConnection, source: Mapping[str, pd.DataFrame] | Path | str
+    con: duckdb.DuckDBPyConnection,
+    source: Mapping[str, pd.DataFrame | UsageScan] | Path | str,
+    cutoffs: Sequence | None = None,
+    cfg: FeaturesConfig | None = None,
 ) -> set[str]:
     """Expose the contract tables as typed views named after them; return the names present.
 
     Args:
         con: the connection.
         source: frames by table name (registered as DuckDB relations, not copied), or a folder of
-            ``<table>.parquet`` files (read by DuckDB itself, out of core).
+            ``<table>.parquet`` files (read by DuckDB itself, out of core). In a mapping, ``usage`` may be a
+            :class:`~churnml.contract.sqlcheck.UsageScan`: only the rows inside the look-back window of
+            ``cutoffs`` (by ``cfg``'s windows) are read, and a summary of the older ones
+            (:func:`windowed_usage_sql`).
 
     Raises:
         ChurnmlError: when a required table is missing, a folder table is CSV, or a column is missing.
@@ -110,7 +154,20 @@ def register_sources(
                 )
     else:
         for name, frame in source.items():
-            if name in TABLES and frame is not None:
+            if isinstance(frame, UsageScan):
+                if cutoffs is None or cfg is None:
+                    raise ChurnmlError("features: a usage scan needs the cutoffs and the feature windows")
+                since = usage_window_start(cutoffs, cfg)
+                summary, rows = windowed_usage_sql(frame, since, max(to_cutoffs(cutoffs)))
+                try:
+                    con.execute(f"CREATE OR REPLACE TEMP TABLE usage_before_summary AS {summary}")
+                    con.execute(f"CREATE OR REPLACE TEMP VIEW src_{name} AS {rows}")
+                except duckdb.Error as exc:
+                    raise ChurnmlError(
+                        f"usage: cannot read for features ({str(exc).splitlines()[0]})"
+                    ) from None
+                present.add(name)
+            elif name in TABLES and frame is not None:
                 con.register(f"src_{name}", frame)
                 present.add(name)
     missing = [n for n in REQUIRED_TABLES if n not in present]
@@ -254,21 +311,36 @@ def build_features(
     Raises:
         ChurnmlError: on a bad spine, a missing required table or column, or an unknown family.
     """
-    if cfg.engine == "spark":
-        return build_features_spark(spark_session(), source, spine, cfg)
-    if cfg.engine != "duckdb":
+    if cfg.engine not in ("duckdb", "spark"):
         raise ChurnmlError(f"features.engine {cfg.engine!r}: expected 'duckdb' or 'spark'")
     keys = _spine_keys(spine)
+    if cfg.engine == "spark":
+        if not isinstance(source, str | Path) and isinstance(source.get("usage"), UsageScan):
+            source = {**source, "usage": usage_window_frame(source["usage"], keys["cutoff"].unique(), cfg)}
+        return build_features_spark(spark_session(), source, spine, cfg)
     temp_dir = tempfile.mkdtemp(prefix="churnml-duckdb-")
     try:
         con = connect(cfg, temp_dir)
         try:
-            present = register_sources(con, source)
+            present = register_sources(con, source, keys["cutoff"].unique(), cfg)
             return _build(con, present, keys, cfg)
         finally:
             con.close()
     finally:
         shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def usage_window_frame(usage: UsageScan, cutoffs: Sequence, cfg: FeaturesConfig) -> pd.DataFrame:
+    """The windowed usage rows and the older rows' summary (:func:`windowed_usage_sql`) as a frame, for the
+    Spark engine (the look-back window of one scoring date is a small part of the history)."""
+    con = connect(cfg)
+    try:
+        since = usage_window_start(cutoffs, cfg)
+        summary, rows = windowed_usage_sql(usage, since, max(to_cutoffs(cutoffs)))
+        con.execute(f"CREATE TEMP TABLE usage_before_summary AS {summary}")
+        return con.execute(rows).df()
+    finally:
+        con.close()
 
 
 def features_for_folder(folder: Path | str, cutoffs: Sequence, cfg: FeaturesConfig) -> pd.DataFrame:

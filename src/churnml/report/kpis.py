@@ -200,12 +200,21 @@ def flag_abnormal(
 
 
 def weekly_usage(
-    usage: pd.DataFrame, *, as_of: Any, metric: str = "active_users", weeks: int = 26
+    usage: pd.DataFrame,
+    *,
+    as_of: Any,
+    metric: str = "active_users",
+    weeks: int = 26,
+    accounts: list[str] | None = None,
 ) -> pd.DataFrame:
     """Weekly average of a daily usage metric for the ``weeks`` full weeks before ``as_of`` (point in time).
 
     Week ``k`` (0 = the latest) covers ``[as_of - 7(k+1), as_of - 7k)`` days; a missing day counts 0 (the
     usage contract), so the value is the week's sum / 7.
+
+    Args:
+        accounts: every account with the metric at any time (default: those in ``usage``), when ``usage``
+            holds only the weeks' rows.
 
     Returns:
         ``account_id``, ``week_start``, ``value``: every account with the metric, every week (zeros included).
@@ -220,7 +229,8 @@ def weekly_usage(
     rows = usage.loc[sel]
     k = ((cutoff - dates[sel]).dt.days - 1) // 7  # 0 = the week just before the cutoff
     sums = rows.groupby([rows["account_id"].astype("str"), k.rename("k")])["value"].sum() / 7.0
-    accounts = sorted(usage.loc[usage["metric"] == metric, "account_id"].astype("str").unique())
+    if accounts is None:  # else given: every account with the metric, read beside the weeks' rows
+        accounts = sorted(usage.loc[usage["metric"] == metric, "account_id"].astype("str").unique())
     full = pd.MultiIndex.from_product([accounts, range(weeks)], names=["account_id", "k"])
     sums = sums.reindex(full, fill_value=0.0).reset_index()
     sums["week_start"] = cutoff - pd.to_timedelta(7 * (sums["k"] + 1), unit="D")

@@ -20,15 +20,15 @@ import numpy as np
 import pandas as pd
 
 from churnml.config import Config, DataConfig, DriftConfig, ScoringConfig, TiersConfig, repo_root
-from churnml.contract.io import read_folder
 from churnml.contract.schemas import TABLES
+from churnml.contract.sqlcheck import UsageScan, check_usage_window, load_checked
 from churnml.contract.tables import EXPLANATIONS_COLUMNS
 from churnml.contract.validate import DateBounds, validate_tables
 from churnml.dataset.spine import as_of_day, build_spine, data_range
 from churnml.errors import ChurnmlError
 from churnml.explain.contributions import explain_accounts
 from churnml.explain.reasons import reasons_for, top_reasons, with_reasons
-from churnml.features.engine import build_features
+from churnml.features.engine import build_features, usage_window_start
 from churnml.modeling.registry import load_champion
 from churnml.names import ACCOUNT, AS_OF, CUTOFF, TARGETS
 from churnml.scoring.calls import call_list, carried_calls, changes_since, previous_scores
@@ -272,17 +272,23 @@ def read_source_url(url: str) -> dict[str, pd.DataFrame]:
 
 def load_tables(
     data: Path | None, source_url: str | None, cfg: DataConfig | None = None
-) -> dict[str, pd.DataFrame]:
+) -> dict[str, pd.DataFrame | UsageScan]:
     """Read and validate the input tables (a folder or a database); bad rows fail the run before any write.
 
-    ``cfg`` gives the plausible date range (``data.min_date``/``max_date``; default 1990-01-01 to today).
+    ``cfg`` gives the plausible date range (``data.min_date``/``max_date``; default 1990-01-01 to today) and
+    DuckDB's memory limit. A folder's usage is returned as a :class:`~churnml.contract.sqlcheck.UsageScan`
+    (never read whole); a database's tables are read into frames (:func:`read_source_url`).
     """
 
     if (data is None) == (source_url is None):
         raise ChurnmlError("give exactly one of --data DIR or --source-url URL")
-    raw = read_folder(data) if data is not None else read_source_url(source_url)
-    bounds = DateBounds.of(cfg.min_date, cfg.max_date) if cfg is not None else None
-    return validate_tables(raw, bounds=bounds).tables
+    bounds = DateBounds.of(cfg.min_date, cfg.max_date) if cfg is not None else DateBounds.of()
+    if data is not None:
+        # Out of core (issue #20): checked in DuckDB over the files; every table but usage comes back as a
+        # (small) frame, usage stays in its file as a UsageScan whose rows passed the row rules; the rules
+        # over several rows run on the look-back window the features read (score_accounts).
+        return load_checked(data, bounds, cfg.memory_limit if cfg is not None else "4GB")
+    return validate_tables(read_source_url(source_url), bounds=bounds).tables
 
 
 def load_models(
@@ -362,7 +368,7 @@ def _step(bar: Any, description: str) -> Iterator[None]:
 
 
 def score_accounts(
-    tables: Mapping[str, pd.DataFrame],
+    tables: Mapping[str, pd.DataFrame | UsageScan],
     cfg: Config,
     *,
     as_of: pd.Timestamp | str | None = None,
@@ -380,7 +386,8 @@ def score_accounts(
     """Score every account active at ``as_of`` and write scores and reasons to the warehouse.
 
     Args:
-        tables: validated contract tables.
+        tables: validated contract tables (usage may be a :class:`~churnml.contract.sqlcheck.UsageScan`:
+            only its look-back window is read, :func:`load_tables`).
         cfg: the whole configuration (features, scoring, warehouse and tracking sections are read).
         as_of: the as-of day (default: the day after the data ends); rows on or after it are never seen.
         model_refs: per target, an MLflow alias or version (default ``cfg.scoring.model_alias``).
@@ -422,6 +429,11 @@ def score_accounts(
     spine = build_spine(tables["subscriptions"], [day])
     if spine.empty:
         raise ChurnmlError(f"no account is active at {day.date()}: nothing to score")
+    usage = tables["usage"]
+    if isinstance(usage, UsageScan):
+        # the unique key and known accounts over the rows the features read (the row rules ran on all)
+        since = usage_window_start([day], cfg.features)
+        check_usage_window(usage, since, day, tables["accounts"], cfg.data.memory_limit)
     with progress_bar(progress) as bar:
         with _step(bar, f"features as of {day.date()} ({len(spine):,} accounts)"):
             features = build_features(dict(tables), spine, cfg.features)

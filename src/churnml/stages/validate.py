@@ -6,18 +6,26 @@ import json
 from pathlib import Path
 
 from churnml.config import Config
-from churnml.contract.io import read_folder, write_folder
-from churnml.contract.validate import DateBounds, validate_tables
+from churnml.contract.sqlcheck import validate_folder
+from churnml.contract.validate import DateBounds
 
 
 def validate(cfg: Config, root: Path) -> str:
-    """Validate ``data.input_dir`` into ``paths.validated``; bad rows (and their counts) to ``paths.quarantine``."""
+    """Validate ``data.input_dir`` into ``paths.validated``; bad rows (and their counts) to ``paths.quarantine``.
+
+    In DuckDB over the files (:func:`churnml.contract.sqlcheck.validate_folder`): the usage table of a large
+    portfolio (300 M rows for 100,000 accounts) never enters pandas.
+    """
     bounds = DateBounds.of(cfg.data.min_date, cfg.data.max_date)
-    result = validate_tables(
-        read_folder(root / cfg.data.input_dir), quarantine=cfg.data.quarantine, bounds=bounds
-    )
-    write_folder(result.tables, root / cfg.paths.validated)
     quarantine = root / cfg.paths.quarantine
-    write_folder(result.quarantined, quarantine)
-    (quarantine / "counts.json").write_text(json.dumps(result.counts(), indent=2) + "\n")
-    return f"rows per table: {result.counts()}"
+    quarantine.mkdir(parents=True, exist_ok=True)
+    counts = validate_folder(
+        root / cfg.data.input_dir,
+        root / cfg.paths.validated,
+        quarantine=cfg.data.quarantine,
+        quarantine_dir=quarantine,
+        bounds=bounds,
+        memory_limit=cfg.data.memory_limit,
+    )
+    (quarantine / "counts.json").write_text(json.dumps(counts, indent=2) + "\n")
+    return f"rows per table: {counts}"
