@@ -48,7 +48,9 @@ sys.path.insert(0, str(HERE))
 from run import machine  # noqa: E402
 
 BEGIN, END = "<!-- quality:begin -->", "<!-- quality:end -->"
-MODELS = ("lightgbm", "logistic", "health_score")
+MODELS = ("chosen", "lightgbm", "logistic", "health_score", "plain_lgbm", "plain_logistic")
+# the yardsticks: what a plain script gets on the same rows (fitted on every training row of the fold or split)
+PLAIN = ("plain_lgbm", "plain_logistic")
 SHOWN = ("roc_auc", "pr_auc", "log_loss", "brier")
 THREADS = 2
 
@@ -166,6 +168,94 @@ def cluster_bootstrap(scores: pd.DataFrame, n_boot: int, seed: int = 0) -> dict[
             aucs = [roc_auc_score(y[pick], scores[c].to_numpy()[pick]) for c in cols if c.startswith(m + "|")]
             draws[m].append(float(np.mean(aucs)))
     return {m: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] for m, v in draws.items() if v}
+
+
+# ------------------------------------------------------------------------------------------- yardsticks
+
+
+def _plain_frame(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """The feature columns as a plain script would hand them over: numbers as float, text as category."""
+    out = {}
+    for c in columns:
+        col = frame[c]
+        if pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
+            out[c] = col.astype("float64")
+        else:
+            out[c] = col.astype("object").where(col.notna(), "__missing__").astype("str").astype("category")
+    return pd.DataFrame(out, index=frame.index)
+
+
+def plain_scores(
+    train: pd.DataFrame, y_train: np.ndarray, test: pd.DataFrame, columns: list[str]
+) -> dict[str, np.ndarray]:
+    """Test-row probabilities of the two yardsticks fitted on the training rows.
+
+    ``plain_lgbm``: ``LGBMClassifier()`` with its defaults (categoricals native as pandas categories).
+    ``plain_logistic``: median imputation + standardisation of numbers, one-hot text, ``LogisticRegression``
+    with its defaults (``max_iter`` raised so it converges). No validation carve-out, no calibration.
+    """
+    import lightgbm as lgb
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    x_train, x_test = _plain_frame(train, columns), _plain_frame(test, columns)
+    cats = [c for c in columns if isinstance(x_train[c].dtype, pd.CategoricalDtype)]
+    for c in cats:  # the test rows share the training vocabulary (unseen levels become missing)
+        x_test[c] = pd.Categorical(x_test[c].astype("object"), categories=x_train[c].cat.categories)
+    nums = [c for c in columns if c not in cats]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gbm = lgb.LGBMClassifier(n_jobs=THREADS, verbose=-1).fit(x_train, y_train)
+        prep = ColumnTransformer(
+            [
+                ("num", make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler()), nums),
+                ("cat", OneHotEncoder(handle_unknown="ignore"), cats),
+            ]
+        )
+        lr = make_pipeline(prep, LogisticRegression(max_iter=5000)).fit(
+            x_train.replace([np.inf, -np.inf], np.nan), y_train
+        )
+        return {
+            "plain_lgbm": gbm.predict_proba(x_test)[:, 1],
+            "plain_logistic": lr.predict_proba(x_test.replace([np.inf, -np.inf], np.nan))[:, 1],
+        }
+
+
+def _metrics_of(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
+
+    p = np.clip(p, 1e-15, 1 - 1e-15)
+    return {
+        "roc_auc": float(roc_auc_score(y, p)),
+        "pr_auc": float(average_precision_score(y, p)),
+        "log_loss": float(log_loss(y, p, labels=[0, 1])),
+        "brier": float(brier_score_loss(y, p)),
+        "n": len(y),
+        "positives": int(np.sum(y)),
+    }
+
+
+def verdict(models: dict[str, dict]) -> dict | None:
+    """churnml's chosen model against the better yardstick: mean ROC-AUC, and per fold where there are folds."""
+    if "chosen" not in models or not all(k in models for k in PLAIN):
+        return None
+    key = "roc_auc_fold_mean" if "roc_auc_fold_mean" in models["chosen"] else "roc_auc"
+    best = max(PLAIN, key=lambda k: models[k][key])
+    out = {
+        "better_yardstick": best,
+        "compared_on": key,
+        "margin_roc_auc": models["chosen"][key] - models[best][key],
+        "holds": models["chosen"][key] >= models[best][key],
+    }
+    mine, theirs = models["chosen"].get("roc_auc_per_fold"), models[best].get("roc_auc_per_fold")
+    if mine and theirs:
+        wins = sum(a >= b for a, b in zip(mine, theirs, strict=True))
+        out |= {"folds_at_least_as_good": wins, "folds": len(mine)}
+        out["holds"] = out["holds"] and wins >= len(mine) - 1
+    return out
 
 
 # ------------------------------------------------------------------------------------------------- crm6
@@ -385,7 +475,19 @@ def run_tabular(name: str, shared: Path) -> dict:
     metrics = _test_metrics(result.evaluation)
     folds = result.folds
     for model, part in folds.groupby("model"):
-        metrics[model]["roc_auc_per_fold"] = [float(v) for v in part["roc_auc"]]
+        metrics[model]["roc_auc_per_fold"] = [float(v) for v in part.sort_values("fold")["roc_auc"]]
+    metrics["chosen"] = metrics.pop("lightgbm")  # tabular mode's served model: the one it chose per fold
+    metrics |= plain_folds(data, spec)
+    for m in metrics.values():
+        if "roc_auc_per_fold" in m:
+            m["roc_auc_fold_mean"] = float(np.mean(m["roc_auc_per_fold"]))
+    target = {"label": f"{spec.label} == {spec.positive!r}", "models": metrics}
+    target["verdict"] = verdict(metrics)
+    if "selection" in result.protocol:
+        target["selection"] = [
+            {k: v for k, v in c.items() if k in ("fold", "chosen", "roc_auc", "margin")}
+            for c in result.protocol["selection"]
+        ]
     return {
         "dataset": name,
         "source": info["folder"],
@@ -394,9 +496,24 @@ def run_tabular(name: str, shared: Path) -> dict:
             "spec": spec.to_dict(),
             "out_of_fold": "metrics on the pooled out-of-fold predictions",
         },
-        "targets": {"churn": {"label": f"{spec.label} == {spec.positive!r}", "models": metrics}},
+        "targets": {"churn": target},
         "seconds": round(time.perf_counter() - t0, 1),
     }
+
+
+def plain_folds(data, spec) -> dict[str, dict]:
+    """The yardsticks on tabular mode's own folds (same StratifiedKFold, same seed): pooled and per fold."""
+    from sklearn.model_selection import StratifiedKFold
+
+    kfold = StratifiedKFold(n_splits=spec.folds, shuffle=True, random_state=spec.seed)
+    pooled = {k: np.zeros(len(data.y)) for k in PLAIN}
+    per_fold: dict[str, list[float]] = {k: [] for k in PLAIN}
+    for rest, test in kfold.split(np.zeros(len(data.y)), data.y):
+        p = plain_scores(data.features.iloc[rest], data.y[rest], data.features.iloc[test], data.columns)
+        for k in PLAIN:
+            pooled[k][test] = p[k]
+            per_fold[k].append(_metrics_of(data.y[test], p[k])["roc_auc"])
+    return {k: _metrics_of(data.y, pooled[k]) | {"roc_auc_per_fold": per_fold[k]} for k in PLAIN}
 
 
 # ------------------------------------------------------------------------------------------- ravenstack
