@@ -19,6 +19,13 @@ and the quality table of benchmarks/README.md (between the quality markers).
 - ravenstack: ingest, validation with quarantine (counts reported), then the event pipeline end to end
   with ``data=ravenstack``: a run-through; SOURCE.md says the tables carry no signal.
 
+Yardsticks, in the same run on the same folds or split: ``plain_lgbm`` (``LGBMClassifier()`` with its defaults)
+and ``plain_logistic`` (median-imputed standardised numbers, one-hot text, ``LogisticRegression()``), fitted on every
+training row of the fold (crm6: the train and validation periods) without calibration. ``chosen`` is churnml's
+served model (LightGBM, the logistic regression or their blend, chosen per fold or seed); each target's
+``verdict`` says whether it is at least as good as the better yardstick (mean ROC-AUC over folds, and in all
+folds but at most one; on a time split the test ROC-AUC).
+
 Usage: python benchmarks/quality.py [--only NAME ...] [--seeds N] [--bootstrap N] [--no-readme]
 Reads ``$CHURNML_SHARED_DATA`` (default ../shared/data from the repository root).
 """
@@ -258,6 +265,17 @@ def verdict(models: dict[str, dict]) -> dict | None:
     return out
 
 
+def plain_split(features: pd.DataFrame, labels: pd.DataFrame, label: str, split) -> dict[str, dict]:
+    """The yardsticks on the pipeline's own split: fitted on the train and validation periods, tested on test."""
+    from churnml.modeling.split import feature_columns, labeled_frame
+
+    data = labeled_frame(features, labels, label)
+    period = split.assign(data["cutoff"])
+    train, test = data[period.isin(["train", "validation"])], data[period == "test"]
+    p = plain_scores(train, train["y"].to_numpy(), test, feature_columns(features))
+    return {k: _metrics_of(test["y"].to_numpy(), p[k]) for k in PLAIN}
+
+
 # ------------------------------------------------------------------------------------------------- crm6
 
 
@@ -423,9 +441,12 @@ def run_crm6(variant: str, shared: Path, work: Path, seeds: int, n_boot: int) ->
                 "n": per_seed[0][name]["n"],
                 "positives": per_seed[0][name]["positives"],
             }
+        models["chosen"] = models.pop("lightgbm")  # the served model (LightGBM, logistic or blend per seed)
+        models |= plain_split(features, labels, label_column(target, cfg.labels.horizon_days), split)
         targets[target] = {
             "label": label_column(target, cfg.labels.horizon_days),
             "models": models,
+            "verdict": verdict(models),
         }
 
     out = {
@@ -641,7 +662,9 @@ def render_table(results_dir: Path) -> str:
                 if model not in t["models"]:
                     continue
                 r = t["models"][model]
-                ref = ref_all.get(target, {}).get(model, {})
+                # SOURCE.md's numbers are of a LightGBM and a logistic regression: beside churnml's served model
+                # and the baselines of the same kind
+                ref = ref_all.get(target, {}).get({"chosen": "lightgbm"}.get(model, model), {})
                 ref_text = (
                     "-"
                     if not ref
@@ -654,6 +677,28 @@ def render_table(results_dir: Path) -> str:
                     f"{'-' if not ci else f'{ci[0]:.3f}..{ci[1]:.3f}'} | {_fmt(r['pr_auc'])} | {_fmt(r['log_loss'])} | "
                     f"{_fmt(r['brier'])} | {ref_text} | {t.get('protocol', protocol)} |"
                 )
+        for target, t in data["targets"].items():
+            v = t.get("verdict")
+            if not v:
+                continue
+            chosen = t["models"]["chosen"]
+            best = t["models"][v["better_yardstick"]]
+            picks = [c["chosen"] for c in t.get("selection", [])]
+            folds = (
+                f"; per fold {', '.join(f'{a:.4f}' for a in chosen['roc_auc_per_fold'])} against "
+                f"{', '.join(f'{b:.4f}' for b in best['roc_auc_per_fold'])}, at least as good in "
+                f"{v['folds_at_least_as_good']} of {v['folds']}"
+                if "folds" in v
+                else ""
+            )
+            notes.append(
+                f"{data['dataset']} {target}: churnml's chosen model"
+                f"{' (' + ', '.join(f'{k} in {picks.count(k)}' for k in sorted(set(picks))) + ' of the folds)' if picks else ''}"
+                f" {'mean fold ' if v['compared_on'] == 'roc_auc_fold_mean' else ''}ROC-AUC "
+                f"{chosen[v['compared_on']]:.4f} against the better yardstick, {v['better_yardstick']}, "
+                f"{best[v['compared_on']]:.4f} (margin {v['margin_roc_auc']:+.4f}){folds}: "
+                f"{'holds' if v['holds'] else 'DOES NOT HOLD'}."
+            )
         if "shap_vs_utility" in data:
             s = data["shap_vs_utility"]
             shown = ", ".join(
