@@ -218,7 +218,13 @@ def plain_scores(
         gbm = lgb.LGBMClassifier(n_jobs=THREADS, verbose=-1).fit(x_train, y_train)
         prep = ColumnTransformer(
             [
-                ("num", make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler()), nums),
+                (
+                    "num",
+                    make_pipeline(
+                        SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler()
+                    ),
+                    nums,
+                ),
                 ("cat", OneHotEncoder(handle_unknown="ignore"), cats),
             ]
         )

@@ -310,8 +310,14 @@ def test_addons_file_holding_the_plans_table_is_detected_and_an_empty_table_refu
         (2, "premier_annual", "2023-02-01", "2024-02-01", 1800, 100, "users", 12, 0.0),
     )
     usage = pd.DataFrame(
-        {"account_id": [1], "event_date": ["2023-11-11"], "event_type": ["search"], "n_events": [3],
-         "n_users": [2], "value_sum": [None]}
+        {
+            "account_id": [1],
+            "event_date": ["2023-11-11"],
+            "event_type": ["search"],
+            "n_events": [3],
+            "n_users": [2],
+            "value_sum": [None],
+        }
     )
     src = _write_fightchurn_folder(tmp_path / "src", _fc_accounts().head(2), subs, usage)
     PLANS.to_csv(src / "sim_config" / "crm6_addons.csv", index=False)  # what fightchurn 1.2.0 writes
@@ -323,7 +329,9 @@ def test_addons_file_holding_the_plans_table_is_detected_and_an_empty_table_refu
         src / "sim_config" / "crm6_addons.csv", index=False
     )
     (src / "sim_config" / "crm6_plans.csv").unlink()
-    with pytest.raises(ChurnmlError, match=r"leaves table\(s\) subscriptions empty \(subscriptions_addon_rows_skipped: 3\)"):
+    with pytest.raises(
+        ChurnmlError, match=r"leaves table\(s\) subscriptions empty \(subscriptions_addon_rows_skipped: 3\)"
+    ):
         ingest("fightchurn", src, tmp_path / "out2")
 
 

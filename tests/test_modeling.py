@@ -479,15 +479,17 @@ def _validation_rows(model: TrainedModel, features: pd.DataFrame) -> pd.DataFram
     return features[features["cutoff"].isin(model.split.validation)]
 
 
-@pytest.mark.parametrize("weights", [None, {"lightgbm": 0.0, "logistic": 1.0}, {"lightgbm": 0.5, "logistic": 0.5}])
-def test_points_start_from_the_mean_predicted_probability_and_add_up(tables, churn_model, weights):
+@pytest.mark.parametrize(
+    "weights", [None, {"lightgbm": 0.0, "logistic": 1.0}, {"lightgbm": 0.5, "logistic": 0.5}]
+)
+def test_points_start_from_the_mean_predicted_probability_and_add_up(tables, churn_model, weights, tmp_path):
     from churnml.explain.contributions import explain_accounts
-    from churnml.modeling.model import _finish, explanation_reference
+    from churnml.modeling.model import explanation_reference
 
     features, _, _ = tables
     model = churn_model
     if weights is not None:  # the same fitted parts, served as the logistic model or the blend
-        model = TrainedModel.load(churn_model.save(_tmp_dir(weights)))
+        model = TrainedModel.load(churn_model.save(tmp_path / "model"))
         model.weights = dict(weights)
         model.info["reference"] = explanation_reference(model, _validation_rows(model, features))
     assert model.info["selection"]["chosen"] in ("lightgbm", "logistic", "blend")
@@ -503,14 +505,6 @@ def test_points_start_from_the_mean_predicted_probability_and_add_up(tables, chu
     )
     np.testing.assert_allclose(first["base_value"] + sums["shap_value"].sum(), first["raw_score"], atol=1e-9)
     np.testing.assert_allclose(first["probability"], model.predict_proba(calibration_rows), atol=1e-12)
-    assert _finish is not None
-
-
-def _tmp_dir(weights) -> "Path":
-    import tempfile
-    from pathlib import Path
-
-    return Path(tempfile.mkdtemp(prefix="churnml-test-")) / ("m" + str(sorted(weights.items())))
 
 
 def test_linear_shap_is_exact_for_a_linear_model(tables, churn_model):
@@ -535,11 +529,14 @@ def test_selection_is_recorded_and_the_served_model_is_the_chosen_one(tables, ch
     features, _, _ = tables
     sel = churn_model.info["selection"]
     assert set(sel["roc_auc"]) == {"lightgbm", "logistic", "blend"}
-    assert sel["roc_auc"][sel["chosen"]] - max(v for k, v in sel["roc_auc"].items() if k != sel["chosen"]) == (
-        pytest.approx(sel["margin"])
-    )
+    assert sel["roc_auc"][sel["chosen"]] - max(
+        v for k, v in sel["roc_auc"].items() if k != sel["chosen"]
+    ) == (pytest.approx(sel["margin"]))
     only = train_model(*tables[:2], "churn", fast_config(candidates=["lightgbm"]), SplitConfig(), HORIZON)
-    assert only.info["selection"]["chosen"] == "lightgbm" and only.weights == {"lightgbm": 1.0, "logistic": 0.0}
+    assert only.info["selection"]["chosen"] == "lightgbm" and only.weights == {
+        "lightgbm": 1.0,
+        "logistic": 0.0,
+    }
     rows = _test_rows(churn_model, features)
     from churnml.modeling.model import linear_raw
 

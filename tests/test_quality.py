@@ -54,5 +54,7 @@ def test_tabular_yardsticks_share_the_folds_and_the_chosen_model_is_at_least_as_
     out = quality.run_tabular("telco", shared)
     t = out["targets"]["churn"]
     assert {"chosen", "plain_lgbm", "plain_logistic"} <= set(t["models"])
-    assert all(len(t["models"][m]["roc_auc_per_fold"]) == 5 for m in ("chosen", "plain_lgbm", "plain_logistic"))
+    assert all(
+        len(t["models"][m]["roc_auc_per_fold"]) == 5 for m in ("chosen", "plain_lgbm", "plain_logistic")
+    )
     assert t["verdict"]["holds"] and t["verdict"]["folds_at_least_as_good"] >= 4, t["verdict"]

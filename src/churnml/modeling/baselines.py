@@ -53,7 +53,11 @@ class HealthScore:
                 "of the table; name existing features"
             )
         if absent:
-            log.info("health score: rebuilt from %s; not in the feature table: %s", ", ".join(usable), ", ".join(absent))
+            log.info(
+                "health score: rebuilt from %s; not in the feature table: %s",
+                ", ".join(usable),
+                ", ".join(absent),
+            )
         means, stds = {}, {}
         for name in usable:
             values = train[name].to_numpy(dtype="float64", na_value=np.nan)
@@ -179,7 +183,9 @@ def fit_baselines_rows(
         raw_valid = pipe.decision_function(_logistic_input(model.prepare(valid), categorical))
     y_valid = valid["y"].to_numpy()
     weights = cfg.health_score.weights
-    present = {k: w for k, w in weights.items() if k in train.columns and pd.api.types.is_numeric_dtype(train[k])}
+    present = {
+        k: w for k, w in weights.items() if k in train.columns and pd.api.types.is_numeric_dtype(train[k])
+    }
     share = sum(abs(w) for w in present.values()) / max(sum(abs(w) for w in weights.values()), 1e-12)
     if weights and share < HEALTH_MIN_WEIGHT_SHARE:
         log.info(

@@ -305,7 +305,9 @@ def _linear_design(linear: dict[str, Any], x: pd.DataFrame) -> np.ndarray:
     return np.column_stack(cols) if cols else np.zeros((len(x), 0))
 
 
-def fit_linear(x: pd.DataFrame, y: np.ndarray, w: np.ndarray, categories: dict[str, list[str]]) -> dict[str, Any]:
+def fit_linear(
+    x: pd.DataFrame, y: np.ndarray, w: np.ndarray, categories: dict[str, list[str]]
+) -> dict[str, Any]:
     """A logistic regression (L2, C=1) on median-imputed standardised numbers and one-hot categoricals.
 
     Kept as plain numbers (JSON in model.json, no pickle): per numeric column its median, mean and scale on
@@ -443,7 +445,9 @@ def explanation_reference(model: TrainedModel, rows: pd.DataFrame) -> dict[str, 
     p_mean = float(np.mean(model.calibrate(raw)))
     f_star = _invert(model.calibrate, p_mean)
     mean_abs = np.abs(phi).mean(axis=0)
-    share = mean_abs / mean_abs.sum() if mean_abs.sum() > 0 else np.full(len(mean_abs), 1 / max(len(mean_abs), 1))
+    share = (
+        mean_abs / mean_abs.sum() if mean_abs.sum() > 0 else np.full(len(mean_abs), 1 / max(len(mean_abs), 1))
+    )
     offsets = phi.mean(axis=0) + (f_star - float(raw.mean())) * share
     return {
         "probability": p_mean,
@@ -805,7 +809,9 @@ def fit_crossfit(
     model.booster = lgb.Booster(model_str=full.model_to_string())
     if "logistic" in cfg.candidates:
         model.linear = fit_linear(x, y, w, categories)
-    selection = select_candidate(y, tree_oof, linear_oof, cfg, f"{cfg.crossfit_folds} inner folds, out of fold")
+    selection = select_candidate(
+        y, tree_oof, linear_oof, cfg, f"{cfg.crossfit_folds} inner folds, out of fold"
+    )
     oof = selection["weights"]["lightgbm"] * tree_oof + selection["weights"]["logistic"] * linear_oof
     return _finish(
         model,

@@ -106,7 +106,11 @@ def log_training_run(
         if selection:  # the candidates' held-out ROC-AUC and the chosen model's margin over the runner-up
             mlflow.log_metrics(
                 {f"selection.roc_auc.{k}": v for k, v in selection["roc_auc"].items() if v == v}
-                | ({"selection.margin": selection["margin"]} if selection["margin"] == selection["margin"] else {})
+                | (
+                    {"selection.margin": selection["margin"]}
+                    if selection["margin"] == selection["margin"]
+                    else {}
+                )
             )
         mlflow.set_tags(
             {
