@@ -19,6 +19,13 @@ and the quality table of benchmarks/README.md (between the quality markers).
 - ravenstack: ingest, validation with quarantine (counts reported), then the event pipeline end to end
   with ``data=ravenstack``: a run-through; SOURCE.md says the tables carry no signal.
 
+Yardsticks, in the same run on the same folds or split: ``plain_lgbm`` (``LGBMClassifier()`` with its defaults)
+and ``plain_logistic`` (median-imputed standardised numbers, one-hot text, ``LogisticRegression()``), fitted on every
+training row of the fold (crm6: the train and validation periods) without calibration. ``chosen`` is churnml's
+served model (LightGBM, the logistic regression or their blend, chosen per fold or seed); each target's
+``verdict`` says whether it is at least as good as the better yardstick (mean ROC-AUC over folds, and in all
+folds but at most one; on a time split the test ROC-AUC).
+
 Usage: python benchmarks/quality.py [--only NAME ...] [--seeds N] [--bootstrap N] [--no-readme]
 Reads ``$CHURNML_SHARED_DATA`` (default ../shared/data from the repository root).
 """
@@ -48,7 +55,9 @@ sys.path.insert(0, str(HERE))
 from run import machine  # noqa: E402
 
 BEGIN, END = "<!-- quality:begin -->", "<!-- quality:end -->"
-MODELS = ("lightgbm", "logistic", "health_score")
+MODELS = ("chosen", "lightgbm", "logistic", "health_score", "plain_lgbm", "plain_logistic")
+# the yardsticks: what a plain script gets on the same rows (fitted on every training row of the fold or split)
+PLAIN = ("plain_lgbm", "plain_logistic")
 SHOWN = ("roc_auc", "pr_auc", "log_loss", "brier")
 THREADS = 2
 
@@ -166,6 +175,111 @@ def cluster_bootstrap(scores: pd.DataFrame, n_boot: int, seed: int = 0) -> dict[
             aucs = [roc_auc_score(y[pick], scores[c].to_numpy()[pick]) for c in cols if c.startswith(m + "|")]
             draws[m].append(float(np.mean(aucs)))
     return {m: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] for m, v in draws.items() if v}
+
+
+# ------------------------------------------------------------------------------------------- yardsticks
+
+
+def _plain_frame(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """The feature columns as a plain script would hand them over: numbers as float, text as category."""
+    out = {}
+    for c in columns:
+        col = frame[c]
+        if pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
+            out[c] = col.astype("float64")
+        else:
+            out[c] = col.astype("object").where(col.notna(), "__missing__").astype("str").astype("category")
+    return pd.DataFrame(out, index=frame.index)
+
+
+def plain_scores(
+    train: pd.DataFrame, y_train: np.ndarray, test: pd.DataFrame, columns: list[str]
+) -> dict[str, np.ndarray]:
+    """Test-row probabilities of the two yardsticks fitted on the training rows.
+
+    ``plain_lgbm``: ``LGBMClassifier()`` with its defaults (categoricals native as pandas categories).
+    ``plain_logistic``: median imputation + standardisation of numbers, one-hot text, ``LogisticRegression``
+    with its defaults (``max_iter`` raised so it converges). No validation carve-out, no calibration.
+    """
+    import lightgbm as lgb
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    x_train, x_test = _plain_frame(train, columns), _plain_frame(test, columns)
+    cats = [c for c in columns if isinstance(x_train[c].dtype, pd.CategoricalDtype)]
+    for c in cats:  # the test rows share the training vocabulary (unseen levels become missing)
+        x_test[c] = pd.Categorical(x_test[c].astype("object"), categories=x_train[c].cat.categories)
+    nums = [c for c in columns if c not in cats]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gbm = lgb.LGBMClassifier(n_jobs=THREADS, verbose=-1).fit(x_train, y_train)
+        prep = ColumnTransformer(
+            [
+                (
+                    "num",
+                    make_pipeline(
+                        SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler()
+                    ),
+                    nums,
+                ),
+                ("cat", OneHotEncoder(handle_unknown="ignore"), cats),
+            ]
+        )
+        lr = make_pipeline(prep, LogisticRegression(max_iter=5000)).fit(
+            x_train.replace([np.inf, -np.inf], np.nan), y_train
+        )
+        return {
+            "plain_lgbm": gbm.predict_proba(x_test)[:, 1],
+            "plain_logistic": lr.predict_proba(x_test.replace([np.inf, -np.inf], np.nan))[:, 1],
+        }
+
+
+def _metrics_of(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
+
+    p = np.clip(p, 1e-15, 1 - 1e-15)
+    return {
+        "roc_auc": float(roc_auc_score(y, p)),
+        "pr_auc": float(average_precision_score(y, p)),
+        "log_loss": float(log_loss(y, p, labels=[0, 1])),
+        "brier": float(brier_score_loss(y, p)),
+        "n": len(y),
+        "positives": int(np.sum(y)),
+    }
+
+
+def verdict(models: dict[str, dict]) -> dict | None:
+    """churnml's chosen model against the better yardstick: mean ROC-AUC, and per fold where there are folds."""
+    if "chosen" not in models or not all(k in models for k in PLAIN):
+        return None
+    key = "roc_auc_fold_mean" if "roc_auc_fold_mean" in models["chosen"] else "roc_auc"
+    best = max(PLAIN, key=lambda k: models[k][key])
+    out = {
+        "better_yardstick": best,
+        "compared_on": key,
+        "margin_roc_auc": models["chosen"][key] - models[best][key],
+        "holds": models["chosen"][key] >= models[best][key],
+    }
+    mine, theirs = models["chosen"].get("roc_auc_per_fold"), models[best].get("roc_auc_per_fold")
+    if mine and theirs:
+        wins = sum(a >= b for a, b in zip(mine, theirs, strict=True))
+        out |= {"folds_at_least_as_good": wins, "folds": len(mine)}
+        out["holds"] = out["holds"] and wins >= len(mine) - 1
+    return out
+
+
+def plain_split(features: pd.DataFrame, labels: pd.DataFrame, label: str, split) -> dict[str, dict]:
+    """The yardsticks on the pipeline's own split: fitted on the train and validation periods, tested on test."""
+    from churnml.modeling.split import feature_columns, labeled_frame
+
+    data = labeled_frame(features, labels, label)
+    period = split.assign(data["cutoff"])
+    train, test = data[period.isin(["train", "validation"])], data[period == "test"]
+    p = plain_scores(train, train["y"].to_numpy(), test, feature_columns(features))
+    return {k: _metrics_of(test["y"].to_numpy(), p[k]) for k in PLAIN}
 
 
 # ------------------------------------------------------------------------------------------------- crm6
@@ -333,9 +447,12 @@ def run_crm6(variant: str, shared: Path, work: Path, seeds: int, n_boot: int) ->
                 "n": per_seed[0][name]["n"],
                 "positives": per_seed[0][name]["positives"],
             }
+        models["chosen"] = models.pop("lightgbm")  # the served model (LightGBM, logistic or blend per seed)
+        models |= plain_split(features, labels, label_column(target, cfg.labels.horizon_days), split)
         targets[target] = {
             "label": label_column(target, cfg.labels.horizon_days),
             "models": models,
+            "verdict": verdict(models),
         }
 
     out = {
@@ -385,7 +502,19 @@ def run_tabular(name: str, shared: Path) -> dict:
     metrics = _test_metrics(result.evaluation)
     folds = result.folds
     for model, part in folds.groupby("model"):
-        metrics[model]["roc_auc_per_fold"] = [float(v) for v in part["roc_auc"]]
+        metrics[model]["roc_auc_per_fold"] = [float(v) for v in part.sort_values("fold")["roc_auc"]]
+    metrics["chosen"] = metrics.pop("lightgbm")  # tabular mode's served model: the one it chose per fold
+    metrics |= plain_folds(data, spec)
+    for m in metrics.values():
+        if "roc_auc_per_fold" in m:
+            m["roc_auc_fold_mean"] = float(np.mean(m["roc_auc_per_fold"]))
+    target = {"label": f"{spec.label} == {spec.positive!r}", "models": metrics}
+    target["verdict"] = verdict(metrics)
+    if "selection" in result.protocol:
+        target["selection"] = [
+            {k: v for k, v in c.items() if k in ("fold", "chosen", "roc_auc", "margin")}
+            for c in result.protocol["selection"]
+        ]
     return {
         "dataset": name,
         "source": info["folder"],
@@ -394,9 +523,24 @@ def run_tabular(name: str, shared: Path) -> dict:
             "spec": spec.to_dict(),
             "out_of_fold": "metrics on the pooled out-of-fold predictions",
         },
-        "targets": {"churn": {"label": f"{spec.label} == {spec.positive!r}", "models": metrics}},
+        "targets": {"churn": target},
         "seconds": round(time.perf_counter() - t0, 1),
     }
+
+
+def plain_folds(data, spec) -> dict[str, dict]:
+    """The yardsticks on tabular mode's own folds (same StratifiedKFold, same seed): pooled and per fold."""
+    from sklearn.model_selection import StratifiedKFold
+
+    kfold = StratifiedKFold(n_splits=spec.folds, shuffle=True, random_state=spec.seed)
+    pooled = {k: np.zeros(len(data.y)) for k in PLAIN}
+    per_fold: dict[str, list[float]] = {k: [] for k in PLAIN}
+    for rest, test in kfold.split(np.zeros(len(data.y)), data.y):
+        p = plain_scores(data.features.iloc[rest], data.y[rest], data.features.iloc[test], data.columns)
+        for k in PLAIN:
+            pooled[k][test] = p[k]
+            per_fold[k].append(_metrics_of(data.y[test], p[k])["roc_auc"])
+    return {k: _metrics_of(data.y, pooled[k]) | {"roc_auc_per_fold": per_fold[k]} for k in PLAIN}
 
 
 # ------------------------------------------------------------------------------------------- ravenstack
@@ -524,7 +668,9 @@ def render_table(results_dir: Path) -> str:
                 if model not in t["models"]:
                     continue
                 r = t["models"][model]
-                ref = ref_all.get(target, {}).get(model, {})
+                # SOURCE.md's numbers are of a LightGBM and a logistic regression: beside churnml's served model
+                # and the baselines of the same kind
+                ref = ref_all.get(target, {}).get({"chosen": "lightgbm"}.get(model, model), {})
                 ref_text = (
                     "-"
                     if not ref
@@ -537,6 +683,28 @@ def render_table(results_dir: Path) -> str:
                     f"{'-' if not ci else f'{ci[0]:.3f}..{ci[1]:.3f}'} | {_fmt(r['pr_auc'])} | {_fmt(r['log_loss'])} | "
                     f"{_fmt(r['brier'])} | {ref_text} | {t.get('protocol', protocol)} |"
                 )
+        for target, t in data["targets"].items():
+            v = t.get("verdict")
+            if not v:
+                continue
+            chosen = t["models"]["chosen"]
+            best = t["models"][v["better_yardstick"]]
+            picks = [c["chosen"] for c in t.get("selection", [])]
+            folds = (
+                f"; per fold {', '.join(f'{a:.4f}' for a in chosen['roc_auc_per_fold'])} against "
+                f"{', '.join(f'{b:.4f}' for b in best['roc_auc_per_fold'])}, at least as good in "
+                f"{v['folds_at_least_as_good']} of {v['folds']}"
+                if "folds" in v
+                else ""
+            )
+            notes.append(
+                f"{data['dataset']} {target}: churnml's chosen model"
+                f"{' (' + ', '.join(f'{k} in {picks.count(k)}' for k in sorted(set(picks))) + ' of the folds)' if picks else ''}"
+                f" {'mean fold ' if v['compared_on'] == 'roc_auc_fold_mean' else ''}ROC-AUC "
+                f"{chosen[v['compared_on']]:.4f} against the better yardstick, {v['better_yardstick']}, "
+                f"{best[v['compared_on']]:.4f} (margin {v['margin_roc_auc']:+.4f}){folds}: "
+                f"{'holds' if v['holds'] else 'DOES NOT HOLD'}."
+            )
         if "shap_vs_utility" in data:
             s = data["shap_vs_utility"]
             shown = ", ".join(

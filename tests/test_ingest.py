@@ -303,6 +303,38 @@ def test_ingest_writes_a_folder_that_validates(tmp_path):
     assert ingest("fightchurn", src, tmp_path / "out")["rows"] == report["rows"]
 
 
+def test_addons_file_holding_the_plans_table_is_detected_and_an_empty_table_refused(tmp_path):
+    subs = _subs(
+        (1, "starter_mthly", "2023-11-10", "2023-12-10", 100, 5, "users", 1, 0.0),
+        (1, "meetings", "2023-11-10", "2023-12-10", 300, 5000, "schedule_meeting", 1, 0.0),
+        (2, "premier_annual", "2023-02-01", "2024-02-01", 1800, 100, "users", 12, 0.0),
+    )
+    usage = pd.DataFrame(
+        {
+            "account_id": [1],
+            "event_date": ["2023-11-11"],
+            "event_type": ["search"],
+            "n_events": [3],
+            "n_users": [2],
+            "value_sum": [None],
+        }
+    )
+    src = _write_fightchurn_folder(tmp_path / "src", _fc_accounts().head(2), subs, usage)
+    PLANS.to_csv(src / "sim_config" / "crm6_addons.csv", index=False)  # what fightchurn 1.2.0 writes
+    report = ingest("fightchurn", src, tmp_path / "out")
+    assert "holds the plans table" in report["notes"]["addons_file_defect"]
+    assert report["rows"]["subscriptions"] == 2 and report["notes"]["subscriptions_addon_rows_skipped"] == 1
+    # add-ons that name every product would leave no subscription: refused in one line naming the cause
+    pd.DataFrame({"plan": ["starter_mthly", "premier_annual", "meetings"], "mrr": [1, 2, 3]}).to_csv(
+        src / "sim_config" / "crm6_addons.csv", index=False
+    )
+    (src / "sim_config" / "crm6_plans.csv").unlink()
+    with pytest.raises(
+        ChurnmlError, match=r"leaves table\(s\) subscriptions empty \(subscriptions_addon_rows_skipped: 3\)"
+    ):
+        ingest("fightchurn", src, tmp_path / "out2")
+
+
 def test_ingest_refuses_unknown_sources_missing_files_and_cluttered_output(tmp_path):
     with pytest.raises(ChurnmlError, match="unknown source 'kaggle'"):
         ingest("kaggle", tmp_path, tmp_path / "out")

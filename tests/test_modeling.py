@@ -191,7 +191,11 @@ def test_same_seed_same_predictions(tables, churn_model):
     rows = _test_rows(churn_model, features)
     np.testing.assert_array_equal(again.predict_proba(rows), churn_model.predict_proba(rows))
     other_seed = train_model(features, labels, "churn", fast_config(seed=7), SplitConfig(), HORIZON)
-    assert not np.array_equal(other_seed.predict_raw(rows), churn_model.predict_raw(rows))
+    # the seed moves LightGBM (the logistic candidate has no randomness)
+    assert not np.array_equal(
+        other_seed.booster.predict(other_seed.prepare(rows), raw_score=True),
+        churn_model.booster.predict(churn_model.prepare(rows), raw_score=True),
+    )
 
 
 def test_calibration_lowers_brier_on_the_test_period(tables, churn_model):
@@ -270,7 +274,7 @@ def test_optuna_search_is_optional_seeded_and_recorded(tables):
     rows = _test_rows(a, features)
     np.testing.assert_array_equal(a.predict_proba(rows), b.predict_proba(rows))
     best = min(t["value"] for t in a.info["optuna_trials"])
-    assert a.info["validation_logloss_weighted"] == pytest.approx(best)
+    assert a.info["validation_logloss"] == pytest.approx(best)
 
 
 # ---------------------------------------------------------------------------------- prepare, save, load
@@ -342,10 +346,14 @@ def test_drift_reference_is_stable_on_training_data_and_flags_a_shift(tables, ch
 # ----------------------------------------------------------------------------------------- baselines
 
 
-def test_health_score_is_a_weighted_sum_of_standardised_signals():
+def test_health_score_is_a_weighted_sum_of_standardised_signals(caplog):
     train = pd.DataFrame({"good": [0.0, 2.0, 4.0], "bad": [1.0, 1.0, 4.0], "text": ["a", "b", "c"]})
-    with pytest.warns(UserWarning, match="absent_signal"):
+    with warnings.catch_warnings(), caplog.at_level("INFO", logger="churnml.modeling.baselines"):
+        warnings.simplefilter("error")  # one log line, no UserWarning
         hs = HealthScore.fit(train, {"good": 2.0, "bad": -1.0, "absent_signal": 1.0}, "churn")
+    assert [r.getMessage() for r in caplog.records] == [
+        "health score: rebuilt from good, bad; not in the feature table: absent_signal"
+    ]
     assert hs.weights == {"good": 2.0, "bad": -1.0}
     frame = pd.DataFrame({"good": [4.0, np.nan], "bad": [1.0, 4.0]})
     z_good = (4.0 - 2.0) / np.std([0.0, 2.0, 4.0])
@@ -462,3 +470,94 @@ def test_fixed_split_dates_outside_the_data_fail_clearly():
         split_periods(cutoffs, SplitConfig(test_start="2030-01-01"), 31)
     with pytest.raises(ChurnmlError, match="split.train_end"):
         split_periods(cutoffs, SplitConfig(test_start="2023-06-01", train_end="soon"), 31)
+
+
+# ---------------------------------------------------------------- model selection, points from the base rate
+
+
+def _validation_rows(model: TrainedModel, features: pd.DataFrame) -> pd.DataFrame:
+    return features[features["cutoff"].isin(model.split.validation)]
+
+
+@pytest.mark.parametrize(
+    "weights", [None, {"lightgbm": 0.0, "logistic": 1.0}, {"lightgbm": 0.5, "logistic": 0.5}]
+)
+def test_points_start_from_the_mean_predicted_probability_and_add_up(tables, churn_model, weights, tmp_path):
+    from churnml.explain.contributions import explain_accounts
+    from churnml.modeling.model import explanation_reference
+
+    features, _, _ = tables
+    model = churn_model
+    if weights is not None:  # the same fitted parts, served as the logistic model or the blend
+        model = TrainedModel.load(churn_model.save(tmp_path / "model"))
+        model.weights = dict(weights)
+        model.info["reference"] = explanation_reference(model, _validation_rows(model, features))
+    assert model.info["selection"]["chosen"] in ("lightgbm", "logistic", "blend")
+    calibration_rows = _validation_rows(model, features)
+    out = explain_accounts(model, calibration_rows)
+    first = out.groupby(["account_id", "as_of"], sort=False).first()
+    mean_p = model.predict_proba(calibration_rows).mean()
+    assert abs(first["base_probability"].iloc[0] - mean_p) < 1e-9
+    assert np.ptp(first["base_probability"]) == 0
+    sums = out.groupby(["account_id", "as_of"], sort=False)
+    np.testing.assert_allclose(
+        sums["probability_points"].sum(), first["probability"] - first["base_probability"], atol=1e-12
+    )
+    np.testing.assert_allclose(first["base_value"] + sums["shap_value"].sum(), first["raw_score"], atol=1e-9)
+    np.testing.assert_allclose(first["probability"], model.predict_proba(calibration_rows), atol=1e-12)
+
+
+def test_linear_shap_is_exact_for_a_linear_model(tables, churn_model):
+    from churnml.modeling.model import linear_contributions, linear_raw
+
+    features, _, _ = tables
+    rows = _test_rows(churn_model, features).head(40)
+    x = churn_model.prepare(rows)
+    phi, base = linear_contributions(churn_model.linear, x, churn_model.features)
+    np.testing.assert_allclose(base + phi.sum(axis=1), linear_raw(churn_model.linear, x), atol=1e-9)
+    # a linear model's exact Shapley value of a feature depends on that feature only
+    moved = x.copy()
+    numeric = next(c for c in churn_model.features if c not in churn_model.categories)
+    moved[numeric] = moved[numeric] + 1.0
+    phi2, _ = linear_contributions(churn_model.linear, moved, churn_model.features)
+    j = churn_model.features.index(numeric)
+    np.testing.assert_allclose(np.delete(phi2, j, axis=1), np.delete(phi, j, axis=1), atol=1e-12)
+    assert not np.allclose(phi2[:, j], phi[:, j])
+
+
+def test_selection_is_recorded_and_the_served_model_is_the_chosen_one(tables, churn_model):
+    features, _, _ = tables
+    sel = churn_model.info["selection"]
+    assert set(sel["roc_auc"]) == {"lightgbm", "logistic", "blend"}
+    assert sel["roc_auc"][sel["chosen"]] - max(
+        v for k, v in sel["roc_auc"].items() if k != sel["chosen"]
+    ) == (pytest.approx(sel["margin"]))
+    only = train_model(*tables[:2], "churn", fast_config(candidates=["lightgbm"]), SplitConfig(), HORIZON)
+    assert only.info["selection"]["chosen"] == "lightgbm" and only.weights == {
+        "lightgbm": 1.0,
+        "logistic": 0.0,
+    }
+    rows = _test_rows(churn_model, features)
+    from churnml.modeling.model import linear_raw
+
+    x = churn_model.prepare(rows)
+    w = churn_model.weights
+    expected = w["lightgbm"] * churn_model.booster.predict(x, raw_score=True) + w["logistic"] * linear_raw(
+        churn_model.linear, x
+    )
+    np.testing.assert_allclose(churn_model.predict_raw(rows), expected, atol=1e-12)
+
+
+def test_health_score_without_most_of_its_signals_is_left_out_in_one_line(tables, churn_model, caplog):
+    features, labels, _ = tables
+    from churnml.config import HealthScoreConfig
+
+    kept = next(iter(EvaluationConfig().health_score.weights))
+    # one signal of three present (a third of the weight): not the rule a CS team wrote
+    weights = {kept: 1.0, "signal_of_another_product": 1.0, "another_absent_signal": -1.0}
+    cfg = EvaluationConfig(health_score=HealthScoreConfig(weights=weights))
+    with warnings.catch_warnings(), caplog.at_level("INFO", logger="churnml.modeling.baselines"):
+        warnings.simplefilter("error")
+        baselines = fit_baselines(churn_model, features, labels, cfg)
+    assert baselines.health is None
+    assert len(caplog.records) == 1 and "left out of the comparison" in caplog.records[0].getMessage()

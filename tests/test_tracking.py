@@ -175,6 +175,11 @@ def test_logged_model_from_the_registry_predicts_the_same_probabilities(store, t
     assert run.data.params["warehouse.url"] == "postgresql+psycopg://db.example/scores"
     assert not any("tiger" in v for v in run.data.params.values())
     assert run.data.tags["data_version"] == "md5-abc"
+    # the model selection: which candidate is served, each candidate's validation ROC-AUC, the margin
+    selection = model.info["selection"]
+    assert run.data.tags["chosen_model"] == selection["chosen"]
+    assert run.data.metrics["selection.roc_auc.logistic"] == pytest.approx(selection["roc_auc"]["logistic"])
+    assert run.data.metrics["selection.margin"] == pytest.approx(selection["margin"])
     artifacts = {a.path for a in _client().list_artifacts(run_id, "plots")}
     assert {
         f"plots/{n}.{ext}" for n in ("roc", "pr", "calibration", "gains") for ext in ("csv", "png")

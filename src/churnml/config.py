@@ -224,6 +224,13 @@ class ModelConfig:
     # feature name -> +1 (risk rises with it) / -1; applied to the churn model only
     monotone_churn: dict[str, int] = field(default_factory=dict)
     optuna_trials: int = 0
+    # the candidates the served model is chosen from, by ROC-AUC on the validation period (or on inner
+    # folds in tabular mode): lightgbm always; logistic (a plain L2 logistic regression); blend (their mean
+    # log-odds, chosen only when it beats the better single model by more than blend_margin)
+    candidates: list[str] = field(default_factory=lambda: ["lightgbm", "logistic", "blend"])
+    blend_margin: float = 0.001
+    # tabular mode without dates: inner folds that pick the trees, the model and fit the calibration
+    crossfit_folds: int = 5
 
 
 @dataclass

@@ -57,7 +57,7 @@ from churnml.errors import ChurnmlError
 from churnml.explain.contributions import explain_accounts
 from churnml.modeling.baselines import Baselines, fit_baselines_rows
 from churnml.modeling.metrics import Evaluation, build_evaluation, compute_metrics, metrics_json, plot_tables
-from churnml.modeling.model import TrainedModel, _categorical_levels, fit_rows
+from churnml.modeling.model import TrainedModel, _categorical_levels, fit_crossfit, fit_rows
 from churnml.modeling.runs import log_training_run
 from churnml.modeling.tracking import data_version
 from churnml.names import TARGETS
@@ -423,18 +423,33 @@ def _fit(
     info: dict[str, Any],
 ) -> tuple[TrainedModel, Baselines]:
     _check_classes(data.y[train], "training set")
-    _check_classes(data.y[valid], "validation set")
-    train_rows, valid_rows = _rows(data, train), _rows(data, valid)
-    model = fit_rows(
-        train_rows,
-        valid_rows,
-        spec.target,
-        label_name(spec),
-        data.columns,
-        data.categories,
-        model_cfg,
-        info=info,
-    )
+    train_rows = _rows(data, train)
+    if spec.date:
+        _check_classes(data.y[valid], "validation set")
+        valid_rows = _rows(data, valid)
+        model = fit_rows(
+            train_rows,
+            valid_rows,
+            spec.target,
+            label_name(spec),
+            data.columns,
+            data.categories,
+            model_cfg,
+            info=info,
+        )
+    else:
+        # no later period: every training row trains (inner folds choose and calibrate, then a refit);
+        # the baselines keep the stratified carve-out below for their calibration
+        model = fit_crossfit(
+            _rows(data, np.sort(np.concatenate([train, valid]))),
+            spec.target,
+            label_name(spec),
+            data.columns,
+            data.categories,
+            model_cfg,
+            info=info,
+        )
+        valid_rows = _rows(data, valid)
     cfg = dataclasses.replace(
         evaluation_cfg,
         health_score=dataclasses.replace(evaluation_cfg.health_score, weights=dict(spec.health)),
@@ -514,10 +529,12 @@ def evaluate_table(
     }
 
     pieces, fold_rows = [], []
-    n_train = []
+    n_train: list[int] = []
+    chosen: list[dict[str, Any]] = []
     for k, train, valid, test in parts:
         model, baselines = _fit(data, train, valid, spec, model_cfg, evaluation_cfg, {"fold": k})
         n_train.append(len(train))
+        chosen.append({"fold": k, **model.info["selection"]})
         test_rows = data.features.iloc[test]
         predictions = {"lightgbm": model.predict_proba(test_rows), **baselines.predict_proba(test_rows)}
         base = _score_base(data, test, "test").assign(fold=k)
@@ -547,6 +564,7 @@ def evaluate_table(
                 **{m: (None if not math.isfinite(v) else v) for m, v in values.items()},
             }
         )
+    protocol["selection"] = chosen
     return TabularResult(evaluation=evaluation, protocol=protocol, folds=pd.DataFrame(fold_rows))
 
 

@@ -16,6 +16,14 @@ the secant slope of ``g`` between the base and this account's score (when ``|f -
 numerical derivative of ``g`` at ``f0`` replaces it). Because ``g`` is monotone the slope is >= 0, so a point
 keeps the sign of its SHAP value, and ``sum_i pp_i = p - p0`` exactly. Points are in probability units
 (0.045 = 4.5 percentage points).
+
+Where the points start: a model trained by churnml explains from the portfolio's average predicted
+probability, ``p0`` = the mean calibrated probability of its calibration rows (the validation period; in
+tabular mode all training rows), not from ``g`` of the booster's own base value (which with class weights
+is the weighted mean log-odds). Its SHAP values are re-centred on those rows (:func:`portfolio_contributions`):
+``f0`` becomes the log-odds that ``g`` maps to that mean, each feature's value moves by a constant, and
+``base_value + sum(shap_value) == raw_score`` still holds. A logistic model is explained by its exact
+linear SHAP values and a blend by the same weights of both (``TrainedModel.contributions``).
 """
 
 from __future__ import annotations
@@ -101,12 +109,39 @@ def _contribution_chunks(model: ExplainableModel, frame: pd.DataFrame, chunk_row
     k = len(model.features)
     for start in range(0, len(frame), chunk_rows):
         x = model.prepare(frame.iloc[start : start + chunk_rows])
+        own = getattr(model, "contributions", None)
+        if own is not None:  # a TrainedModel: TreeSHAP, exact linear SHAP, or both for a blend
+            phi, base = own(x, num_threads=num_threads)
+            yield start, phi, base
+            continue
         contrib = np.asarray(model.booster.predict(x, pred_contrib=True, num_threads=num_threads))
         if contrib.ndim != 2 or contrib.shape[1] != k + 1:
             raise ChurnmlError(
                 f"explain: expected {k + 1} contribution columns for a binary model, got shape {contrib.shape}"
             )
         yield start, contrib[:, :k], contrib[:, k]
+
+
+def _reference(model: ExplainableModel) -> dict[str, Any] | None:
+    info = getattr(model, "info", None)
+    return info.get("reference") if isinstance(info, dict) else None
+
+
+def portfolio_contributions(
+    model: ExplainableModel, phi: np.ndarray, base: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """SHAP values re-centred on the portfolio: base = the log-odds of the mean predicted probability.
+
+    A model trained by churnml records (``model.info["reference"]``, see
+    :func:`churnml.modeling.model.explanation_reference`) the mean calibrated probability of its
+    calibration rows, the log-odds the calibration maps to it, and one offset per feature; subtracting the
+    offsets keeps base + sum = log-odds per row and makes the base probability that mean. A model without
+    it keeps its own base value.
+    """
+    ref = _reference(model)
+    if not ref:
+        return phi, base
+    return phi - np.asarray(ref["offsets"], dtype=float), np.full(len(phi), float(ref["raw"]))
 
 
 def calibration_slope(
@@ -202,6 +237,7 @@ def _explain_chunks(
     feature_names = pa.array(feats, type=pa.string())
     target = pa.scalar(model.target, pa.string())
     for start, phi, base in _contribution_chunks(model, features, chunk_rows, num_threads):
+        phi, base = portfolio_contributions(model, phi, base)
         chunk = features.iloc[start : start + len(phi)]
         raw = phi.sum(axis=1) + base
         slope, p, p0 = calibration_slope(model.calibrate, raw, base)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,11 @@ from churnml.errors import ChurnmlError
 from churnml.modeling.calibration import Calibrator
 from churnml.modeling.model import TrainedModel
 from churnml.modeling.split import labeled_frame
+
+log = logging.getLogger(__name__)
+# a health score whose present signals carry less than this share of its |weights| is left out: what is
+# left of it is not the rule a CS team wrote
+HEALTH_MIN_WEIGHT_SHARE = 0.5
 
 # --------------------------------------------------------------------------------------------- baselines
 
@@ -47,9 +53,10 @@ class HealthScore:
                 "of the table; name existing features"
             )
         if absent:
-            warnings.warn(
-                f"health score: signal(s) not in the feature table, skipped: {', '.join(absent)}",
-                stacklevel=2,
+            log.info(
+                "health score: rebuilt from %s; not in the feature table: %s",
+                ", ".join(usable),
+                ", ".join(absent),
             )
         means, stds = {}, {}
         for name in usable:
@@ -190,11 +197,21 @@ def fit_baselines_rows(
         warnings.filterwarnings("ignore", message=".*converge.*")
         pipe.fit(_logistic_input(model.prepare(train), categorical), train["y"].to_numpy())
     method = model.calibrator.method
+    health, health_calibrator = None, None
     raw_valid = logistic_raw(pipe, _logistic_input(model.prepare(valid), categorical))
     y_valid = valid["y"].to_numpy()
-    health, health_calibrator = None, None
-    if cfg.health_score.weights:
-        health = HealthScore.fit(train, cfg.health_score.weights, model.target)
+    weights = cfg.health_score.weights
+    present = {
+        k: w for k, w in weights.items() if k in train.columns and pd.api.types.is_numeric_dtype(train[k])
+    }
+    share = sum(abs(w) for w in present.values()) / max(sum(abs(w) for w in weights.values()), 1e-12)
+    if weights and share < HEALTH_MIN_WEIGHT_SHARE:
+        log.info(
+            "health score: left out of the comparison (its signals %s are not in the feature table)",
+            ", ".join(sorted(set(weights) - set(present))) or "-",
+        )
+    elif weights:
+        health = HealthScore.fit(train, weights, model.target)
         health_calibrator = Calibrator.fit(
             "sigmoid" if method == "none" else method, health.score(valid), y_valid
         )

@@ -19,6 +19,7 @@ The flow for one target (``churn`` or ``expansion``):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -64,7 +65,11 @@ class TrainedModel:
             (decile edges and shares of the calibrated probability on the validation period, out of
             sample).
         params: the LightGBM parameters used, tuned ones included.
-        info: split, row counts, best iteration, class weighting, versions.
+        info: split, row counts, best iteration, class weighting, the model selection
+            (``info["selection"]``), the explanations' reference (``info["reference"]``), versions.
+        linear: the logistic candidate as plain numbers (:func:`fit_linear`), or None.
+        weights: the chosen model as weights of the candidates' log-odds: ``{"lightgbm": 1, "logistic": 0}``
+            (LightGBM), ``{0, 1}`` (the logistic regression) or ``{0.5, 0.5}`` (the blend).
     """
 
     def __init__(
@@ -78,8 +83,12 @@ class TrainedModel:
         distributions: dict[str, Any],
         params: dict[str, Any],
         info: dict[str, Any],
+        linear: dict[str, Any] | None = None,
+        weights: dict[str, float] | None = None,
     ) -> None:
         self.booster = booster
+        self.linear = linear
+        self.weights = dict(weights or {"lightgbm": 1.0, "logistic": 0.0})
         self.target = target
         self.label_column = label_column
         self.features = list(features)
@@ -136,10 +145,38 @@ class TrainedModel:
         return pd.DataFrame(out, index=frame.index)
 
     def predict_raw(self, frame: pd.DataFrame) -> np.ndarray:
-        """Raw log-odds from the booster (uncalibrated; with class weights they are shifted)."""
+        """Raw log-odds of the chosen model (uncalibrated; with class weights they are shifted)."""
         if len(frame) == 0:
             return np.zeros(0)
-        return np.asarray(self.booster.predict(self.prepare(frame), raw_score=True), dtype=float)
+        x = self.prepare(frame)
+        raw = np.zeros(len(x))
+        if self.weights.get("lightgbm", 0.0):
+            raw += self.weights["lightgbm"] * np.asarray(self.booster.predict(x, raw_score=True), dtype=float)
+        if self.weights.get("logistic", 0.0):
+            raw += self.weights["logistic"] * linear_raw(self.linear, x)
+        return raw
+
+    def contributions(self, x: pd.DataFrame, num_threads: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Exact SHAP values of prepared rows (log-odds) and the base value per row.
+
+        TreeSHAP for the booster, exact linear SHAP for the logistic regression (:func:`linear_contributions`),
+        and for a blend the same weights on both (Shapley values are linear in the model).
+        """
+        k = len(self.features)
+        phi, base = np.zeros((len(x), k)), np.zeros(len(x))
+        if self.weights.get("lightgbm", 0.0):
+            contrib = np.asarray(self.booster.predict(x, pred_contrib=True, num_threads=num_threads))
+            if contrib.ndim != 2 or contrib.shape[1] != k + 1:
+                raise ChurnmlError(
+                    f"explain: expected {k + 1} contribution columns for a binary model, got shape {contrib.shape}"
+                )
+            phi += self.weights["lightgbm"] * contrib[:, :k]
+            base += self.weights["lightgbm"] * contrib[:, k]
+        if self.weights.get("logistic", 0.0):
+            lin_phi, lin_base = linear_contributions(self.linear, x, self.features)
+            phi += self.weights["logistic"] * lin_phi
+            base += self.weights["logistic"] * lin_base
+        return phi, base
 
     def predict_uncalibrated(self, frame: pd.DataFrame) -> np.ndarray:
         """The booster's own probability, before calibration."""
@@ -168,6 +205,8 @@ class TrainedModel:
             "distributions": self.distributions,
             "params": self.params,
             "info": self.info,
+            "linear": self.linear,
+            "weights": self.weights,
         }
         (folder / META_FILE).write_text(json.dumps(meta, indent=1, allow_nan=False) + "\n", encoding="utf-8")
         return folder
@@ -195,6 +234,8 @@ class TrainedModel:
             distributions=meta["distributions"],
             params=meta["params"],
             info=meta["info"],
+            linear=meta.get("linear"),
+            weights=meta.get("weights"),
         )
 
     def drift(self, frame: pd.DataFrame) -> pd.DataFrame:
@@ -248,6 +289,177 @@ def _class_weights(y: np.ndarray, mode: str) -> np.ndarray:
     return np.where(y == 1, n / (2 * pos), n / (2 * (n - pos)))
 
 
+# ------------------------------------------------------------------------------- the logistic candidate
+
+
+def _linear_design(linear: dict[str, Any], x: pd.DataFrame) -> np.ndarray:
+    """The standardised numeric columns and one-hot levels (missing = no level), in ``linear["columns"]`` order."""
+    cols = []
+    for name, spec in linear["numeric"].items():
+        v = x[name].to_numpy(dtype=float, na_value=np.nan)
+        v = np.where(np.isfinite(v), v, spec["median"])
+        cols.append((v - spec["mean"]) / spec["scale"])
+    for name, levels in linear["categorical"].items():
+        v = x[name].astype("object").to_numpy()
+        cols.extend((v == level).astype(float) for level in levels)
+    return np.column_stack(cols) if cols else np.zeros((len(x), 0))
+
+
+def fit_linear(
+    x: pd.DataFrame, y: np.ndarray, w: np.ndarray, categories: dict[str, list[str]]
+) -> dict[str, Any]:
+    """A logistic regression (L2, C=1) on median-imputed standardised numbers and one-hot categoricals.
+
+    Kept as plain numbers (JSON in model.json, no pickle): per numeric column its median, mean and scale on
+    the training rows, per categorical level its training share, and every coefficient, so that
+    :func:`linear_raw` and the exact SHAP values of :func:`linear_contributions` need no scikit-learn object.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from threadpoolctl import threadpool_limits
+
+    numeric = {}
+    for name in x.columns:
+        if name in categories:
+            continue
+        v = x[name].to_numpy(dtype=float, na_value=np.nan)
+        finite = v[np.isfinite(v)]
+        median = float(np.median(finite)) if len(finite) else 0.0
+        filled = np.where(np.isfinite(v), v, median)
+        sd = float(filled.std())
+        numeric[name] = {"median": median, "mean": float(filled.mean()), "scale": sd if sd > 0 else 1.0}
+    linear: dict[str, Any] = {
+        "numeric": numeric,
+        "categorical": {name: list(levels) for name, levels in categories.items() if name in x.columns},
+    }
+    design = _linear_design(linear, x)
+    with threadpool_limits(limits=1, user_api="blas"):
+        # Newton's method: converged to machine precision, so the coefficients do not move with the CPU's
+        # BLAS kernel (lbfgs stops at a tolerance, at a point that does)
+        lr = LogisticRegression(C=1.0, solver="newton-cholesky", max_iter=200).fit(design, y, sample_weight=w)
+    coef = lr.coef_[0].tolist()
+    linear["coef"] = coef
+    linear["intercept"] = float(lr.intercept_[0])
+    # the mean of each design column on the training rows: the reference of the exact linear SHAP values
+    linear["design_mean"] = design.mean(axis=0).tolist() if len(design) else []
+    return linear
+
+
+def linear_raw(linear: dict[str, Any] | None, x: pd.DataFrame) -> np.ndarray:
+    """Log-odds of the logistic candidate on prepared rows."""
+    if linear is None:
+        raise ChurnmlError("model: the logistic part is missing from the saved model")
+    return linear["intercept"] + _linear_design(linear, x) @ np.asarray(linear["coef"], dtype=float)
+
+
+def linear_contributions(
+    linear: dict[str, Any] | None, x: pd.DataFrame, features: list[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact SHAP values of the logistic candidate: ``coef_j (z_j(x) - mean z_j)`` summed over a column's terms.
+
+    With the training rows as background and a model linear in its design columns, these are the exact
+    (interventional) Shapley values; a categorical feature's value sums its one-hot terms. The base value is
+    the mean training log-odds, so base + sum = the log-odds of the row.
+    """
+    if linear is None:
+        raise ChurnmlError("model: the logistic part is missing from the saved model")
+    design = _linear_design(linear, x)
+    coef = np.asarray(linear["coef"], dtype=float)
+    centred = (design - np.asarray(linear["design_mean"], dtype=float)) * coef
+    owner = [*linear["numeric"], *[n for n, lv in linear["categorical"].items() for _ in lv]]
+    phi = np.zeros((len(x), len(features)))
+    index = {f: i for i, f in enumerate(features)}
+    for j, name in enumerate(owner):
+        phi[:, index[name]] += centred[:, j]
+    base = linear["intercept"] + float(np.asarray(linear["design_mean"], dtype=float) @ coef)
+    return phi, np.full(len(x), base)
+
+
+# ------------------------------------------------------------------------------------ model selection
+
+
+def _auc(y: np.ndarray, score: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(y, score)) if 0 < y.sum() < len(y) else math.nan
+
+
+def select_candidate(
+    y: np.ndarray, tree_raw: np.ndarray, linear: np.ndarray, cfg: ModelConfig, where: str
+) -> dict[str, Any]:
+    """The chosen model among LightGBM, the logistic regression and their blend, by ROC-AUC on held-out rows.
+
+    The blend (mean of the two log-odds) is chosen only when it beats the better single model by more than
+    ``cfg.blend_margin``; between the two single models the higher ROC-AUC wins (LightGBM on a tie).
+
+    Returns:
+        ``chosen``, ``weights`` (of the two log-odds), ``roc_auc`` per candidate, ``margin`` (the chosen
+        model's ROC-AUC minus the runner-up's) and ``rows`` (``where``: which held-out rows decided).
+    """
+    scores = {"lightgbm": _auc(y, tree_raw)}
+    if "logistic" in cfg.candidates:
+        scores["logistic"] = _auc(y, linear)
+        if "blend" in cfg.candidates:
+            scores["blend"] = _auc(y, 0.5 * tree_raw + 0.5 * linear)
+    singles = {k: v for k, v in scores.items() if k != "blend"}
+    chosen = max(singles, key=lambda k: (singles[k], k == "lightgbm"))
+    if "blend" in scores and scores["blend"] > scores[chosen] + cfg.blend_margin:
+        chosen = "blend"
+    weights = {"lightgbm": {"lightgbm": 1.0, "logistic": 0.0}, "logistic": {"lightgbm": 0.0, "logistic": 1.0}}
+    others = [v for k, v in scores.items() if k != chosen and math.isfinite(v)]
+    return {
+        "chosen": chosen,
+        "weights": weights.get(chosen, {"lightgbm": 0.5, "logistic": 0.5}),
+        "roc_auc": scores,
+        "margin": scores[chosen] - max(others) if others else math.nan,
+        "rows": where,
+    }
+
+
+def _invert(calibrate: Any, target: float) -> float:
+    """The raw score whose calibrated probability is ``target`` (bisection; the map is monotone)."""
+    lo, hi = -1.0, 1.0
+    while float(calibrate(np.array([lo]))[0]) > target and lo > -1e4:
+        lo *= 2
+    while float(calibrate(np.array([hi]))[0]) < target and hi < 1e4:
+        hi *= 2
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if float(calibrate(np.array([mid]))[0]) < target:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+def explanation_reference(model: TrainedModel, rows: pd.DataFrame) -> dict[str, Any]:
+    """Where explanations start: the mean predicted probability on the calibration rows (the base rate).
+
+    ``probability`` = mean calibrated probability of ``rows``; ``raw`` = the log-odds the calibration maps
+    to it; ``offsets`` (one per feature) re-centre the SHAP values on these rows: each feature's mean SHAP
+    value there, plus its share (by mean |SHAP|) of the gap between ``raw`` and the mean log-odds (the
+    calibration map is not linear). Subtracting the offsets moves the base value from the model's own (the
+    training mean of the log-odds) to ``raw`` and keeps base + sum = log-odds for every row, so probability
+    points count from the portfolio's average predicted probability and still add up to each probability.
+    """
+    x = model.prepare(rows)
+    phi, base = model.contributions(x)
+    raw = phi.sum(axis=1) + base
+    p_mean = float(np.mean(model.calibrate(raw)))
+    f_star = _invert(model.calibrate, p_mean)
+    mean_abs = np.abs(phi).mean(axis=0)
+    share = (
+        mean_abs / mean_abs.sum() if mean_abs.sum() > 0 else np.full(len(mean_abs), 1 / max(len(mean_abs), 1))
+    )
+    offsets = phi.mean(axis=0) + (f_star - float(raw.mean())) * share
+    return {
+        "probability": p_mean,
+        "raw": f_star,
+        "offsets": [float(v) for v in offsets],
+        "rows": len(rows),
+        "rule": "mean calibrated probability on the calibration rows",
+    }
+
+
 def _lgbm_params(cfg: ModelConfig) -> dict[str, Any]:
     g = cfg.lgbm
     return {
@@ -296,7 +508,7 @@ def _fit_booster(
     )
 
 
-def _best_logloss(booster: Any) -> float:
+def _best_logloss(booster: Any) -> float:  # the validation set's, unweighted
     scores = booster.best_score.get("validation", {})
     return float(scores.get("binary_logloss", math.inf))
 
@@ -428,9 +640,13 @@ def fit_rows(
     if y_train.sum() == 0:
         raise ChurnmlError(f"{label}: no positive example among the {len(y_train)} training rows")
     x_train, x_valid = model.prepare(train_rows), model.prepare(valid_rows)
-    w_train, w_valid = _class_weights(y_train, cfg.class_weight), _class_weights(y_valid, cfg.class_weight)
+    # early stopping on the validation period's unweighted ROC-AUC: the class weights shift the booster's
+    # log-odds, so its unweighted log loss keeps falling as the calibration-free shift shrinks and never
+    # stopped on the default data (600 trees, overfit); a rank metric is blind to that shift, and it is the
+    # metric the candidates are chosen on. The log loss is still recorded (second metric).
+    w_train, w_valid = _class_weights(y_train, cfg.class_weight), None
 
-    params = _lgbm_params(cfg)
+    params = {**_lgbm_params(cfg), "metric": ["auc", "binary_logloss"]}
     monotone = cfg.monotone_churn if target == "churn" else {}
     if monotone:
         bad = [f for f in monotone if f not in columns or f in model.categories]
@@ -451,6 +667,8 @@ def fit_rows(
             categorical,
         )
 
+    if monotone:  # a constrained model is LightGBM: the logistic candidate's signs are not constrained
+        cfg = dataclasses.replace(cfg, candidates=["lightgbm"])
     trials: list[dict[str, Any]] = []
     if cfg.optuna_trials > 0:
         params, trials = _tune(params, cfg, fit)
@@ -458,31 +676,170 @@ def fit_rows(
     best = booster.best_iteration if booster.best_iteration > 0 else booster.current_iteration()
     # round-trip through text: the in-memory model is exactly what save() writes and load() reads
     model.booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
+    tree_valid = np.asarray(model.booster.predict(x_valid, raw_score=True), dtype=float)
+    linear_valid = np.zeros(len(x_valid))
+    if "logistic" in cfg.candidates:
+        model.linear = fit_linear(x_train, y_train, w_train, model.categories)
+        linear_valid = linear_raw(model.linear, x_valid)
+    selection = select_candidate(y_valid, tree_valid, linear_valid, cfg, "validation period")
+    return _finish(
+        model,
+        selection,
+        selection["weights"]["lightgbm"] * tree_valid + selection["weights"]["logistic"] * linear_valid,
+        y_valid,
+        valid_rows,
+        x_train,
+        params,
+        int(best),
+        cfg,
+        {
+            **(info or {}),
+            "n_train": len(train_rows),
+            "n_validation": len(valid_rows),
+            "positives_train": int(y_train.sum()),
+            "positives_validation": int(y_valid.sum()),
+            "validation_logloss": _best_logloss(booster),
+            "optuna_trials": trials,
+        },
+    )
 
-    raw_valid = model.predict_raw(valid_rows)
-    model.calibrator = Calibrator.fit(cfg.calibration, raw_valid, y_valid)
-    valid_proba = model.calibrator.transform(raw_valid)
+
+def _finish(
+    model: TrainedModel,
+    selection: dict[str, Any],
+    raw_held_out: np.ndarray,
+    y_held_out: np.ndarray,
+    reference_rows: pd.DataFrame,
+    x_train: pd.DataFrame,
+    params: dict[str, Any],
+    trees: int,
+    cfg: ModelConfig,
+    info: dict[str, Any],
+) -> TrainedModel:
+    """Calibrate the chosen model on held-out log-odds; record drift references, selection and the base rate."""
+    import lightgbm as lgb
+
+    model.weights = dict(selection["weights"])
+    model.calibrator = Calibrator.fit(cfg.calibration, raw_held_out, y_held_out)
     model.distributions = {
         "features": {
             c: _categorical_reference(x_train[c].astype("object"))
             if c in model.categories
             else _numeric_reference(x_train[c].to_numpy(float), _DRIFT_BINS)
-            for c in columns
+            for c in model.features
         },
-        "score": _numeric_reference(valid_proba, _DRIFT_BINS),
+        "score": _numeric_reference(model.calibrator.transform(raw_held_out), _DRIFT_BINS),
     }
-    model.params = {**params, "num_boost_round": cfg.lgbm.n_estimators, "best_iteration": int(best)}
+    model.params = {**params, "num_boost_round": cfg.lgbm.n_estimators, "best_iteration": trees}
     model.info = {
-        **(info or {}),
-        "n_train": len(train_rows),
-        "n_validation": len(valid_rows),
-        "positives_train": int(y_train.sum()),
-        "positives_validation": int(y_valid.sum()),
+        **info,
         "class_weight": cfg.class_weight,
         "calibration": cfg.calibration,
         "seed": cfg.seed,
-        "validation_logloss_weighted": _best_logloss(booster),
-        "optuna_trials": trials,
+        "selection": selection,
         "lightgbm_version": lgb.__version__,
     }
+    model.info["reference"] = explanation_reference(model, reference_rows)
     return model
+
+
+def fit_crossfit(
+    rows: pd.DataFrame,
+    target: str,
+    label: str,
+    columns: list[str],
+    categories: dict[str, list[str]],
+    cfg: ModelConfig,
+    *,
+    info: dict[str, Any] | None = None,
+) -> TrainedModel:
+    """Fit on every row when the data has no later period: inner folds choose, a refit on all rows serves.
+
+    ``cfg.crossfit_folds`` stratified inner folds: in each, LightGBM stops early on the held-out part
+    (unweighted log loss) and the logistic candidate is fitted on the rest, giving out-of-fold log-odds
+    of both for every row. They choose the model (:func:`select_candidate`) and fit the calibration
+    (cross-fitting: no row calibrates a model that saw it). The served model is then refit on all rows,
+    LightGBM with the inner folds' mean best number of trees scaled by all rows / inner training rows.
+    """
+    import lightgbm as lgb
+    from sklearn.model_selection import StratifiedKFold
+
+    model = TrainedModel(None, target, label, columns, categories, Calibrator("none"), {}, {}, {})
+    y = rows["y"].to_numpy()
+    if min(int(y.sum()), int(len(y) - y.sum())) < cfg.crossfit_folds:
+        raise ChurnmlError(
+            f"{label}: {int(min(y.sum(), len(y) - y.sum()))} row(s) of the rarer class, fewer than "
+            f"model.crossfit_folds={cfg.crossfit_folds}"
+        )
+    x = model.prepare(rows)
+    w = _class_weights(y, cfg.class_weight)
+    params = _lgbm_params(cfg)
+    monotone = cfg.monotone_churn if target == "churn" else {}
+    if monotone:
+        params["monotone_constraints"] = [int(monotone.get(c, 0)) for c in columns]
+        cfg = dataclasses.replace(cfg, candidates=["lightgbm"])
+    categorical = list(categories)
+    folds = list(
+        StratifiedKFold(n_splits=cfg.crossfit_folds, shuffle=True, random_state=cfg.seed).split(x, y)
+    )
+
+    def fit_fold(p: dict[str, Any], tr: np.ndarray, va: np.ndarray) -> Any:
+        return _fit_booster(
+            p,
+            cfg.lgbm.n_estimators,
+            cfg.lgbm.early_stopping_rounds,
+            (x.iloc[tr], y[tr], w[tr]),
+            (x.iloc[va], y[va], None),
+            categorical,
+        )
+
+    trials: list[dict[str, Any]] = []
+    if cfg.optuna_trials > 0:
+        params, trials = _tune(params, cfg, lambda p: fit_fold(p, *folds[0]))
+    tree_oof, linear_oof, best, inner_rows = np.zeros(len(y)), np.zeros(len(y)), [], []
+    for tr, va in folds:
+        booster = fit_fold(params, tr, va)
+        it = booster.best_iteration if booster.best_iteration > 0 else booster.current_iteration()
+        best.append(it)
+        inner_rows.append(len(tr))
+        tree_oof[va] = booster.predict(x.iloc[va], raw_score=True, num_iteration=it)
+        if "logistic" in cfg.candidates:
+            linear_oof[va] = linear_raw(fit_linear(x.iloc[tr], y[tr], w[tr], categories), x.iloc[va])
+    trees = max(1, round(float(np.mean(best)) * len(y) / float(np.mean(inner_rows))))
+    full = lgb.train(
+        params,
+        lgb.Dataset(x, label=y, weight=w, categorical_feature=categorical),
+        num_boost_round=trees,
+    )
+    model.booster = lgb.Booster(model_str=full.model_to_string())
+    if "logistic" in cfg.candidates:
+        model.linear = fit_linear(x, y, w, categories)
+    selection = select_candidate(
+        y, tree_oof, linear_oof, cfg, f"{cfg.crossfit_folds} inner folds, out of fold"
+    )
+    oof = selection["weights"]["lightgbm"] * tree_oof + selection["weights"]["logistic"] * linear_oof
+    return _finish(
+        model,
+        selection,
+        oof,
+        y,
+        rows,
+        x,
+        params,
+        trees,
+        cfg,
+        {
+            **(info or {}),
+            "n_train": len(rows),
+            "n_validation": 0,
+            "positives_train": int(y.sum()),
+            "positives_validation": 0,
+            "crossfit": {
+                "folds": cfg.crossfit_folds,
+                "best_iterations": [int(b) for b in best],
+                "trees_refit": trees,
+                "calibration": "out of fold",
+            },
+            "optuna_trials": trials,
+        },
+    )

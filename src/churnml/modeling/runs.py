@@ -102,8 +102,19 @@ def log_training_run(
         mlflow.log_params(flatten_params(params))
         mlflow.log_params(flatten_params({"trained": {k: v for k, v in model.params.items()}}))
         mlflow.log_metrics(flatten_metrics(document))
+        selection = model.info.get("selection") or {}
+        if selection:  # the candidates' held-out ROC-AUC and the chosen model's margin over the runner-up
+            mlflow.log_metrics(
+                {f"selection.roc_auc.{k}": v for k, v in selection["roc_auc"].items() if v == v}
+                | (
+                    {"selection.margin": selection["margin"]}
+                    if selection["margin"] == selection["margin"]
+                    else {}
+                )
+            )
         mlflow.set_tags(
             {
+                "chosen_model": selection.get("chosen", "lightgbm"),
                 "target": model.target,
                 "label_column": model.label_column,
                 "data_version": data_version,

@@ -337,14 +337,37 @@ def _fightchurn_data_end(src: Path, schema: str) -> pd.Timestamp:
     return pd.Timestamp(str(end))
 
 
+def _fightchurn_addons(addons_file: Path, plans: pd.DataFrame | None) -> tuple[tuple[str, ...], dict]:
+    """The add-on products, and a note when the add-ons file is the known ChurnSim defect.
+
+    fightchurn 1.2.0 can write the plans table into ``sim_config/<schema>_addons.csv`` (its columns
+    ``bill_period``/``users``, or plan names of the plans file): read as add-ons, every base-plan row would
+    be skipped. Then the add-ons are the default ones (:data:`FIGHTCHURN_ADDONS`) less any listed plan.
+    """
+    if not addons_file.is_file():
+        return FIGHTCHURN_ADDONS, {}
+    table = _read_csv(addons_file)
+    if "plan" not in table.columns:
+        raise ChurnmlError(f"{addons_file}: no column 'plan'")
+    listed = set(plans["plan"].astype(str)) if plans is not None and "plan" in plans.columns else set()
+    named = set(table["plan"].astype(str))
+    if {"bill_period", "users"} <= set(table.columns) or (listed and named & listed):
+        addons = tuple(a for a in FIGHTCHURN_ADDONS if a not in listed)
+        return addons, {
+            "addons_file_defect": f"{addons_file.name} holds the plans table (a known ChurnSim export defect); "
+            f"add-ons taken as {', '.join(addons)}"
+        }
+    return tuple(table["plan"].astype(str)), {}
+
+
 def _ingest_fightchurn(src: Path) -> tuple[dict[str, pd.DataFrame], dict]:
     account_file = _find(src, "*_account.csv")
     schema = account_file.name.removesuffix("_account.csv")
     data_end = _fightchurn_data_end(src, schema)
     addons_file = src / "sim_config" / f"{schema}_addons.csv"
-    addons = tuple(_read_csv(addons_file)["plan"]) if addons_file.is_file() else FIGHTCHURN_ADDONS
     plans_file = src / "sim_config" / f"{schema}_plans.csv"
     plans = _read_csv(plans_file) if plans_file.is_file() else None
+    addons, addons_note = _fightchurn_addons(addons_file, plans)
 
     ids = {"account_id": "str"}
     accounts_raw = _read_csv(account_file, dtype=ids, keep_default_na=False, na_values=[""])
@@ -355,6 +378,7 @@ def _ingest_fightchurn(src: Path) -> tuple[dict[str, pd.DataFrame], dict]:
     usage_raw = _read_csv(_find(src, f"{schema}_usage_daily.csv*"), dtype=ids, parse_dates=["event_date"])
 
     subscriptions, sub_notes = fightchurn_subscriptions(subs_raw, data_end, addons, plans)
+    _refuse_empty("fightchurn", {"subscriptions": subscriptions}, sub_notes, src)
     accounts = fightchurn_accounts(accounts_raw, subs_raw, addons)
     usage, usage_notes = fightchurn_usage(usage_raw, data_end)
 
@@ -362,6 +386,7 @@ def _ingest_fightchurn(src: Path) -> tuple[dict[str, pd.DataFrame], dict]:
     notes: dict = {
         "schema": schema,
         "data_end": data_end.date().isoformat(),
+        **addons_note,
         **sub_notes,
         **usage_notes,
         "accounts_churned_before_data_end": int(last["end_date"].notna().sum()),
@@ -601,6 +626,18 @@ def _check_out(out: Path, written: set[str]) -> None:
         raise ChurnmlError(f"{out}: already holds {', '.join(stale)} from elsewhere; use an empty folder")
 
 
+def _refuse_empty(source: str, tables: dict[str, pd.DataFrame], notes: dict, src: Path) -> None:
+    """One line naming the cause when a table every stage needs (accounts, subscriptions) maps to no row."""
+    empty = [name for name in ("accounts", "subscriptions") if name in tables and tables[name].empty]
+    if empty:
+        skipped = {k: v for k, v in notes.items() if isinstance(v, int) and v and "skipped" in k}
+        cause = f" ({', '.join(f'{k}: {v:,}' for k, v in skipped.items())})" if skipped else ""
+        raise ChurnmlError(
+            f"ingest {source}: the mapping leaves table(s) {', '.join(empty)} empty{cause}; "
+            f"check the source files in {src}"
+        )
+
+
 def ingest(source: str, src: Path, out: Path) -> dict:
     """Map a third-party layout onto the contract and write ``out/<table>.parquet``.
 
@@ -626,6 +663,7 @@ def ingest(source: str, src: Path, out: Path) -> dict:
     if not src.is_dir():
         raise ChurnmlError(f"{src}: no such folder")
     tables, notes = ADAPTERS[source](src)
+    _refuse_empty(source, tables, notes, src)
     notes = {**notes, **_coverage_notes(tables)}
     _check_out(out, set(tables))
     write_folder(tables, out)
