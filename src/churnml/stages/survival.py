@@ -56,9 +56,13 @@ def survival(cfg: Config, root: Path) -> str:
     )
     plots = root / paths.survival_plots
     plots.mkdir(parents=True, exist_ok=True)
-    result.calibration.round(6).to_csv(plots / "calibration.csv", index=False)
-    result.curves.round(6).to_csv(plots / "curves.csv", index=False)
-    result.profiles.round(6).to_csv(plots / "profiles.csv", index=False)
+    declared = OUTPUTS["survival_plots"].files  # each file's columns, in their declared order
+    for name, frame in (
+        ("calibration.csv", result.calibration),
+        ("curves.csv", result.curves),
+        ("profiles.csv", result.profiles),
+    ):
+        frame[list(declared[name])].round(6).to_csv(plots / name, index=False)
     bt = result.backtest.assign(as_of=pd.to_datetime(result.backtest["as_of"]).dt.date.astype(str))
     bt[list(_BACKTEST_COLUMNS)].round(6).to_csv(plots / "forecast_backtest.csv", index=False)
     lg = metrics["models"]["lightgbm"]
