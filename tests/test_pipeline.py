@@ -85,8 +85,6 @@ def test_repro_runs_every_stage_without_network(repo):
     watermark = json.loads((dest / "data" / "score_watermark.json").read_text())
     assert watermark["as_of_count"] == 1 and watermark["scored"][0]["scores_rows"] > 0
     # the score stage's committed checks agree with its own outputs (tests/test_calls.py reads the default's)
-    import pandas as pd
-
     checks = json.loads((dest / "metrics" / "score.json").read_text())
     scores = pd.read_parquet(dest / "data" / "scores.parquet")
     calls = pd.read_parquet(dest / "data" / "call_list.parquet")

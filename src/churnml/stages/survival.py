@@ -20,8 +20,6 @@ from churnml.contract.outputs import OUTPUTS
 from churnml.dataset.spine import as_of_day, data_end
 from churnml.survival.pipeline import account_survival_table, gap_to_churn_model, run_survival
 
-_BACKTEST_COLUMNS = OUTPUTS["survival_plots"].files["forecast_backtest.csv"]  # = forecast.BACKTEST_COLUMNS
-
 
 def survival(cfg: Config, root: Path) -> str:
     """Evaluate, fit and apply the survival model; write its model, metrics, plots and the as-of curves."""
@@ -64,7 +62,7 @@ def survival(cfg: Config, root: Path) -> str:
     ):
         frame[list(declared[name])].round(6).to_csv(plots / name, index=False)
     bt = result.backtest.assign(as_of=pd.to_datetime(result.backtest["as_of"]).dt.date.astype(str))
-    bt[list(_BACKTEST_COLUMNS)].round(6).to_csv(plots / "forecast_backtest.csv", index=False)
+    bt[list(declared["forecast_backtest.csv"])].round(6).to_csv(plots / "forecast_backtest.csv", index=False)
     lg = metrics["models"]["lightgbm"]
     return (
         f"survival: {metrics['test_spells']} test spells over {metrics['follow_up_months']} months, "

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from churnml.contract.outputs import OUTPUTS
 from churnml.dataset.labels import churn_events
 from churnml.errors import ChurnmlError
 
@@ -207,22 +208,8 @@ def realised(arr0: np.ndarray, arr_h: np.ndarray, by: dict[str, np.ndarray]) -> 
 
 
 FORECAST_MONTHS = (3, 12)
-BACKTEST_COLUMNS = (
-    "as_of",
-    "horizon_months",
-    "dimension",
-    "group",
-    "grr_mean",
-    "grr_p10",
-    "grr_p90",
-    "realised_grr",
-    "naive_grr",
-    "nrr_mean",
-    "nrr_p10",
-    "nrr_p90",
-    "realised_nrr",
-    "naive_nrr",
-)
+# the backtest table's columns, declared once with the plot files of the survival stage
+BACKTEST_COLUMNS = OUTPUTS["survival_plots"].files["forecast_backtest.csv"]
 DRAWS = 1000
 
 
