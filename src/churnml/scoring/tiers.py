@@ -102,9 +102,19 @@ def _reference(model: Any) -> tuple[np.ndarray | None, float | None]:
     info = getattr(model, "info", None) or {}
     n, pos = info.get("n_validation"), info.get("positives_validation")
     base = float(pos) / float(n) if n and pos is not None else None
-    edges = (getattr(model, "distributions", None) or {}).get("score", {}).get("edges")
-    edges = np.asarray(edges, dtype=float) if edges is not None else None
-    if edges is None or len(edges) != len(_DECILES) or np.any(np.diff(edges) <= 0):
+    score = (getattr(model, "distributions", None) or {}).get("score", {})
+    edges = np.asarray(score["edges"], dtype=float) if score.get("edges") is not None else None
+    fractions = score.get("fractions")
+    if edges is not None and len(edges) < len(_DECILES) and fractions and len(fractions) > len(edges):
+        # the drift reference keeps distinct edges only: a model whose scores tie (few trees, a mass of
+        # accounts at the lowest score) has fewer than nine. Its deciles follow from the share of validation
+        # scores at or below each edge; falling back to the scored batch's quantiles instead would make an
+        # account's tier depend on which other accounts were scored with it (a partial export, a partition)
+        at_or_below = np.cumsum(np.asarray(fractions[: len(edges)], dtype=float))
+        at_or_below, first = np.unique(at_or_below, return_index=True)
+        edges = np.interp(_DECILES, at_or_below, edges[first]) if len(first) > 1 else None
+    # tied edges are fine (np.interp needs only the deciles increasing)
+    if edges is None or len(edges) != len(_DECILES) or np.any(np.diff(edges) < 0) or np.ptp(edges) == 0:
         return None, base
     return edges, base
 
