@@ -38,6 +38,15 @@ def read_folder(folder: Path, *, raw: bool = True) -> dict[str, pd.DataFrame]:
     With ``raw=False`` the tables are validated against their schemas and coerced (use this for
     folders written by ``churnml validate``).
     """
+    return {
+        name: frame if raw else coerce_table(name, frame)
+        for name, path in table_files(folder).items()
+        for frame in (read_raw_table(path),)
+    }
+
+
+def table_files(folder: Path) -> dict[str, Path]:
+    """The contract tables present in a folder (``<table>.parquet`` or ``.csv``); the required ones must be."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ChurnmlError(f"{folder}: no such folder")
@@ -46,14 +55,7 @@ def read_folder(folder: Path, *, raw: bool = True) -> dict[str, pd.DataFrame]:
         raise ChurnmlError(
             f"{folder}: required table(s) missing: {', '.join(missing)} (expected <table>.parquet or <table>.csv)"
         )
-    out: dict[str, pd.DataFrame] = {}
-    for name in TABLES:
-        path = table_path(folder, name)
-        if path is None:
-            continue
-        frame = read_raw_table(path)
-        out[name] = frame if raw else coerce_table(name, frame)
-    return out
+    return {n: p for n in TABLES if (p := table_path(folder, n)) is not None}
 
 
 def coerce_table(name: str, frame: pd.DataFrame) -> pd.DataFrame:

@@ -31,7 +31,8 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from churnml.contract.schemas import REQUIRED_TABLES, TABLES
+from churnml.contract.io import table_files
+from churnml.contract.schemas import TABLES
 from churnml.contract.validate import MAX_KEYS_SHOWN, REASON, DateBounds
 from churnml.errors import ChurnmlError
 
@@ -478,21 +479,6 @@ def quarantined_sql(name: str) -> str:
     """The failing rows as read (declared columns) with their reasons, in their file's order."""
     raw = ", ".join(f"{q('r_' + c)} AS {q(c)}" for c in TABLES[name].schema.columns)
     return f"SELECT {raw}, reason AS {q(REASON)} FROM {q('bad_' + name)} ORDER BY {ROW}"
-
-
-def table_files(folder: Path) -> dict[str, Path]:
-    """The contract tables present in a folder (``<table>.parquet`` or ``.csv``); the required ones must be."""
-    from churnml.contract.io import table_path
-
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ChurnmlError(f"{folder}: no such folder")
-    missing = [n for n in REQUIRED_TABLES if table_path(folder, n) is None]
-    if missing:
-        raise ChurnmlError(
-            f"{folder}: required table(s) missing: {', '.join(missing)} (expected <table>.parquet or <table>.csv)"
-        )
-    return {n: p for n in TABLES if (p := table_path(folder, n)) is not None}
 
 
 def validate_folder(

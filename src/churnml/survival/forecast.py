@@ -157,6 +157,18 @@ def simulate_book(
     return np.where(alive, arr, 0.0)
 
 
+def _each_group(arr0: np.ndarray, by: dict[str, np.ndarray]):
+    """(dimension, group, row mask, starting ARR) for the book and each group of ``by`` holding ARR."""
+    dims = {"portfolio": np.array(["all"] * len(arr0)), **by}
+    for dim, values in dims.items():
+        values = np.asarray(values).astype(str)
+        for v in sorted(set(values)):
+            idx = values == v
+            base = float(arr0[idx].sum())
+            if base > 0:
+                yield dim, v, idx, base
+
+
 def summarise(arr0: np.ndarray, arr_h: np.ndarray, by: dict[str, np.ndarray]) -> pd.DataFrame:
     """Expected ARR, GRR and NRR with their quantiles, for the book and each group of ``by``.
 
@@ -165,45 +177,31 @@ def summarise(arr0: np.ndarray, arr_h: np.ndarray, by: dict[str, np.ndarray]) ->
         quantiles of :data:`QUANTILES`.
     """
     rows = []
-    dims = {"portfolio": np.array(["all"] * len(arr0)), **by}
-    for dim, values in dims.items():
-        values = np.asarray(values).astype(str)
-        for v in sorted(set(values)):
-            idx = values == v
-            base = float(arr0[idx].sum())
-            if base <= 0:
-                continue
-            total = arr_h[idx].sum(axis=0)
-            gross = np.minimum(arr_h[idx], arr0[idx][:, None]).sum(axis=0)
-            row = {"dimension": dim, "group": v, "accounts": int(idx.sum()), "arr_start": base}
-            for name, series in (("arr", total), ("grr", gross / base), ("nrr", total / base)):
-                row[f"{name}_mean"] = float(series.mean())
-                for q, p in QUANTILES.items():
-                    row[f"{name}_{q}"] = float(np.quantile(series, p))
-            rows.append(row)
+    for dim, v, idx, base in _each_group(arr0, by):
+        total = arr_h[idx].sum(axis=0)
+        gross = np.minimum(arr_h[idx], arr0[idx][:, None]).sum(axis=0)
+        row = {"dimension": dim, "group": v, "accounts": int(idx.sum()), "arr_start": base}
+        for name, series in (("arr", total), ("grr", gross / base), ("nrr", total / base)):
+            row[f"{name}_mean"] = float(series.mean())
+            for q, p in QUANTILES.items():
+                row[f"{name}_{q}"] = float(np.quantile(series, p))
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
 def realised(arr0: np.ndarray, arr_h: np.ndarray, by: dict[str, np.ndarray]) -> pd.DataFrame:
     """The realised ARR, GRR and NRR of the same groups (``arr_h`` per account)."""
     rows = []
-    dims = {"portfolio": np.array(["all"] * len(arr0)), **by}
-    for dim, values in dims.items():
-        values = np.asarray(values).astype(str)
-        for v in sorted(set(values)):
-            idx = values == v
-            base = float(arr0[idx].sum())
-            if base <= 0:
-                continue
-            rows.append(
-                {
-                    "dimension": dim,
-                    "group": v,
-                    "realised_arr": float(arr_h[idx].sum()),
-                    "realised_grr": float(np.minimum(arr_h[idx], arr0[idx]).sum() / base),
-                    "realised_nrr": float(arr_h[idx].sum() / base),
-                }
-            )
+    for dim, v, idx, base in _each_group(arr0, by):
+        rows.append(
+            {
+                "dimension": dim,
+                "group": v,
+                "realised_arr": float(arr_h[idx].sum()),
+                "realised_grr": float(np.minimum(arr_h[idx], arr0[idx]).sum() / base),
+                "realised_nrr": float(arr_h[idx].sum() / base),
+            }
+        )
     return pd.DataFrame(rows)
 
 
