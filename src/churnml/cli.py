@@ -378,6 +378,52 @@ def score(
     )
 
 
+@app.command()
+def forecast(
+    as_of: ScoringDay = None,
+    data: Annotated[Path | None, typer.Option(help="Folder of contract tables")] = None,
+    source_url: Annotated[str | None, typer.Option(help="Database holding the contract's tables")] = None,
+    warehouse: Annotated[
+        str | None, typer.Option(help="SQLAlchemy URL of the warehouse (default: config)")
+    ] = None,
+    survival_version: ModelRef = None,
+    run_kind: Annotated[str, typer.Option(help="scheduled | manual | backtest")] = "manual",
+) -> None:
+    """Survival curves and the revenue forecast as of a date with the champion survival model; write
+    account_survival and revenue_forecast (a rerun of the as-of replaces its rows)."""
+    day = parse_day(as_of, "--as-of") if as_of else None
+    from churnml.config import load_config, repo_root
+    from churnml.scoring.batch import load_tables
+    from churnml.survival.batch import forecast_accounts, prepare_forecast
+
+    _refuse_password_option(warehouse, "--warehouse", "CHURNML_WAREHOUSE_URL")
+    _refuse_password_option(source_url, "--source-url", "CHURNML_SOURCE_URL")
+    cfg = load_config(check_fresh=False)
+    url = warehouse or os.environ.get("CHURNML_WAREHOUSE_URL")
+    source_url = source_url or os.environ.get("CHURNML_SOURCE_URL") if data is None else source_url
+    # Fail fast: the warehouse and the model are checked before minutes of reading and feature work.
+    prepared = prepare_forecast(cfg, model_ref=survival_version, warehouse_url=url)
+    if data is None and source_url is None:
+        data = repo_root() / cfg.paths.validated
+    tables = load_tables(data, source_url, cfg.data)
+    result = forecast_accounts(
+        tables, cfg, as_of=day, warehouse_url=url, run_kind=run_kind, prepared=prepared
+    )
+    fc = result.revenue_forecast
+    book = fc[(fc["dimension"] == "portfolio") & (fc["horizon_months"] == fc["horizon_months"].max())]
+    headline = ""
+    if len(book):
+        r = book.iloc[0]
+        headline = (
+            f"; {int(r['horizon_months'])}-month GRR {r['grr_mean']:.3f} (80% {r['grr_p10']:.3f}-{r['grr_p90']:.3f}), "
+            f"NRR {r['nrr_mean']:.3f} (80% {r['nrr_p10']:.3f}-{r['nrr_p90']:.3f})"
+        )
+    _echo(
+        f"forecast {len(result.account_survival):,} accounts as of {result.as_of.date()} (survival model "
+        f"v{result.version}): {len(fc):,} revenue_forecast rows{headline}; run {result.run.run_id}"
+    )
+
+
 def _refuse_password_option(url: str | None, option: str, env: str) -> None:
     """A password on the command line is visible to every user in ``ps``: refuse it, naming the variable."""
     from churnml.config import has_password
@@ -484,7 +530,7 @@ def monitor(
 
 @app.command()
 def promote(
-    target: Annotated[str, typer.Option(help="churn | expansion")],
+    target: Annotated[str, typer.Option(help="churn | expansion | survival")],
     version: Annotated[str, typer.Option(help="Registered model version")],
     reason: Annotated[str, typer.Option(help="Why (recorded on the version)")] = "",
 ) -> None:
@@ -498,7 +544,7 @@ def promote(
 
 @app.command()
 def rollback(
-    target: Annotated[str, typer.Option(help="churn | expansion")],
+    target: Annotated[str, typer.Option(help="churn | expansion | survival")],
     reason: Annotated[str, typer.Option(help="Why (recorded on the version)")] = "",
 ) -> None:
     """Return the champion alias to the previous champion (recorded as a tag)."""

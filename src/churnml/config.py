@@ -78,6 +78,9 @@ class PathsConfig:
     monitor_plots: str = "${.plots}/monitor"
     reports: str = "reports"
     survival_model: str = "${.models}/survival"
+    # the survival stage's record of its MLflow registration (as evaluate's <registry>/<target>.json; not in that
+    # folder, which explain depends on to follow the 90-day champions)
+    survival_registry: str = "${.models}/survival_registry.json"
     survival_metrics: str = "${.metrics}/survival.json"
     survival_plots: str = "${.plots}/survival"
     account_survival: str = "data/account_survival.parquet"
@@ -377,6 +380,10 @@ class WarehouseConfig:
     runs_table: str = "score_runs"
     performance_table: str = "score_performance"
     call_list_table: str = "weekly_call_list"
+    # what `churnml forecast` writes (churnml.contract.tables: ACCOUNT_SURVIVAL_COLUMNS, ...)
+    account_survival_table: str = "account_survival"
+    revenue_forecast_table: str = "revenue_forecast"
+    forecast_runs_table: str = "forecast_runs"
     lock_timeout_s: float = (
         60.0  # how long a writer waits for another writer of the same file/as-of (0: fail)
     )
@@ -429,6 +436,13 @@ class SurvivalConfig:
     test_periods: int = 3  # the latest cutoffs whose whole horizon is observed
     holdout_share: float = 0.2  # accounts whose rows stop boosting (early stopping), not fit it
     cox_alpha: float = 1.0  # ridge penalty of the Cox baseline (scikit-survival's alpha)
+    # The champion rule of the registered survival model (churnml.survival.registry): the integrated Brier
+    # score over the horizon by default (lower is better), the one metric that judges the whole curve's
+    # probabilities, which the revenue forecast consumes; Harrell's or Uno's C (harrell_c, uno_c) judge only
+    # the ranking. The new version must beat the champion by more than the margin (0.0005: about 0.7% of the
+    # default data's 0.071, a tenth of the survival model's lead over Kaplan-Meier there).
+    promotion_metric: str = "integrated_brier"
+    promotion_margin: float = 0.0005
 
 
 @dataclass

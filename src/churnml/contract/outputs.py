@@ -239,6 +239,9 @@ OUTPUTS: dict[str, Output] = {
     ),
     "monitor_plots": Output("plots_folder", "realised performance tables (dvc plots)", files=_MONITOR_FILES),
     "survival_model": Output("model_folder", "the survival (discrete-time hazard) model"),
+    "survival_registry": Output(
+        "document", "the survival model's MLflow registration", document="registry_record"
+    ),
     "survival_metrics": Output(
         "document",
         "survival model vs Kaplan-Meier, Cox and the oracle, out of time",

@@ -8,7 +8,9 @@ taken from here, never typed again.
 
 Tables: ``spine``, ``labels``, ``features``, ``scoring_features``, ``explanations``, ``reasons``, ``scores``
 (the score stage's Parquet: the ``churn_scores`` layout before the warehouse adds ``run_id``/``scored_at``),
-``account_survival``, ``revenue_forecast``, and the warehouse tables ``churn_scores``, ``churn_explanations``, ``score_runs``, ``score_performance``, ``weekly_call_list``.
+``account_survival``, ``revenue_forecast`` (the survival stage's Parquet and, with their run columns, the
+warehouse tables ``churnml forecast`` writes), and the warehouse tables ``churn_scores``,
+``churn_explanations``, ``score_runs``, ``score_performance``, ``weekly_call_list``, ``forecast_runs``.
 """
 
 from __future__ import annotations
@@ -159,10 +161,12 @@ CALL_LIST_COLUMNS: tuple[WarehouseColumn, ...] = (
 )
 # Survival curves of the accounts active at an as-of (churnml.survival): one row per account and as-of.
 # ``survival`` is the JSON list S(1..horizon_months): the probability of still being a customer at the end
-# of each month from the as-of; the rest are read off it (churnml.survival.model.curve_frame).
+# of each month from the as-of; the rest are read off it (churnml.survival.model.curve_frame). The survival
+# stage's Parquet has the same layout without the last three columns, which ``churnml forecast`` fills from
+# its run (the registry version differs in every MLflow store: a DVC output must not depend on it).
 ACCOUNT_SURVIVAL_COLUMNS: tuple[WarehouseColumn, ...] = (
     _W("account_id", "text", key=True),
-    _W("as_of", "date", key=True),
+    _W("as_of", "date", key=True, filled=True),
     _W("horizon_months", "int"),
     _W("survival", "json"),
     _W("next_renewal_month", "int"),  # first month at risk (annual: its term end); 0 = none in the horizon
@@ -172,12 +176,17 @@ ACCOUNT_SURVIVAL_COLUMNS: tuple[WarehouseColumn, ...] = (
     _W("p_churn_horizon", "float"),  # 1 - S(horizon)
     _W("segment", "text"),
     _W("touch_model", "text"),
+    _W("csm_id", "text"),  # the account's CSM (accounts.csm_id); "pooled" when it has none
     _W("arr", "float"),
+    _W("survival_model_version", "text", filled=True),  # the registered survival model's version
+    _W("run_id", "text", filled=True),  # the forecast_runs record of the write
+    _W("forecast_at", "ts", filled=True),  # when the run wrote it (UTC)
 )
 # The revenue forecast of the book active at an as-of (churnml.survival.forecast): one row per as-of, horizon,
-# dimension (portfolio, segment, touch_model) and group; means and quantiles of the simulated ARR, GRR, NRR.
+# dimension (portfolio, segment, touch_model, csm) and group; means and quantiles of the simulated ARR, GRR,
+# NRR (p10..p90: the 80% interval, p025..p975: the 95% one). Filled columns as for account_survival.
 REVENUE_FORECAST_COLUMNS: tuple[WarehouseColumn, ...] = (
-    _W("as_of", "date", key=True),
+    _W("as_of", "date", key=True, filled=True),
     _W("horizon_months", "int", key=True),
     _W("dimension", "text", key=True),
     _W("group", "text", key=True),
@@ -188,6 +197,29 @@ REVENUE_FORECAST_COLUMNS: tuple[WarehouseColumn, ...] = (
         for m in ("arr", "grr", "nrr")
         for q in ("mean", "p025", "p10", "p50", "p90", "p975")
     ),
+    _W("survival_model_version", "text", filled=True),
+    _W("run_id", "text", filled=True),
+    _W("forecast_at", "ts", filled=True),
+)
+# The columns a forecast run fills in both tables; the survival stage's Parquet leaves them out.
+FORECAST_RUN_FILLED = ("survival_model_version", "run_id", "forecast_at")
+# One row per `churnml forecast` run: its as-of, the survival model version, status and row counts. A run's
+# account_survival and revenue_forecast rows commit in the same transaction as its "succeeded" record.
+FORECAST_RUNS_COLUMNS: tuple[WarehouseColumn, ...] = (
+    _W("run_id", "text", key=True),
+    _W("as_of", "date"),
+    _W("survival_model_version", "text"),
+    _W("status", "text"),
+    _W("run_kind", "text"),
+    _W("account_survival_rows", "int"),
+    _W("revenue_forecast_rows", "int"),
+    _W("data_start", "date"),
+    _W("data_end", "date"),
+    _W("started_at", "ts"),
+    _W("finished_at", "ts"),
+    _W("error", "text"),
+    _W("host", "text"),
+    _W("pid", "int"),
 )
 _PANDERA_DTYPE = {
     "text": str,
@@ -369,8 +401,10 @@ SCORE_RUNS = _warehouse("score_runs", RUNS_COLUMNS)
 SCORE_PERFORMANCE = _warehouse("score_performance", PERFORMANCE_COLUMNS)
 WEEKLY_CALL_LIST = _warehouse("weekly_call_list", CALL_LIST_COLUMNS)
 CALL_LIST = _warehouse("call_list", CALL_LIST_COLUMNS)  # the score stage's Parquet copy
-ACCOUNT_SURVIVAL = _warehouse("account_survival", ACCOUNT_SURVIVAL_COLUMNS)
-REVENUE_FORECAST = _warehouse("revenue_forecast", REVENUE_FORECAST_COLUMNS)
+# The survival stage's Parquet files: the warehouse layouts without the columns a forecast run fills.
+ACCOUNT_SURVIVAL = _warehouse("account_survival", ACCOUNT_SURVIVAL_COLUMNS, optional=FORECAST_RUN_FILLED)
+REVENUE_FORECAST = _warehouse("revenue_forecast", REVENUE_FORECAST_COLUMNS, optional=FORECAST_RUN_FILLED)
+FORECAST_RUNS = _warehouse("forecast_runs", FORECAST_RUNS_COLUMNS)
 # The score stage's Parquet: the churn_scores rows before the warehouse fills run_id and scored_at.
 SCORES = _warehouse("scores", SCORES_COLUMNS, optional=("run_id", "scored_at"))
 
@@ -392,5 +426,6 @@ OUTPUT_TABLES: dict[str, OutputTable] = {
         CALL_LIST,
         ACCOUNT_SURVIVAL,
         REVENUE_FORECAST,
+        FORECAST_RUNS,
     )
 }

@@ -1,7 +1,9 @@
 """The MLflow model registry: registered versions, the champion alias, promotion and rollback.
 
 Registry. Each logged model is a pyfunc wrapping the saved ``models/<target>/`` folder (predicting
-calibrated probabilities), registered as ``churnml-churn`` / ``churnml-expansion``.
+calibrated probabilities), registered as ``churnml-churn`` / ``churnml-expansion``; the survival model
+(``models/survival``, its pyfunc predicting the monthly hazard of account-month rows) as
+``churnml-survival``, under the same rule with its own metric (:func:`apply_promotion_rule`).
 
 Promotion rule (automatic, after each registered run): the ``champion`` alias moves to the new version
 only if it beats the current champion on ``promotion_metric`` by more than ``promotion_margin`` (higher
@@ -31,7 +33,7 @@ import getpass
 import json
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -154,41 +156,55 @@ def _champion_metric_on_rows(
     return values[metric]
 
 
-def _better(new: float, old: float, metric: str, margin: float) -> bool:
+def _better(new: float, old: float, higher_is_better: bool, margin: float) -> bool:
     if not (math.isfinite(new) and math.isfinite(old)):
         return False
-    return new - old > margin if HIGHER_IS_BETTER[metric] else old - new > margin
+    return new - old > margin if higher_is_better else old - new > margin
 
 
-def decide_promotion(
+# Given the champion's registered version, its metric on the new run's rows and ``compared_on``; raises
+# (ChurnmlError, MLflow, OS, key or value errors) when it cannot, and the champion's logged metric is used.
+ChampionScore = Callable[[str], float]
+
+
+def apply_promotion_rule(
     target: str,
     version: str,
-    evaluation: Evaluation,
-    cfg: EvaluationConfig,
+    metric: str,
+    higher_is_better: bool,
+    margin: float,
+    new_value: float,
+    rescore: ChampionScore | None = None,
     *,
-    test_features: pd.DataFrame | None = None,
     root: Path | None = None,
     tracking: TrackingConfig | None = None,
     context: RunContext | None = None,
 ) -> dict[str, str]:
-    """Apply the promotion rule (module docstring) to a registered version; move the alias if it wins.
+    """The promotion rule (module docstring) for any registered model: move the alias if the new version wins.
 
-    ``context`` (default: may promote) says whether this run may move the alias at all; when it may not,
-    the version stays a candidate whatever the rule says.
+    Args:
+        target: the model's target (its registered name, :func:`churnml.modeling.tracking.registered_name`).
+        version: the new registered version.
+        metric: the promotion metric's name; the champion's logged value is its tag ``test_<metric>``.
+        higher_is_better: the metric's direction.
+        margin: the new version must beat the champion by more than this.
+        new_value: the new version's value.
+        rescore: the champion's value on the new version's test rows (``compared_on`` ``new_test_rows``);
+            when absent or when it raises, the champion's logged metric is used.
+        root: the repository root.
+        tracking: the tracking section.
+        context: whether this run may move the alias at all (default: may promote); when it may not, the
+            version stays a candidate whatever the rule says.
 
     Returns:
         The decision tags written on the version.
     """
-    metric = cfg.promotion_metric
-    if metric not in METRICS:
-        raise ChurnmlError(f"evaluation.promotion_metric: {metric!r} is not one of {', '.join(METRICS)}")
     client = _client(root, tracking or TrackingConfig())
     name = registered_name(target)
-    new_value = evaluation.metric(metric)
     champion = _champion(client, name)
     decision: dict[str, str] = {
         "promotion_metric": metric,
-        "promotion_margin": str(cfg.promotion_margin),
+        "promotion_margin": str(margin),
         "new_metric_value": repr(new_value),
         "decided_at": _now(),
     }
@@ -197,11 +213,9 @@ def decide_promotion(
         promote_it = True
     else:
         old_value, compared_on = math.nan, "champion_logged_metric"
-        if test_features is not None:
+        if rescore is not None:
             try:
-                old_value = _champion_metric_on_rows(
-                    name, champion.version, evaluation, test_features, metric, cfg
-                )
+                old_value = float(rescore(str(champion.version)))
                 compared_on = "new_test_rows"
             except (ChurnmlError, _mlflow().exceptions.MlflowException, KeyError, OSError, ValueError) as exc:
                 log.warning("champion v%s not re-scored on the new test rows (%s)", champion.version, exc)
@@ -210,7 +224,7 @@ def decide_promotion(
                 old_value = float(champion.tags.get(f"test_{metric}", "nan"))
             except ValueError:
                 old_value = math.nan
-        promote_it = _better(new_value, old_value, metric, cfg.promotion_margin)
+        promote_it = _better(new_value, old_value, higher_is_better, margin)
         decision |= {
             "promotion_decision": "promoted" if promote_it else "kept_champion",
             "compared_with": str(champion.version),
@@ -237,6 +251,45 @@ def decide_promotion(
     _set_tags(client, name, version, decision)
     log.info("%s v%s: %s (%s)", name, version, decision["promotion_decision"], decision.get("compared_on"))
     return decision
+
+
+def decide_promotion(
+    target: str,
+    version: str,
+    evaluation: Evaluation,
+    cfg: EvaluationConfig,
+    *,
+    test_features: pd.DataFrame | None = None,
+    root: Path | None = None,
+    tracking: TrackingConfig | None = None,
+    context: RunContext | None = None,
+) -> dict[str, str]:
+    """Apply the promotion rule (module docstring) to a registered 90-day model version; move the alias if it
+    wins. The champion is re-scored on the evaluation's test rows when ``test_features`` are given.
+
+    Returns:
+        The decision tags written on the version.
+    """
+    metric = cfg.promotion_metric
+    if metric not in METRICS:
+        raise ChurnmlError(f"evaluation.promotion_metric: {metric!r} is not one of {', '.join(METRICS)}")
+    name = registered_name(target)
+
+    def rescore(champion_version: str) -> float:
+        return _champion_metric_on_rows(name, champion_version, evaluation, test_features, metric, cfg)
+
+    return apply_promotion_rule(
+        target,
+        version,
+        metric,
+        HIGHER_IS_BETTER[metric],
+        cfg.promotion_margin,
+        evaluation.metric(metric),
+        rescore if test_features is not None else None,
+        root=root,
+        tracking=tracking,
+        context=context,
+    )
 
 
 def promote(
@@ -321,7 +374,7 @@ def load_champion(
     """Load a registered model for scoring.
 
     Args:
-        target: ``churn`` or ``expansion``.
+        target: ``churn``, ``expansion`` or ``survival``.
         ref: an alias (default ``champion``) or a version number.
         root: the repository root (default :func:`churnml.config.repo_root`).
         cfg: the tracking section.

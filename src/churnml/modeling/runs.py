@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 
 from churnml.config import EvaluationConfig, TrackingConfig, repo_root
+from churnml.errors import ChurnmlError
 from churnml.modeling.metrics import (
     Evaluation,
     metrics_json,
@@ -19,7 +20,7 @@ from churnml.modeling.metrics import (
 )
 from churnml.modeling.metrics import figures as draw_figures
 from churnml.modeling.model import TrainedModel
-from churnml.modeling.registry import _set_tags, decide_promotion
+from churnml.modeling.registry import ChampionScore, _set_tags, apply_promotion_rule, decide_promotion
 from churnml.modeling.tracking import (
     _CODE,
     _CODE_FILE,
@@ -80,8 +81,6 @@ def log_training_run(
         (run id, registered version or None when registration is off).
     """
     mlflow = _mlflow()
-    from mlflow.models import infer_signature
-
     tracking = tracking or TrackingConfig()
     evaluation_cfg = evaluation_cfg or EvaluationConfig()
     root = Path(root or repo_root())
@@ -132,22 +131,7 @@ def log_training_run(
         for fig_name, fig in (figures if figures is not None else draw_figures(evaluation)).items():
             mlflow.log_figure(fig, f"plots/{fig_name}.png")
 
-        with tempfile.TemporaryDirectory(prefix="churnml-log-") as tmp:
-            model_dir = model.save(Path(tmp) / "model_dir")
-            code = Path(tmp) / _CODE_FILE
-            code.write_text(_CODE, encoding="utf-8")
-            signature = None
-            if input_example is not None:
-                signature = infer_signature(input_example, model.predict_proba(input_example))
-            info = mlflow.pyfunc.log_model(
-                name=MODEL_ARTIFACT,
-                python_model=str(code),
-                artifacts={"model_dir": str(model_dir)},
-                signature=signature,
-                input_example=input_example,
-                pip_requirements=_requirements(),
-                registered_model_name=name,
-            )
+        info = _log_pyfunc(model, input_example, name)
         run_id = run.info.run_id
 
     version = None
@@ -173,6 +157,122 @@ def log_training_run(
             evaluation,
             evaluation_cfg,
             test_features=test_features,
+            root=root,
+            tracking=tracking,
+            context=context,
+        )
+    return run_id, version
+
+
+def _log_pyfunc(model: TrainedModel, input_example: pd.DataFrame | None, name: str | None) -> Any:
+    """Log the model as the churnml pyfunc of the active run (registered as ``name`` unless None)."""
+    mlflow = _mlflow()
+    from mlflow.models import infer_signature
+
+    with tempfile.TemporaryDirectory(prefix="churnml-log-") as tmp:
+        model_dir = model.save(Path(tmp) / "model_dir")
+        code = Path(tmp) / _CODE_FILE
+        code.write_text(_CODE, encoding="utf-8")
+        signature = None
+        if input_example is not None:
+            signature = infer_signature(input_example, model.predict_proba(input_example))
+        return mlflow.pyfunc.log_model(
+            name=MODEL_ARTIFACT,
+            python_model=str(code),
+            artifacts={"model_dir": str(model_dir)},
+            signature=signature,
+            input_example=input_example,
+            pip_requirements=_requirements(),
+            registered_model_name=name,
+        )
+
+
+def log_survival_run(
+    model: TrainedModel,
+    document: Mapping[str, Any],
+    tables: Mapping[str, pd.DataFrame],
+    params: Any,
+    data_version: str,
+    *,
+    metric: str,
+    higher_is_better: bool,
+    margin: float,
+    rescore: ChampionScore | None = None,
+    input_example: pd.DataFrame | None = None,
+    tracking: TrackingConfig | None = None,
+    root: Path | None = None,
+    context: RunContext | None = None,
+) -> tuple[str, str | None]:
+    """Log the survival model as an MLflow run; register it and apply the promotion rule.
+
+    Args:
+        model: the final survival model (the one the as-of curves and ``churnml forecast`` use).
+        document: the survival stage's metrics document (``metrics/survival.json``): its numbers become the
+            run's metrics (``models.lightgbm.integrated_brier``...), the whole of it ``survival.json``, and
+            ``models.lightgbm`` the version's ``test_<metric>`` tags.
+        tables: the stage's plot tables, kept as ``plots/<name>.csv``.
+        params: the resolved configuration, logged flattened (URLs redacted).
+        data_version: the features file's version.
+        metric: the promotion metric (a key of ``document["models"]["lightgbm"]``).
+        higher_is_better: its direction.
+        margin: the promotion margin.
+        rescore: the champion's metric on this run's test spells
+            (:func:`churnml.modeling.registry.apply_promotion_rule`).
+        input_example: a few account-month design rows for the model signature.
+        tracking: the tracking section.
+        root: the repository root.
+        context: where the run happens (default :func:`run_context`).
+
+    Returns:
+        (run id, registered version or None when registration is off).
+    """
+    mlflow = _mlflow()
+    tracking = tracking or TrackingConfig()
+    root = Path(root or repo_root())
+    client = _client(root, tracking)
+    experiment_id = _experiment_id(client, root, tracking)
+    measured = dict(document["models"]["lightgbm"])
+    if metric not in measured:
+        raise ChurnmlError(f"survival.promotion_metric: {metric!r} is not one of {', '.join(measured)}")
+    name = registered_name(model.target) if tracking.register else None
+    context = context or run_context(root, tracking)
+    identity = _identity(context, params, data_version)
+    run_name = f"{model.target}@{context.experiment}-{identity['params_hash']}"
+    test_period = ",".join(document.get("test_cutoffs", []))
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
+        mlflow.log_params(flatten_params(params))
+        mlflow.log_params(flatten_params({"trained": dict(model.params)}))
+        mlflow.log_metrics(flatten_metrics(document))
+        mlflow.set_tags(
+            {
+                "target": model.target,
+                "data_version": data_version,
+                "test_period": test_period,
+                "tracking_uri": redact_url(tracking_uri(root, tracking)),
+            }
+            | identity
+        )
+        mlflow.log_dict(dict(document), "survival.json")
+        mlflow.log_dict({"features": list(model.features)}, "features.json")
+        mlflow.log_dict(model.info, "model_info.json")
+        for table_name, table in tables.items():
+            mlflow.log_text(table.to_csv(index=False), f"plots/{table_name}.csv")
+        info = _log_pyfunc(model, input_example, name)
+        run_id = run.info.run_id
+    version = None
+    if name is not None:
+        version = str(info.registered_model_version)
+        test_metrics = {f"test_{k}": repr(v) for k, v in measured.items() if v is not None}
+        tags = {"target": model.target, "data_version": data_version, "test_period": test_period}
+        _set_tags(client, name, version, tags | {"run_id": run_id} | identity | test_metrics)
+        apply_promotion_rule(
+            model.target,
+            version,
+            metric,
+            higher_is_better,
+            margin,
+            float(measured[metric]),
+            rescore,
             root=root,
             tracking=tracking,
             context=context,

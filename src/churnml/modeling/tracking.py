@@ -32,7 +32,12 @@ from churnml.errors import ChurnmlError
 from churnml.modeling.model import TrainedModel
 from churnml.warehouse.secrets import redact_urls_in
 
-REGISTERED_NAMES = {"churn": "churnml-churn", "expansion": "churnml-expansion"}
+# the survival model (churnml.survival) is registered beside the 90-day models, under the same champion rule
+REGISTERED_NAMES = {
+    "churn": "churnml-churn",
+    "expansion": "churnml-expansion",
+    "survival": "churnml-survival",
+}
 MODEL_ARTIFACT = "model"
 _PARAM_MAX_CHARS = 6000
 _CODE_FILE = "churnml_pyfunc.py"

@@ -18,6 +18,8 @@ from churnml.errors import ChurnmlError
 
 CENSOR_OFFSET = 0.5
 CALIBRATION_BINS = 10
+# The metrics of :func:`survival_metrics` a champion rule may use, and their direction.
+HIGHER_IS_BETTER = {"integrated_brier": False, "harrell_c": True, "uno_c": True, "calibration_error": False}
 
 
 def survival_times(spells: pd.DataFrame) -> np.ndarray:

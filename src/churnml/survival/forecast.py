@@ -26,6 +26,7 @@ import pandas as pd
 from churnml.contract.outputs import OUTPUTS
 from churnml.dataset.labels import churn_events
 from churnml.errors import ChurnmlError
+from churnml.scoring.calls import POOLED
 
 TOLERANCE = 1e-6
 QUANTILES = {"p025": 0.025, "p10": 0.10, "p50": 0.50, "p90": 0.90, "p975": 0.975}
@@ -211,13 +212,33 @@ BACKTEST_COLUMNS = OUTPUTS["survival_plots"].files["forecast_backtest.csv"]
 DRAWS = 1000
 
 
+CSM = "csm_id"  # the book's column naming each account's CSM (:func:`with_csm`)
+
+
+def with_csm(book: pd.DataFrame, accounts: pd.DataFrame | None) -> pd.DataFrame:
+    """The book with each account's CSM (``accounts.csm_id``; ``pooled`` when it has none, as on the call list).
+
+    The accounts table holds today's assignment only, so a backtest groups past books by today's CSMs: a
+    grouping of the report, never an input of the forecast (no outcome reaches a prediction through it).
+    Without an accounts table (or its ``csm_id``) the book is returned as it is and no CSM rows are made.
+    """
+    if accounts is None or CSM not in accounts.columns:
+        return book
+    csm = accounts[["account_id", CSM]].assign(account_id=accounts["account_id"].astype(str))
+    csm = csm.drop_duplicates("account_id")
+    out = book.drop(columns=[CSM], errors="ignore").assign(account_id=book["account_id"].astype(str))
+    out = out.merge(csm, on="account_id", how="left")
+    named = out[CSM].astype("object").where(out[CSM].notna() & (out[CSM].astype(str).str.strip() != ""))
+    return out.assign(**{CSM: named.fillna(POOLED).astype(str)})
+
+
+# The forecast's groupings: dimension -> the book's column (each present one gives rows per group)
+DIMENSIONS = (("segment", "account_segment"), ("touch_model", "account_touch_model"), ("csm", CSM))
+
+
 def _groups(book: pd.DataFrame) -> dict[str, np.ndarray]:
     by = {}
-    for dim, col in (
-        ("segment", "account_segment"),
-        ("touch_model", "account_touch_model"),
-        ("csm", "account_csm_id"),
-    ):
+    for dim, col in DIMENSIONS:
         if col in book.columns:
             by[dim] = book[col].astype("object").fillna("unknown").astype(str).to_numpy()
     return by
@@ -298,7 +319,8 @@ def backtest(
 
     Returns:
         (rows: one per as-of, horizon, dimension and group with forecast, realised and naive values;
-        summary: mean absolute GRR/NRR error of both on the portfolio, and the 80%/95% coverage over all rows).
+        summary: mean absolute GRR/NRR error of both on the portfolio, and the 80%/95% coverage over all rows
+        and per dimension (``by_dimension``)).
     """
     parts = []
     for as_of, (book, surv) in books.items():
@@ -327,5 +349,11 @@ def backtest(
                 s[f"{m}_coverage_{name}"] = float(inside.mean())
                 ip = (p[f"{m}_{lo}"] <= p[f"realised_{m}"]) & (p[f"realised_{m}"] <= p[f"{m}_{hi}"])
                 s[f"{m}_coverage_{name}_portfolio"] = float(ip.mean())
+                # each grouping on its own: many small CSM books would otherwise outweigh the segments
+                by_dim = inside.groupby(r["dimension"].to_numpy()).agg(["mean", "size"])
+                for dim, (share, n) in by_dim.iterrows():
+                    s.setdefault("by_dimension", {}).setdefault(dim, {"rows": int(n)})[
+                        f"{m}_coverage_{name}"
+                    ] = float(share)
         summary[f"{h}m"] = s
     return rows, summary

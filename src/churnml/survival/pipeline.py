@@ -26,7 +26,15 @@ from churnml.errors import ChurnmlError
 from churnml.modeling.model import TrainedModel
 from churnml.modeling.split import feature_columns
 from churnml.survival.evaluation import CoxBaseline, calibration, km_by_group, survival_metrics
-from churnml.survival.forecast import BACKTEST_COLUMNS, FORECAST_MONTHS, arr_on, backtest, forecast_book
+from churnml.survival.forecast import (
+    BACKTEST_COLUMNS,
+    CSM,
+    FORECAST_MONTHS,
+    arr_on,
+    backtest,
+    forecast_book,
+    with_csm,
+)
 from churnml.survival.model import curve_frame, train_survival
 from churnml.survival.profiles import findings, profile_table
 from churnml.survival.rows import month_end, outcomes, spells, training_rows
@@ -50,6 +58,11 @@ class SurvivalResult:
     backtest: pd.DataFrame  # forecasts at the test cutoffs against what happened, and the naive forecast
     profiles: pd.DataFrame  # the right-customer analysis (churnml.survival.profiles.profile_table)
     info: dict[str, Any] = field(default_factory=dict)
+    # the out-of-time test, kept to measure a registered champion on the same spells (churnml.survival.register)
+    test: pd.DataFrame | None = None  # the test spells' feature rows
+    test_spells: pd.DataFrame | None = None
+    follow: int = 0  # months each test spell is followed
+    test_start: pd.Timestamp | None = None  # the first test cutoff: no outcome after it was learned from
 
 
 MIN_TRAIN_MONTHS = 3  # the earliest cutoff must have this many months observed before the test start
@@ -104,6 +117,7 @@ def run_survival(
     truth: pd.DataFrame | None = None,
     start: pd.Timestamp | None = None,
     as_of: pd.Timestamp | None = None,
+    accounts: pd.DataFrame | None = None,
 ) -> SurvivalResult:
     """Evaluate out of time, fit the final model and give the curves of the accounts active at the as-of.
 
@@ -116,6 +130,8 @@ def run_survival(
         truth: per (account_id, cutoff) the true ``true_s_1..`` survival (simulator data), or None.
         start: the data start (the naive forecast looks no further back); the first cutoff when None.
         as_of: the day of ``as_of_features`` (the forecast's as-of); the data end when None.
+        accounts: the validated accounts (their ``csm_id`` gives the forecast's per-CSM rows); None: no CSM
+            rows.
     """
     clock = time.perf_counter()
     timings: dict[str, float] = {}
@@ -138,7 +154,11 @@ def run_survival(
     past_out = outcomes(past, subscriptions, grace, horizon, test_start)
     rows = training_rows(past, past_out, horizon)
     model = train_survival(
-        rows, cats, cfg.model, sc.holdout_share, info={"test_start": str(test_start.date())}
+        rows,
+        cats,
+        cfg.model,
+        sc.holdout_share,
+        info={"test_start": str(test_start.date()), "horizon_months": horizon},
     )
     lap("train_lightgbm")
     train_spells = spells(past_out).merge(past, on=["account_id", "cutoff"], how="left")
@@ -225,7 +245,10 @@ def run_survival(
     spine = feats[["account_id", "cutoff"]]
     first = pd.Timestamp(start) if start is not None else feats["cutoff"].min()
     months = tuple(h for h in FORECAST_MONTHS if h <= follow)
-    books = {c: (test[test["cutoff"] == c], full[(test["cutoff"] == c).to_numpy()]) for c in chosen}
+    books = {
+        c: (with_csm(test[test["cutoff"] == c], accounts), full[(test["cutoff"] == c).to_numpy()])
+        for c in chosen
+    }
     if months:
         bt_rows, bt_summary = backtest(books, subscriptions, spine, first, grace, months)
     else:  # the test follows its spells for less than the shortest forecast horizon: nothing matured
@@ -253,14 +276,15 @@ def run_survival(
         cats,
         cfg.model,
         sc.holdout_share,
-        info={"censored_at": str(end.date())},
+        info={"censored_at": str(end.date()), "horizon_months": horizon},
     )
     metrics["final_train_rows"] = int(final.info["n_train"] + final.info["n_validation"])
     curves_now = curve_frame(final, as_of_features, horizon)
     lap("final_model")
     day = pd.Timestamp(as_of) if as_of is not None else end
     s_now = curves_now[[f"s_{t}" for t in range(1, horizon + 1)]].to_numpy()
-    fc = forecast_book(as_of_features.reset_index(drop=True), s_now, subscriptions, spine, day, grace)
+    book = with_csm(as_of_features.reset_index(drop=True), accounts)
+    fc = forecast_book(book, s_now, subscriptions, spine, day, grace)
     lap("forecast")
     return SurvivalResult(
         model=final,
@@ -272,6 +296,10 @@ def run_survival(
         backtest=bt_rows,
         profiles=profiles,
         info={"seconds": timings},
+        test=test,
+        test_spells=test_spells,
+        follow=follow,
+        test_start=test_start,
     )
 
 
@@ -301,11 +329,24 @@ def gap_to_churn_model(as_of: pd.DataFrame, scores: pd.DataFrame, horizon_days: 
 
 
 def account_survival_table(
-    curves: pd.DataFrame, features: pd.DataFrame, as_of: pd.Timestamp, horizon: int
+    curves: pd.DataFrame,
+    features: pd.DataFrame,
+    as_of: pd.Timestamp,
+    horizon: int,
+    accounts: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """The ``account_survival`` rows of :func:`churnml.survival.model.curve_frame` at one as-of."""
+    """The ``account_survival`` rows of :func:`churnml.survival.model.curve_frame` at one as-of, without the
+    columns a forecast run fills (``churnml.contract.tables.FORECAST_RUN_FILLED``).
+
+    Args:
+        curves: :func:`churnml.survival.model.curve_frame` of ``features``, in the same order.
+        features: the accounts' feature rows (segment, touch model, ARR).
+        as_of: the as-of.
+        horizon: months of each curve.
+        accounts: the validated accounts (``csm_id``); None leaves ``csm_id`` empty.
+    """
     s_cols = [f"s_{t}" for t in range(1, horizon + 1)]
-    info = features.reset_index(drop=True)
+    info = with_csm(features.reset_index(drop=True), accounts)
 
     def col(name: str) -> pd.Series:
         return info[name] if name in info.columns else pd.Series([None] * len(info))
@@ -324,6 +365,7 @@ def account_survival_table(
             "p_churn_horizon": curves["p_churn_horizon"].astype(float),
             "segment": col("account_segment").astype("object").to_numpy(),
             "touch_model": col("account_touch_model").astype("object").to_numpy(),
+            "csm_id": col(CSM).astype("object").to_numpy(),
             "arr": pd.to_numeric(col("contract_arr")).astype(float).to_numpy(),
         }
     )

@@ -6,13 +6,13 @@ import io
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import suppress
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from churnml.errors import ChurnmlError
-from churnml.warehouse.frames import _SLICE_ROWS, _hash64
+from churnml.warehouse.frames import _SLICE_ROWS, _hash64, _slices
 from churnml.warehouse.secrets import _one_line
 from churnml.warehouse.tables import (
     _COLUMNS,
@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 # Builds the succeeded run record from the row counts and the accounts of the as-of the run left alone.
 Finish = Callable[[dict[str, int], int], RunRecord]
+# Builds a dated write's final run-record row (its columns by name, run_id included) from the row counts.
+FinishRow = Callable[[dict[str, int]], Mapping[str, Any]]
 _ABANDONED = "abandoned: its process is gone (killed, or the host restarted) while the run was running"
 
 
@@ -74,20 +76,41 @@ class _Session:
     # Rows per statement; None = each chunk whole (DuckDB scans an Arrow table of any size without copying).
     slice_rows: int | None = _SLICE_ROWS
 
-    def ensure_tables(self) -> None:
+    def ensure_tables(self, logicals: Iterable[str] = _RUN_TABLES) -> None:
         raise NotImplementedError
 
     def insert_run(self, record: RunRecord) -> None:
         raise NotImplementedError
 
+    def insert_record(self, logical: str, row: Mapping[str, Any]) -> None:
+        """Insert one row (a run record) into a table, in a transaction of its own."""
+        raise NotImplementedError
+
+    def update_record(self, logical: str, row: Mapping[str, Any]) -> None:
+        """Update the row whose ``run_id`` is ``row["run_id"]`` with the other values, in its own transaction."""
+        raise NotImplementedError
+
+    def replace_dated(
+        self,
+        tables: Mapping[str, pa.Table],
+        as_of: Any,
+        runs: str,
+        finish: FinishRow,
+        on_chunk: ChunkHook | None,
+    ) -> Mapping[str, Any]:
+        """In ONE transaction: delete every row of ``as_of`` from each table, insert its new rows, and update
+        the run record in ``runs`` to ``finish(counts)``; return that row. ``on_chunk(table, rows)`` runs
+        inside the transaction after each table's insert (raising rolls everything back)."""
+        raise NotImplementedError
+
     def update_run(self, record: RunRecord) -> None:
         raise NotImplementedError
 
-    def running_runs(self) -> list[tuple[str, str | None, int | None, Any]]:
-        """(run_id, host, pid, started_at) of every run recorded as ``running``."""
+    def running_runs(self, logical: str = "runs") -> list[tuple[str, str | None, int | None, Any]]:
+        """(run_id, host, pid, started_at) of every run recorded as ``running`` in a runs table."""
         raise NotImplementedError
 
-    def abandon_runs(self, run_ids: list[str], now: Any) -> None:
+    def abandon_runs(self, run_ids: list[str], now: Any, logical: str = "runs") -> None:
         """Mark these runs ``abandoned`` (only while they still say ``running``)."""
         raise NotImplementedError
 
@@ -117,9 +140,11 @@ class _DuckDBSession(_Session):
         self.con = con
         self.wh = wh
 
-    def ensure_tables(self) -> None:
-        for statement in self.wh._ddl():
+    def ensure_tables(self, logicals: Iterable[str] = _RUN_TABLES) -> None:
+        for statement in self.wh._ddl(logicals):
             self.con.execute(statement)
+        if "runs" not in logicals:
+            return
         present = {
             r[0]
             for r in self.con.execute(
@@ -133,20 +158,20 @@ class _DuckDBSession(_Session):
                 f"ALTER TABLE {self.wh._qtable('runs')} ADD COLUMN IF NOT EXISTS {self.wh._q(col.name)} {kind}"
             )
 
-    def running_runs(self) -> list[tuple[str, str | None, int | None, Any]]:
+    def running_runs(self, logical: str = "runs") -> list[tuple[str, str | None, int | None, Any]]:
         q = self.wh._q
         return [
             tuple(r)
             for r in self.con.execute(
                 f"SELECT {q('run_id')}, {q('host')}, {q('pid')}, {q('started_at')} "
-                f"FROM {self.wh._qtable('runs')} WHERE {q('status')} = 'running'"
+                f"FROM {self.wh._qtable(logical)} WHERE {q('status')} = 'running'"
             ).fetchall()
         ]
 
-    def abandon_runs(self, run_ids: list[str], now: Any) -> None:
+    def abandon_runs(self, run_ids: list[str], now: Any, logical: str = "runs") -> None:
         q = self.wh._q
         self.con.execute(
-            f"UPDATE {self.wh._qtable('runs')} SET {q('status')} = 'abandoned', {q('finished_at')} = ?, "
+            f"UPDATE {self.wh._qtable(logical)} SET {q('status')} = 'abandoned', {q('finished_at')} = ?, "
             f"{q('error')} = ? WHERE {q('status')} = 'running' AND {q('run_id')} IN "
             f"({', '.join('?' * len(run_ids))})",
             [now, _ABANDONED, *run_ids],
@@ -196,6 +221,60 @@ class _DuckDBSession(_Session):
         finally:
             with suppress(Exception):
                 con.unregister(view)
+
+    def insert_record(self, logical: str, row: Mapping[str, Any]) -> None:
+        names = list(row)
+        self.con.execute(
+            f"INSERT INTO {self.wh._qtable(logical)} ({self.wh._qcols(names)}) VALUES ({', '.join('?' * len(names))})",
+            list(row.values()),
+        )
+
+    def update_record(self, logical: str, row: Mapping[str, Any]) -> None:
+        q = self.wh._q
+        sets = [k for k in row if k != "run_id"]
+        self.con.execute(
+            f"UPDATE {self.wh._qtable(logical)} SET {', '.join(f'{q(s)} = ?' for s in sets)} WHERE {q('run_id')} = ?",
+            [*(row[s] for s in sets), row["run_id"]],
+        )
+
+    def replace_dated(
+        self,
+        tables: Mapping[str, pa.Table],
+        as_of: Any,
+        runs: str,
+        finish: FinishRow,
+        on_chunk: ChunkHook | None,
+    ) -> Mapping[str, Any]:
+        # delete-then-insert, simpler than the scores' upsert (replace); DuckDB commits mass deletes slowly,
+        # which costs a rerun of a large book's as-of seconds (one account_survival row per account)
+        q, wh, con = self.wh._q, self.wh, self.con
+        view = f"churnml_dated_{uuid.uuid4().hex}"
+        counts: dict[str, int] = {}
+        con.begin()
+        try:
+            for logical, table in tables.items():
+                con.execute(f"DELETE FROM {wh._qtable(logical)} WHERE {q('as_of')} = ?", [as_of])
+                if table.num_rows:
+                    names = wh._qcols(table.column_names)
+                    con.register(view, table)
+                    try:
+                        con.execute(
+                            f"INSERT INTO {wh._qtable(logical)} ({names}) SELECT {names} FROM {q(view)}"
+                        )
+                    finally:
+                        with suppress(Exception):
+                            con.unregister(view)
+                counts[logical] = table.num_rows
+                if on_chunk is not None:
+                    on_chunk(logical, counts[logical])
+            row = finish(counts)
+            self.update_record(runs, row)
+            con.commit()
+        except BaseException:
+            with suppress(Exception):  # the original error matters more
+                con.rollback()
+            raise
+        return row
 
     def insert_run(self, record: RunRecord) -> None:
         names = [c.name for c in RUNS_COLUMNS]
@@ -419,6 +498,52 @@ class _SQLSession(_Session):
         with self.engine.begin() as conn:
             conn.execute(self.wh.tables["runs"].insert().values(**asdict(record)))
 
+    def insert_record(self, logical: str, row: Mapping[str, Any]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(self.wh.tables[logical].insert().values(**row))
+
+    def update_record(self, logical: str, row: Mapping[str, Any], conn: sa.Connection | None = None) -> None:
+        table = self.wh.tables[logical]
+        statement = (
+            table.update()
+            .where(table.c.run_id == row["run_id"])
+            .values(**{k: v for k, v in row.items() if k != "run_id"})
+        )
+        if conn is not None:
+            conn.execute(statement)
+            return
+        with self.engine.begin() as own:
+            own.execute(statement)
+
+    def replace_dated(
+        self,
+        tables: Mapping[str, pa.Table],
+        as_of: Any,
+        runs: str,
+        finish: FinishRow,
+        on_chunk: ChunkHook | None,
+    ) -> Mapping[str, Any]:
+        counts: dict[str, int] = {}
+        with self.engine.begin() as conn:
+            if (
+                self.postgres
+            ):  # writers of the same as-of queue (the table and date's lock, as for call lists)
+                self._lock_keys(conn, (_hash64(f"{self.wh._qtable(name)}|{as_of}") for name in tables))
+            for logical, table in tables.items():
+                target = self.wh.tables[logical]
+                conn.execute(target.delete().where(target.c["as_of"] == as_of))
+                for piece in _slices(table, _SLICE_ROWS):
+                    if self.postgres:
+                        self._copy(conn, logical, piece)
+                    else:
+                        conn.execute(target.insert(), piece.to_pylist())
+                counts[logical] = table.num_rows
+                if on_chunk is not None:
+                    on_chunk(logical, counts[logical])
+            row = finish(counts)
+            self.update_record(runs, row, conn)
+        return row
+
     def update_run(self, record: RunRecord, conn: sa.Connection | None = None) -> None:
         """Update the run's record in ``conn``'s transaction, or in a transaction of its own."""
         table = self.wh.tables["runs"]
@@ -434,10 +559,10 @@ class _SQLSession(_Session):
         with self.engine.begin() as own:
             own.execute(statement)
 
-    def running_runs(self) -> list[tuple[str, str | None, int | None, Any]]:
+    def running_runs(self, logical: str = "runs") -> list[tuple[str, str | None, int | None, Any]]:
         import sqlalchemy as sa
 
-        table = self.wh.tables["runs"]
+        table = self.wh.tables[logical]
         with self.engine.connect() as conn:
             rows = conn.execute(
                 sa.select(table.c.run_id, table.c.host, table.c.pid, table.c.started_at).where(
@@ -446,8 +571,8 @@ class _SQLSession(_Session):
             )
             return [tuple(r) for r in rows]
 
-    def abandon_runs(self, run_ids: list[str], now: Any) -> None:
-        table = self.wh.tables["runs"]
+    def abandon_runs(self, run_ids: list[str], now: Any, logical: str = "runs") -> None:
+        table = self.wh.tables[logical]
         with self.engine.begin() as conn:
             conn.execute(
                 table.update()
@@ -457,16 +582,21 @@ class _SQLSession(_Session):
 
     def _lock(self, conn: sa.Connection, run: RunInfo) -> None:
         """Advisory locks on every (as-of, versions) unit this run rewrites, in sorted order (no deadlock)."""
-        import sqlalchemy as sa
-
         scores, expl = self.wh._qtable("scores"), self.wh._qtable("explanations")
-        keys = sorted(
+        self._lock_keys(
+            conn,
             {
                 _hash64(f"{scores}|{run.as_of}|{run.churn_model_version}|{run.expansion_model_version}"),
                 _hash64(f"{expl}|{run.as_of}|{TARGET_CHURN}|{run.churn_model_version}"),
                 _hash64(f"{expl}|{run.as_of}|{TARGET_EXPANSION}|{run.expansion_model_version}"),
-            }
+            },
         )
+
+    def _lock_keys(self, conn: sa.Connection, keys: Iterable[int]) -> None:
+        """Transaction-level advisory locks on ``keys`` in sorted order, waiting up to ``lock_timeout_s``."""
+        import sqlalchemy as sa
+
+        keys = sorted(set(keys))
         timeout = self.wh.lock_timeout_s
         if timeout is not None and timeout <= 0:
             for key in keys:

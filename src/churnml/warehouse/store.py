@@ -61,10 +61,14 @@ from churnml.warehouse.frames import (
 from churnml.warehouse.secrets import _one_line, _url_secrets, redact_url
 from churnml.warehouse.tables import (
     _COLUMNS,
+    _FORECAST_RUN_TABLES,
     _RUN_TABLES,
     CALL_LIST_COLUMNS,
+    FORECAST_TABLES,
     RUNS_COLUMNS,
     ChunkHook,
+    ForecastRunInfo,
+    ForecastRunRecord,
     Frames,
     RunInfo,
     RunRecord,
@@ -100,6 +104,9 @@ class Warehouse:
         runs_table: Name of the run records table.
         performance_table: Name of the realised-performance table (:meth:`write_performance`).
         call_list_table: Name of the weekly call list table (:meth:`write_call_list`).
+        account_survival_table: Name of the survival curves table (:meth:`write_forecast`).
+        revenue_forecast_table: Name of the revenue forecast table (:meth:`write_forecast`).
+        forecast_runs_table: Name of the forecast run records table (:meth:`write_forecast`).
         lock_timeout_s: How long a writer waits for another writer (DuckDB file lock, PostgreSQL advisory
             lock) before failing; 0 fails at once, None waits forever.
         fallback_path: Where a DuckDB run record goes when the file cannot be opened (default
@@ -118,6 +125,9 @@ class Warehouse:
         runs_table: str = "score_runs",
         performance_table: str = "score_performance",
         call_list_table: str = "weekly_call_list",
+        account_survival_table: str = "account_survival",
+        revenue_forecast_table: str = "revenue_forecast",
+        forecast_runs_table: str = "forecast_runs",
         lock_timeout_s: float | None = DEFAULT_LOCK_TIMEOUT_S,
         fallback_path: Path | None = None,
         abandon_after_s: float | None = DEFAULT_ABANDON_AFTER_S,
@@ -140,6 +150,9 @@ class Warehouse:
             "runs": runs_table,
             "performance": performance_table,
             "call_list": call_list_table,
+            "account_survival": account_survival_table,
+            "revenue_forecast": revenue_forecast_table,
+            "forecast_runs": forecast_runs_table,
         }
         for logical, name in names.items():
             validate_identifier(name, f"{logical} table")
@@ -207,6 +220,9 @@ class Warehouse:
             runs_table=cfg.runs_table,
             performance_table=cfg.performance_table,
             call_list_table=cfg.call_list_table,
+            account_survival_table=cfg.account_survival_table,
+            revenue_forecast_table=cfg.revenue_forecast_table,
+            forecast_runs_table=cfg.forecast_runs_table,
             lock_timeout_s=cfg.lock_timeout_s,
         )
 
@@ -480,12 +496,12 @@ class Warehouse:
         )
         return record
 
-    def _abandon_stale(self, session: _Session) -> list[str]:
-        """Mark ``running`` runs whose process is gone as ``abandoned``; return their ids."""
+    def _abandon_stale(self, session: _Session, runs: str = "runs") -> list[str]:
+        """Mark ``running`` runs (of the ``runs`` table) whose process is gone as ``abandoned``; return their ids."""
         here = socket.gethostname()
         now = _utcnow()
         stale = []
-        for run_id, host, pid, started_at in session.running_runs():
+        for run_id, host, pid, started_at in session.running_runs(runs):
             if host == here and pid is not None:
                 gone = pid != os.getpid() and not _pid_alive(int(pid))
             else:  # another host (or a record from before hosts were recorded): only by age
@@ -494,17 +510,121 @@ class Warehouse:
             if gone:
                 stale.append(run_id)
         if stale:
-            session.abandon_runs(stale, now)
+            session.abandon_runs(stale, now, runs)
             log.warning("marked %d run(s) left running by a dead process as abandoned: %s", len(stale),
                         ", ".join(stale))  # fmt: skip
         return stale
 
-    def check(self) -> None:
+    def check(self, forecast: bool = False) -> None:
         """Fail fast: open the warehouse, create or upgrade its tables and mark abandoned runs, before any
-        feature or model work. Raises one scrubbed line when the warehouse is unreachable or refuses."""
+        feature or model work. Raises one scrubbed line when the warehouse is unreachable or refuses.
+
+        Args:
+            forecast: check the tables ``churnml forecast`` writes instead of the scoring ones.
+        """
+        logicals, runs = (_FORECAST_RUN_TABLES, "forecast_runs") if forecast else (_RUN_TABLES, "runs")
         with self._errors("cannot open"), self._session() as session:
-            session.ensure_tables()
-            self._abandon_stale(session)
+            session.ensure_tables(logicals)
+            self._abandon_stale(session, runs)
+
+    def write_forecast(
+        self,
+        account_survival: pd.DataFrame,
+        revenue_forecast: pd.DataFrame,
+        run: ForecastRunInfo,
+        *,
+        on_chunk: ChunkHook | None = None,
+    ) -> ForecastRunRecord:
+        """Replace the as-of's survival curves and revenue forecast with a run's, in one transaction.
+
+        The run is recorded ``running`` in the forecast runs table first (its own transaction); then every
+        ``account_survival`` and ``revenue_forecast`` row of ``run.as_of`` is deleted, the new rows inserted
+        and the run marked ``succeeded`` with its row counts, all in ONE transaction: a rerun of the as-of
+        (with any model version) replaces it whole, and a failure anywhere leaves the previous rows. The as-of
+        is the unit, not (as-of, version) as for scores: a book has one forecast per day, and a BI sum over
+        the table must not count two.
+
+        Args:
+            account_survival: rows in the ``account_survival`` layout; ``as_of``,
+                ``survival_model_version``, ``run_id`` and ``forecast_at`` are filled from the run when
+                absent and must agree with it when present.
+            revenue_forecast: rows in the ``revenue_forecast`` layout (the same filled columns).
+            run: the run.
+            on_chunk: test hook called inside the transaction after each table's insert with the table and
+                its rows; raising aborts and rolls back the write.
+
+        Returns:
+            The final run record (status ``succeeded`` with row counts).
+
+        Raises:
+            ChurnmlError: on a bad frame or a failed write, after the transaction rolled back and the run
+                was marked failed.
+        """
+        record = ForecastRunRecord.start(run)
+        fills = {
+            "as_of": run.as_of,
+            "survival_model_version": run.survival_model_version,
+            "run_id": run.run_id,
+            "forecast_at": record.started_at,
+        }
+        frames = dict(zip(FORECAST_TABLES, (account_survival, revenue_forecast), strict=True))
+
+        def finish(counts: dict[str, int]) -> dict[str, Any]:
+            nonlocal record
+            record = replace(
+                record,
+                status="succeeded",
+                account_survival_rows=counts["account_survival"],
+                revenue_forecast_rows=counts["revenue_forecast"],
+                finished_at=_utcnow(),
+            )
+            return {k: getattr(record, k) for k in ("run_id", "status", *counts_columns, "finished_at")}
+
+        counts_columns = ("account_survival_rows", "revenue_forecast_rows")
+        with self._errors("forecast write failed"), self._session() as session:
+            session.ensure_tables(_FORECAST_RUN_TABLES)
+            self._abandon_stale(session, "forecast_runs")
+            session.insert_record("forecast_runs", {f.name: getattr(record, f.name) for f in fields(record)})
+            try:
+                tables = {name: _filled_arrow(frame, name, fills) for name, frame in frames.items()}
+                session.replace_dated(tables, run.as_of, "forecast_runs", finish, on_chunk)
+            except BaseException as exc:
+                signal_name = interruption(exc)
+                error = f"interrupted by {signal_name[0]}" if signal_name else self._scrub(_one_line(exc))
+                record = replace(record, status="failed", finished_at=_utcnow(), error=error)
+                try:
+                    session.update_record(
+                        "forecast_runs",
+                        {"run_id": record.run_id, "status": "failed", "finished_at": record.finished_at,
+                         "error": error},
+                    )  # fmt: skip
+                    where = "marked failed"
+                except Exception as mark:
+                    log.warning(
+                        "could not mark forecast run %s failed: %s", run.run_id, self._scrub(_one_line(mark))
+                    )
+                    where = "left running (could not be marked failed)"
+                if signal_name is not None:
+                    raise Interrupted(
+                        f"forecast run {run.run_id} (as_of {run.as_of}) {error}: the write was rolled back "
+                        f"and the run {where}",
+                        signal_name[1],
+                    ) from None
+                if not isinstance(exc, Exception):
+                    raise
+                raise ChurnmlError(
+                    f"warehouse forecast write of run {run.run_id} (as_of {run.as_of}) to {self.url} failed "
+                    f"and was rolled back: {error}; run {where}"
+                ) from None
+        log.info(
+            "wrote %d account_survival and %d revenue_forecast rows for as_of %s (run %s) to %s",
+            record.account_survival_rows,
+            record.revenue_forecast_rows,
+            run.as_of,
+            run.run_id,
+            self.url,
+        )
+        return record
 
     def _record_failure(self, session: _Session, record: RunRecord) -> str:
         """Mark the run failed in its own transaction (else in the fallback); return where it went."""
@@ -622,6 +742,20 @@ class Warehouse:
         """Realised-performance rows ordered by as-of, target, model version and touch model."""
         return self._read("performance", {}, ["as_of", "target", "model_version", "touch_model"])
 
+    def read_account_survival(self, as_of: Any = None) -> pd.DataFrame:
+        """Survival curves (all as-of dates, or one), ordered by as-of and account."""
+        where = {} if as_of is None else {"as_of": _to_date(as_of, "as_of")}
+        return self._read("account_survival", where, ["as_of", "account_id"])
+
+    def read_revenue_forecast(self, as_of: Any = None) -> pd.DataFrame:
+        """Revenue forecast rows (all as-of dates, or one), ordered by as-of, horizon, dimension and group."""
+        where = {} if as_of is None else {"as_of": _to_date(as_of, "as_of")}
+        return self._read("revenue_forecast", where, ["as_of", "horizon_months", "dimension", "group"])
+
+    def read_forecast_runs(self) -> pd.DataFrame:
+        """Forecast run records ordered by start time."""
+        return self._read("forecast_runs", {}, ["started_at", "run_id"])
+
     def read_runs(self) -> pd.DataFrame:
         """Run records ordered by start time, including those a DuckDB writer had to put in the fallback file.
 
@@ -653,6 +787,32 @@ class Warehouse:
                 # A line cut short by a crash must not hide the other records.
                 log.warning("%s:%d: not a JSON run record, skipped", self.fallback_path, number)
         return _normalise(pd.DataFrame.from_records(rows, columns=names), RUNS_COLUMNS)
+
+
+def _filled_arrow(frame: pd.DataFrame, logical: str, fills: dict[str, Any]) -> Any:
+    """A forecast frame with the run's columns filled (when absent) or checked (when present), as Arrow.
+
+    A row of another as-of or model version would escape the as-of's delete-then-insert: it fails here.
+    """
+    if not isinstance(frame, pd.DataFrame):
+        raise ChurnmlError(f"{logical}: expected a DataFrame, got {type(frame).__name__}")
+    out = frame.copy()
+    for col in _COLUMNS[logical]:
+        if not col.filled:
+            continue
+        value = fills[col.name]
+        if col.name not in out.columns:
+            out[col.name] = [value] * len(out)
+        elif col.name != "forecast_at" and len(out):
+            given = out[col.name]
+            same = (
+                (pd.to_datetime(given).dt.date == value) if col.kind == "date" else given.astype(str) == value
+            )
+            if not same.all():
+                raise ChurnmlError(
+                    f"{logical}.{col.name} holds {given[~same].iloc[0]!r}, but the run writes {value!r}"
+                )
+    return _checked_arrow(out, _COLUMNS[logical], logical)
 
 
 def _resolve(root: Path, path: str) -> Path:

@@ -15,9 +15,12 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from churnml.contract.tables import (
+    ACCOUNT_SURVIVAL_COLUMNS,
     CALL_LIST_COLUMNS,
     EXPLANATIONS_COLUMNS,
+    FORECAST_RUNS_COLUMNS,
     PERFORMANCE_COLUMNS,
+    REVENUE_FORECAST_COLUMNS,
     RUNS_COLUMNS,
     SCORES_COLUMNS,
     WarehouseColumn,
@@ -53,10 +56,16 @@ _COLUMNS = {
     "runs": RUNS_COLUMNS,
     "performance": PERFORMANCE_COLUMNS,
     "call_list": CALL_LIST_COLUMNS,
+    "account_survival": ACCOUNT_SURVIVAL_COLUMNS,
+    "revenue_forecast": REVENUE_FORECAST_COLUMNS,
+    "forecast_runs": FORECAST_RUNS_COLUMNS,
 }
 # The tables a scoring run writes (and creates when missing); the performance table is created by its writer.
 # A run's call list goes in the same transaction as its scores (write_batches(..., call_list=...)).
 _RUN_TABLES = ("scores", "explanations", "runs", "call_list")
+# The tables a forecast run writes (and creates when missing): its two outputs, then its run records.
+FORECAST_TABLES = ("account_survival", "revenue_forecast")
+_FORECAST_RUN_TABLES = (*FORECAST_TABLES, "forecast_runs")
 
 
 # ---------------------------------------------------------------------------------------------- records
@@ -158,6 +167,78 @@ class RunRecord:
         """One JSON line (dates and times in ISO format)."""
         return json.dumps(
             {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in asdict(self).items()}
+        )
+
+
+@dataclass
+class ForecastRunInfo:
+    """What one ``churnml forecast`` run writes: its as-of, the survival model version and provenance.
+
+    Attributes:
+        as_of: The forecast's as-of (a date, datetime or ``YYYY-MM-DD``); stored as a DATE.
+        survival_model_version: The registered survival model's version (or any non-empty text).
+        run_kind: scheduled, backtest or manual.
+        data_start: First day of the input data (optional, recorded).
+        data_end: Last day of the input data (optional, recorded).
+        run_id: Unique id of the run (a random hex id by default).
+    """
+
+    as_of: dt.date
+    survival_model_version: str
+    run_kind: str = "scheduled"
+    data_start: dt.date | None = None
+    data_end: dt.date | None = None
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    def __post_init__(self) -> None:
+        self.as_of = _to_date(self.as_of, "as_of")
+        self.data_start = None if self.data_start is None else _to_date(self.data_start, "data_start")
+        self.data_end = None if self.data_end is None else _to_date(self.data_end, "data_end")
+        for name in ("survival_model_version", "run_id"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value.strip():
+                raise ChurnmlError(f"forecast run {name} must be non-empty text, got {value!r}")
+        if self.run_kind not in RUN_KINDS:
+            raise ChurnmlError(f"run_kind {self.run_kind!r} is not one of {', '.join(RUN_KINDS)}")
+
+
+@dataclass
+class ForecastRunRecord:
+    """One row of the forecast runs table (:data:`churnml.contract.tables.FORECAST_RUNS_COLUMNS`)."""
+
+    run_id: str
+    as_of: dt.date
+    survival_model_version: str
+    status: str
+    run_kind: str
+    account_survival_rows: int | None
+    revenue_forecast_rows: int | None
+    data_start: dt.date | None
+    data_end: dt.date | None
+    started_at: dt.datetime
+    finished_at: dt.datetime | None
+    error: str | None
+    host: str | None = None
+    pid: int | None = None
+
+    @classmethod
+    def start(cls, run: ForecastRunInfo) -> ForecastRunRecord:
+        """The ``running`` record of a run."""
+        return cls(
+            run_id=run.run_id,
+            as_of=run.as_of,
+            survival_model_version=run.survival_model_version,
+            status="running",
+            run_kind=run.run_kind,
+            account_survival_rows=None,
+            revenue_forecast_rows=None,
+            data_start=run.data_start,
+            data_end=run.data_end,
+            started_at=_utcnow(),
+            finished_at=None,
+            error=None,
+            host=socket.gethostname(),
+            pid=os.getpid(),
         )
 
 
