@@ -175,7 +175,7 @@ ACCOUNT_SURVIVAL_COLUMNS: tuple[WarehouseColumn, ...] = (
     _W("arr", "float"),
 )
 # The revenue forecast of the book active at an as-of (churnml.survival.forecast): one row per as-of, horizon,
-# dimension (portfolio, segment, touch_model) and group; means and quantiles of the simulated ARR, GRR, NRR.
+# dimension (portfolio, segment, touch_model, csm) and group; means and quantiles of the simulated ARR, GRR, NRR.
 REVENUE_FORECAST_COLUMNS: tuple[WarehouseColumn, ...] = (
     _W("as_of", "date", key=True),
     _W("horizon_months", "int", key=True),
@@ -188,6 +188,11 @@ REVENUE_FORECAST_COLUMNS: tuple[WarehouseColumn, ...] = (
         for m in ("arr", "grr", "nrr")
         for q in ("mean", "p025", "p10", "p50", "p90", "p975")
     ),
+    # what drives the change (churnml.survival.forecast.movements): expected ARR lost to churn, lost to
+    # contraction and gained by expansion; arr_start - churn - contraction + expansion = arr_mean
+    _W("churn_arr_mean", "float"),
+    _W("contraction_arr_mean", "float"),
+    _W("expansion_arr_mean", "float"),
 )
 _PANDERA_DTYPE = {
     "text": str,

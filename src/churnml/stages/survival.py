@@ -2,8 +2,9 @@
 Cox and, on simulator data, the oracle; curves of the accounts active at the as-of.
 
 Writes the model (``paths.survival_model``), ``paths.survival_metrics`` (with the gap to the 90-day churn
-model on the as-of accounts), ``paths.survival_plots`` (calibration by decile, mean curves) and
-``paths.account_survival`` (the ``account_survival`` layout).
+model on the as-of accounts), ``paths.survival_plots`` (calibration by decile, mean curves, the forecast's
+backtest, and the right-customer analysis: profiles.csv, profile_curves.csv), ``paths.account_survival``
+(the ``account_survival`` layout) and ``paths.revenue_forecast``.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ def survival(cfg: Config, root: Path) -> str:
         ("calibration.csv", result.calibration),
         ("curves.csv", result.curves),
         ("profiles.csv", result.profiles),
+        ("profile_curves.csv", result.profile_curves),
     ):
         frame[list(declared[name])].round(6).to_csv(plots / name, index=False)
     bt = result.backtest.assign(as_of=pd.to_datetime(result.backtest["as_of"]).dt.date.astype(str))

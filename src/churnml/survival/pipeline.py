@@ -26,9 +26,9 @@ from churnml.errors import ChurnmlError
 from churnml.modeling.model import TrainedModel
 from churnml.modeling.split import feature_columns
 from churnml.survival.evaluation import CoxBaseline, calibration, km_by_group, survival_metrics
-from churnml.survival.forecast import BACKTEST_COLUMNS, FORECAST_MONTHS, arr_on, backtest, forecast_book
+from churnml.survival.forecast import BACKTEST_COLUMNS, FORECAST_MONTHS, backtest, forecast_book
 from churnml.survival.model import curve_frame, train_survival
-from churnml.survival.profiles import findings, profile_table
+from churnml.survival.profiles import right_customers
 from churnml.survival.rows import month_end, outcomes, spells, training_rows
 
 KM_GROUP = "account_segment"
@@ -48,7 +48,8 @@ class SurvivalResult:
         pd.DataFrame
     )  # the revenue forecast of the as-of book (churnml.survival.forecast.summarise rows)
     backtest: pd.DataFrame  # forecasts at the test cutoffs against what happened, and the naive forecast
-    profiles: pd.DataFrame  # the right-customer analysis (churnml.survival.profiles.profile_table)
+    profiles: pd.DataFrame  # the right-customer analysis (churnml.survival.profiles.right_customers)
+    profile_curves: pd.DataFrame  # its logo and revenue retention curves per profile, with bands
     info: dict[str, Any] = field(default_factory=dict)
 
 
@@ -234,17 +235,9 @@ def run_survival(
             {"as_of": [], "skipped": "no horizon matured"},
         )
     metrics["forecast_backtest"] = bt_summary
-    # the right-customer analysis, on the same fully observed spells
-    day0 = test["cutoff"] - pd.Timedelta(days=1)
-    arr0 = arr_on(subscriptions, test["account_id"], day0, grace)
-    arr_f = arr_on(
-        subscriptions,
-        test["account_id"],
-        test["cutoff"] + pd.DateOffset(months=follow) - pd.Timedelta(days=1),
-        grace,
-    )
-    profiles = profile_table(test, test_spells, arr0, arr_f, follow)
-    metrics["findings"] = findings(profiles, follow)
+    # the right-customer analysis, on the same fully observed spells (one per account)
+    customers = right_customers(test, test_spells, subscriptions, grace, follow)
+    metrics["findings"] = customers.findings
     lap("forecast_backtest")
     # the final model: every cutoff, censored at the data end
     all_out = outcomes(feats, subscriptions, grace, horizon, end)
@@ -270,7 +263,8 @@ def run_survival(
         as_of=curves_now,
         forecast=fc.assign(as_of=day),
         backtest=bt_rows,
-        profiles=profiles,
+        profiles=customers.table,
+        profile_curves=customers.curves,
         info={"seconds": timings},
     )
 
