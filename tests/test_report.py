@@ -14,11 +14,16 @@ import pandas as pd
 import pytest
 
 from churnml.config import TiersConfig
+from churnml.contract.io import write_document, write_output
 from churnml.errors import ChurnmlError
 from churnml.report.charts import line_chart_svg, sparkline_svg
 from churnml.report.kpis import churn_events, flag_abnormal, portfolio_kpis, weekly_usage
 from churnml.report.portfolio import arr_at_risk_by_segment, build_report
+from churnml.report.survival_pages import SurvivalReport, customers_view, forecast_view, read_survival_report
 from churnml.scoring.monitor import monitor_section
+from churnml.survival.forecast import BACKTEST_COLUMNS, Movement, simulate_book, summarise
+from churnml.survival.model import survival_from_hazards
+from churnml.survival.profiles import findings, hazard_ratios, profile_curves, profile_table
 
 from _env import require_chromium
 
@@ -417,6 +422,202 @@ def test_context_is_shown_beside_the_reasons_not_as_one(tmp_path):
     assert len(row["u"]) == 1 and len(row["w"]) == 1
     # the JSON's percentage points, shown as they are
     assert row["u"][0][1] == "raises churn risk +21.0 pts" and row["w"][0][1] == "lowers churn risk -3.0 pts"
+
+
+# ------------------------------------------------------------------------------- forecast and right customers
+
+
+def _survival_report(as_of: pd.Timestamp) -> SurvivalReport:
+    """The survival stage's outputs for a small book, through the real forecast and profile code: 240 accounts
+    in three segments, a 12-month forecast that the backtest's last as-of missed for SMB, and profiles with an
+    industry of 30 accounts (few) that never churned and is named with markup."""
+    rng = np.random.default_rng(4)
+    n = 240
+    arr0 = rng.lognormal(10, 1, n)
+    surv = survival_from_hazards(rng.uniform(0.0, 0.03, (n, 12)))
+    by = {
+        "segment": rng.choice(["enterprise", "mid_market", "smb"], n),
+        "touch_model": rng.choice(["high_touch", "tech_touch"], n),
+        "csm": rng.choice(["csm_1", "csm_2"], n),
+    }
+    moves = {"all": Movement(0.06, 0.03, np.array([1.1, 1.3, 1.6]), np.array([0.8, 0.6]), 100)}
+    forecast = pd.concat(
+        [
+            summarise(arr0, simulate_book(arr0, surv, by["segment"], moves, h, 400, h), by).assign(
+                horizon_months=h
+            )
+            for h in (3, 12)
+        ],
+        ignore_index=True,
+    ).assign(as_of=as_of)
+    past = forecast[forecast["dimension"].isin(["portfolio", "segment", "touch_model"])]
+    backtest = pd.concat(
+        [past.assign(as_of=day) for day in ("2024-09-01", "2024-10-01")], ignore_index=True
+    ).assign(
+        realised_grr=lambda f: f["grr_p50"],
+        realised_nrr=lambda f: f["nrr_p50"],
+        naive_grr=lambda f: f["grr_mean"] - 0.01,
+        naive_nrr=lambda f: f["nrr_mean"] + 0.02,
+    )
+    miss = (
+        (backtest["as_of"] == "2024-10-01")
+        & (backtest["group"] == "smb")
+        & (backtest["horizon_months"] == 12)
+    )
+    backtest.loc[miss, "realised_nrr"] = backtest.loc[miss, "nrr_p90"] + 0.05
+    backtest = backtest[list(BACKTEST_COLUMNS)]
+    # profiles: smb loses half its accounts in month 6, enterprise one in ten; an odd industry never churns
+    m = 430
+    feats = pd.DataFrame(
+        {
+            "account_id": [f"P{i}" for i in range(m)],
+            "cutoff": pd.Timestamp("2024-09-01"),
+            "account_segment": ["smb"] * 200 + ["enterprise"] * 200 + ["mid_market"] * 30,
+            "account_industry": ["retail"] * 400 + [XSS_NAME] * 30,
+        }
+    )
+    event = np.r_[np.arange(200) % 2 == 0, np.arange(200) % 10 == 0, np.zeros(30, bool)]
+    spells = pd.DataFrame({"duration": np.where(event, 6, 12), "event": event})
+    arr = np.column_stack(
+        [np.full(m, 100.0)] + [np.where(event & (k >= 6), 0.0, 100.0 + k) for k in range(1, 13)]
+    )
+    curves = profile_curves(feats, spells, arr, draws=200)
+    table = profile_table(curves, hazard_ratios(feats, spells))
+    summary = {
+        "as_of": ["2024-09-01", "2024-10-01"],
+        **{
+            f"{h}m": {
+                "rows": 12,
+                "grr_abs_error": 0.001,
+                "grr_abs_error_naive": 0.01,
+                "nrr_abs_error": 0.002,
+                "nrr_abs_error_naive": 0.02,
+                **{
+                    f"{x}_coverage_{c}": 0.9
+                    for x in ("grr", "nrr")
+                    for c in ("80", "95", "80_portfolio", "95_portfolio")
+                },
+            }
+            for h in (3, 12)
+        },
+    }
+    metrics = {
+        "follow_up_months": 12,
+        "test_cutoffs": ["2024-09-01"],
+        "findings": findings(table, 12),
+        "forecast_backtest": summary,
+    }
+    return SurvivalReport(
+        forecast=forecast, backtest=backtest, metrics=metrics, profiles=table, curves=curves
+    )
+
+
+def _section(html: str, ident: str) -> str:
+    page = html[html.index(f'<section id="{ident}"') :]
+    return page[: page.index("</section>")]
+
+
+def test_forecast_and_right_customer_pages(tmp_path):
+    scores, reasons, usage_weekly, kpis, accounts = _inputs()
+    as_of = pd.Timestamp(scores["as_of"].iloc[0])
+    sr = _survival_report(as_of)
+    index = build_report(
+        scores,
+        reasons,
+        usage_weekly,
+        kpis,
+        tmp_path / "reports",
+        TiersConfig(),
+        accounts=accounts,
+        survival=sr,
+    )
+    html = index.read_text(encoding="utf-8")
+    assert '<nav class="pages"' in html and 'href="forecast.html"' in html and 'href="customers.html"' in html
+    assert '<a href="index.html" aria-current="page">' in html
+    forecast = (tmp_path / "reports" / "forecast.html").read_text(encoding="utf-8")
+    customers = (tmp_path / "reports" / "customers.html").read_text(encoding="utf-8")
+    for page in (forecast, customers):
+        # the same offline rules as the portfolio page, and no script at all
+        assert "script-src 'none'" in page and "<script" not in page
+        assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", page) and "url(" not in page
+        assert '<nav class="pages"' in page and page.count('aria-current="page">') == 1
+    # the forecast: the whole book at 3 and 12 months, with both intervals, from the forecast's rows
+    book = sr.forecast[
+        (sr.forecast["dimension"] == "portfolio") & (sr.forecast["horizon_months"] == 12)
+    ].iloc[0]
+    twelve = _section(forecast, "forecast-12m")
+    assert f"{book['nrr_mean'] * 100:.1f}%" in twelve
+    assert f"95%: {book['nrr_p025'] * 100:.1f}% to {book['nrr_p975'] * 100:.1f}%" in twelve
+    assert "<h2" in _section(forecast, "forecast-3m")
+    # what drives the change: churn, contraction, expansion, adding up to the expected ARR
+    bridge = re.findall(r"<rect class=\"(total|loss|gain)\"[^>]*><title>([^<]*)</title>", twelve)
+    assert [c for c, _ in bridge] == ["total", "loss", "loss", "gain", "total"]
+    assert bridge[1][1].startswith("Churn: −$") and bridge[3][1].startswith("Expansion: +$")
+    assert book["arr_start"] - book["churn_arr_mean"] - book["contraction_arr_mean"] + book[
+        "expansion_arr_mean"
+    ] == pytest.approx(book["arr_mean"])
+    assert "Mid-market" in twelve and "High touch" in twelve and "By CSM (2 books)" in twelve
+    # the backtest: errors against naive in words, and the miss marked
+    bt = _section(forecast, "backtest")
+    assert "Beats the naive forecast" in bt and "NRR by 0.20 pts (naive 2.00 pts)" in bt
+    assert "SMB as of 2024-10-01 (NRR" in bt and "1 segment or touch-model outcome(s) outside" in bt
+    # the right customer: findings with their account counts, the hazard-ratio table, curves with bands
+    found = _section(customers, "findings")
+    assert "By segment: enterprise keeps 90% of its logos over 12 months (200 accounts" in found
+    hr = _section(customers, "hazard-ratios")
+    rows = re.findall(r"<tr( class=\"few\")?><td><span class=\"swatch\"[^>]*></span>([^<]*)</td>", hr)
+    assert ("", "Enterprise") in rows and ("", "SMB") in rows and (' class="few"', "Mid-market") in rows
+    assert (
+        "reference: Enterprise" in hr and "1 (reference)" in hr and "no churn" in hr
+    )  # mid-market never churned
+    smb = sr.profiles[(sr.profiles["dimension"] == "segment") & (sr.profiles["profile"] == "smb")].iloc[0]
+    assert f"{smb['hazard_ratio']:.2f}" in hr and smb["hazard_ratio"] == pytest.approx(5.0, rel=1e-3)
+    curves = _section(customers, "curves")
+    # a band for each profile of 100 accounts or more (smb, enterprise, retail); lines for every profile
+    assert (
+        curves.count('<polyline class="curve"') == 2 * (3 + 2)
+        and curves.count('<polygon class="band"') == 2 * 3
+    )
+    assert "SMB, month 6: logo retention 50%" in curves
+    # a profile named with markup is text, never markup
+    assert XSS_NAME not in customers and "&lt;script&gt;" in customers
+
+
+def test_the_pages_refuse_a_forecast_of_another_day(tmp_path):
+    scores, reasons, usage_weekly, kpis, accounts = _inputs()
+    sr = _survival_report(pd.Timestamp("2025-06-01"))
+    with pytest.raises(
+        ChurnmlError, match="revenue forecast is as of 2025-06-01, the report as of 2025-07-01"
+    ):
+        build_report(scores, reasons, usage_weekly, kpis, tmp_path, TiersConfig(), survival=sr)
+
+
+def test_the_survival_outputs_round_trip_and_fail_clearly(tmp_path):
+    sr = _survival_report(pd.Timestamp("2025-07-01"))
+    where = (tmp_path / "forecast.parquet", tmp_path / "survival.json", tmp_path / "plots")
+    with pytest.raises(ChurnmlError, match=r"forecast.parquet: no such file \(table revenue_forecast\)"):
+        read_survival_report(*where)
+    write_output(sr.forecast, where[0], "revenue_forecast")  # validated: the decomposition is in the layout
+    write_document(
+        {**sr.metrics, "models": {}, "horizon_months": 12, "test_spells": 1, "as_of": "x"},
+        where[1],
+        "survival_metrics",
+    )
+    with pytest.raises(ChurnmlError, match=r"forecast_backtest.csv: no such file .*dvc repro survival"):
+        read_survival_report(*where)
+    where[2].mkdir()
+    sr.backtest.to_csv(where[2] / "forecast_backtest.csv", index=False)
+    sr.profiles.to_csv(where[2] / "profiles.csv", index=False)
+    sr.curves.drop(columns=["nrr_low"]).to_csv(where[2] / "profile_curves.csv", index=False)
+    with pytest.raises(ChurnmlError, match=r"profile_curves.csv: lacks column\(s\) nrr_low"):
+        read_survival_report(*where)
+    sr.curves.to_csv(where[2] / "profile_curves.csv", index=False)
+    back = read_survival_report(*where)
+    assert forecast_view(back)["horizons"][1]["cards"] == forecast_view(sr)["horizons"][1]["cards"]
+    assert [r["hr"] for d in customers_view(back)["dimensions"] for r in d["rows"]] == [
+        r["hr"] for d in customers_view(sr)["dimensions"] for r in d["rows"]
+    ]
+    assert back.profiles["reference"].dtype == bool and back.metrics["findings"] == sr.metrics["findings"]
 
 
 # ------------------------------------------------------------------------------------------------ browser

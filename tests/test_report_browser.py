@@ -2,7 +2,8 @@
 
 The page is built from a synthetic portfolio as large as the default data's (3,596 accounts, 72 pages of 50)
 through the real report code, with a call list, a previous scoring to compare with and the monitor's section, so
-every part of the page is drawn and search is shown to reach accounts far beyond the first page.
+every part of the page is drawn and search is shown to reach accounts far beyond the first page. The forecast and
+right-customer pages beside it come from the survival stage's outputs of a small book (test_report's).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from browser import CONTRAST_JS, with_page
-from test_report import _performance
+from test_report import _performance, _survival_report
 
 from churnml.config import CallListConfig, TiersConfig
 from churnml.report.portfolio import build_report
@@ -122,6 +123,7 @@ def page_url(tmp_path_factory) -> str:
         definition=DEFINITION,
         calls=calls,
         changes=changes,
+        survival=_survival_report(AS_OF),
     )
     return path.as_uri()
 
@@ -224,6 +226,56 @@ def test_screenshots_of_the_call_list_an_account_and_the_changes(page_url, tmp_p
     with_page(chromium, page_url, tmp_path / "profile", work)
     for path in shots.values():
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000, path
+    keep = os.environ.get("CHURNML_SCREENSHOTS")
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        for path in shots.values():
+            shutil.copy(path, Path(keep) / path.name)
+
+
+@pytest.mark.parametrize(
+    ("name", "parts"),
+    [
+        ("forecast.html", ("#forecast-3m", "#forecast-12m", "#backtest")),
+        ("customers.html", ("#findings", "#hazard-ratios", "#curves")),
+    ],
+)
+def test_the_forecast_and_right_customer_pages_open_from_the_nav_and_meet_wcag_aa(
+    page_url, tmp_path, name, parts
+):
+    """From the portfolio page's navigation to each page: every text meets AA contrast, every chart is drawn."""
+    chromium = require_chromium()
+    shots = {}
+
+    async def work(page):
+        await page.js(f"document.querySelector('nav.pages a[href=\"{name}\"]').click()")
+        await page.wait_for(
+            f"location.pathname.endsWith('/{name}') && document.readyState === 'complete'"
+            " && document.body.getAttribute('data-ready') === '1'"
+        )
+        current = await page.js(
+            "document.querySelector('nav.pages a[aria-current=\"page\"]').getAttribute('href')"
+        )
+        drawn = await page.js(
+            "Array.from(document.querySelectorAll('svg')).filter(s => s.getBoundingClientRect().width > 0).length"
+        )
+        contrast = await page.js(CONTRAST_JS)
+        stem = name.removesuffix(".html")
+        for selector in parts:
+            shots[selector] = await page.screenshot(tmp_path / f"{stem}-{selector[1:]}.png", selector)
+        shots["top"] = await page.screenshot(tmp_path / f"{stem}-top-1280x800.png")
+        return current, drawn, contrast
+
+    current, drawn, contrast = with_page(chromium, page_url, tmp_path / "profile", work)
+    assert current == name
+    # forecast: 2 bridges, an NRR interval per group and per backtest row; customers: logo and NRR curves of
+    # 2 dimensions, and the forest row of the one profile with a finite ratio against its reference (SMB)
+    assert drawn >= 20 if name == "forecast.html" else drawn == 5
+    assert contrast["checked"] > 100
+    distinct = {(f["cls"], f["color"], f["ratio"]) for f in contrast["failures"]}
+    assert not distinct, sorted(distinct)
+    for path in shots.values():
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5_000, path
     keep = os.environ.get("CHURNML_SCREENSHOTS")
     if keep:
         Path(keep).mkdir(parents=True, exist_ok=True)

@@ -296,28 +296,227 @@ def test_the_backtest_plot_columns_are_the_forecast_backtest_columns():
     assert OUTPUTS["survival_plots"].files["forecast_backtest.csv"] == BACKTEST_COLUMNS
 
 
-def test_profiles_report_km_with_intervals_and_claim_only_clear_differences():
-    from churnml.survival.profiles import findings, profile_table
-
+def _profile_data():
+    """400 accounts: smb loses every other account in month 6, enterprise one in ten; regions alike. Survivors
+    grow their ARR by 10% over the year (in twelve equal steps)."""
     n = 400
     feats = pd.DataFrame(
         {
             "account_id": [f"A{i}" for i in range(n)],
+            "cutoff": T("2024-01-01"),
             "account_segment": ["smb"] * 200 + ["enterprise"] * 200,
             "account_region": (["eu"] * 100 + ["us"] * 100) * 2,
         }
     )
-    # smb: every other account churns in month 6; enterprise: one in ten; regions alike
     event = np.r_[np.arange(200) % 2 == 0, np.arange(200) % 10 == 0]
     sp = pd.DataFrame({"duration": np.where(event, 6, 12), "event": event})
-    arr0 = np.full(n, 100.0)
-    arr_h = np.where(event, 0.0, 110.0)
-    table = profile_table(feats, sp, arr0, arr_h, 12).set_index(["dimension", "profile"])
+    arr = np.column_stack(
+        [np.full(n, 100.0)] + [np.where(event & (k >= 6), 0.0, 100.0 + 10.0 * k / 12) for k in range(1, 13)]
+    )
+    return feats, sp, arr
+
+
+def test_profiles_report_km_with_intervals_and_claim_only_clear_differences():
+    from churnml.survival.profiles import findings, hazard_ratios, profile_curves, profile_table
+
+    feats, sp, arr = _profile_data()
+    curves = profile_curves(feats, sp, arr)
+    table = profile_table(curves, hazard_ratios(feats, sp)).set_index(["dimension", "profile"])
     smb = table.loc[("segment", "smb")]
-    assert smb["logo_retention"] == pytest.approx(0.5) and smb["accounts"] == 200
+    assert smb["logo_retention"] == pytest.approx(0.5) and smb["accounts"] == 200 and smb["events"] == 100
     assert smb["logo_retention_low"] < 0.5 < smb["logo_retention_high"]
     assert smb["nrr"] == pytest.approx(0.55) and smb["grr"] == pytest.approx(0.5)
+    assert smb["nrr_low"] < 0.55 < smb["nrr_high"] and smb["grr_low"] < 0.5 < smb["grr_high"]
+    # the reference is the largest profile with a churn (a tie here: by name); smb churns 5x as often
+    ent = table.loc[("segment", "enterprise")]
+    assert ent["reference"] and ent["hazard_ratio"] == 1.0 and not smb["reference"]
+    assert smb["hazard_ratio"] == pytest.approx(5.0, rel=1e-4)  # one tied event time: 50% / 10%
+    assert smb["hazard_ratio_low"] < 5.0 < smb["hazard_ratio_high"] and smb["p_value"] < 1e-6
+    assert table.loc[("region", "us"), "hazard_ratio"] == pytest.approx(1.0, abs=1e-6)
+    # curves: month 0 is the start; logo retention drops in month 6 and stays; revenue follows the ARR
+    seg = curves[(curves["dimension"] == "segment") & (curves["profile"] == "smb")].set_index("month")
+    assert list(seg.index) == list(range(13)) and seg.loc[0, "logo_retention"] == 1.0
+    assert seg.loc[5, "logo_retention"] == 1.0 and seg.loc[6, "logo_retention"] == pytest.approx(0.5)
+    assert seg.loc[5, "nrr"] == pytest.approx(1 + 10 * 5 / 12 / 100)
     words = findings(table.reset_index(), 12)
-    assert any("enterprise keeps 90%" in w and "200 accounts" in w for w in words)
-    assert any(w.startswith("By region: no profile") for w in words)
-    assert findings(table.reset_index(), 12, min_accounts=500) == []  # no claim from too few accounts
+    assert any("enterprise keeps 90%" in w and "200 accounts" in w and "5.0x" in w for w in words)
+    assert any("enterprise keeps the most revenue" in w and "smb the least, 55%" in w for w in words)
+    assert any(w.startswith("By region: no profile retains") for w in words)
+    few = findings(table.reset_index(), 12, min_accounts=500)  # no claim from too few accounts: said so
+    assert few and all("no claim: fewer than two profiles of 500 accounts" in w for w in few)
+    # an unknown value is listed, never claimed about, however well it retains
+    t = table.reset_index()
+    unknown = t[t["profile"] == "enterprise"].assign(
+        profile="unknown (signed before the usage data)", logo_retention=0.99, logo_retention_low=0.98
+    )
+    words = findings(pd.concat([t, unknown], ignore_index=True), 12)
+    assert not any("unknown" in w for w in words) and any("enterprise keeps 90%" in w for w in words)
+    # nor is it the reference of a hazard ratio, even when it is the largest profile
+    feats, sp, _ = _profile_data()
+    feats = feats.assign(
+        account_segment=np.where(np.arange(len(feats)) < 250, None, feats["account_segment"])
+    )
+    hr = hazard_ratios(feats, sp).set_index(["dimension", "profile"])
+    assert hr.loc[("segment", "unknown"), "events"] > 0 and not hr.loc[("segment", "unknown"), "reference"]
+    assert hr.loc[("segment", "enterprise"), "reference"]
+
+
+def test_a_hazard_ratio_the_data_cannot_pin_down_is_left_empty():
+    """A profile of two accounts that both churn in month 1, before anyone else: its partial likelihood rises
+    for ever, so no ratio is printed; the others keep theirs."""
+    from churnml.survival.profiles import hazard_ratios
+
+    feats, sp, _ = _profile_data()
+    feats = pd.concat(
+        [feats, pd.DataFrame({"account_id": ["Z1", "Z2"], "account_segment": "odd", "account_region": "eu"})],
+        ignore_index=True,
+    )
+    sp = pd.concat([sp, pd.DataFrame({"duration": [1, 1], "event": [True, True]})], ignore_index=True)
+    hr = hazard_ratios(feats, sp).set_index(["dimension", "profile"])
+    assert hr.loc[("segment", "odd"), "events"] == 2 and np.isnan(hr.loc[("segment", "odd"), "hazard_ratio"])
+    assert hr.loc[("segment", "smb"), "hazard_ratio"] == pytest.approx(5.0, rel=0.05)
+
+
+def test_right_customers_keep_one_spell_per_account():
+    """Three monthly cutoffs share one future: only each account's earliest spell counts."""
+    from churnml.survival.profiles import first_spells
+
+    feats = pd.DataFrame(
+        {
+            "account_id": ["a", "a", "b", "a", "c", "c"],
+            "cutoff": [T("2024-10-01"), T("2024-09-01"), T("2024-10-01"), T("2024-11-01")]
+            + [T("2024-11-01")] * 2,
+        }
+    )
+    assert first_spells(feats).tolist() == [False, True, True, False, True, False]  # c: once, not twice
+
+
+def test_revenue_retention_bands_come_from_a_bootstrap_over_accounts():
+    """The band of a profile's NRR holds the NRR of resampled books: one huge account makes it wide and
+    skewed; and the 95% band covers the truth of a known population at about its rate."""
+    from churnml.survival.profiles import profile_curves
+
+    rng = np.random.default_rng(3)
+    n = 300
+    feats = pd.DataFrame({"account_id": [f"A{i}" for i in range(n)], "account_segment": "smb"})
+    sp = pd.DataFrame({"duration": np.full(n, 2.0), "event": np.zeros(n, bool)})
+    covered, trials = 0, 60
+    for trial in range(trials):
+        arr0 = rng.lognormal(9, 0.5, n)
+        ratio = rng.choice([0.0, 1.0, 1.3], size=n, p=[0.1, 0.7, 0.2])  # true NRR = 0.96
+        arr = np.column_stack([arr0, arr0, arr0 * ratio])
+        c = profile_curves(feats, sp, arr, draws=300, seed=trial).set_index("month").loc[2]
+        covered += c["nrr_low"] <= 0.96 <= c["nrr_high"]
+    assert abs(covered / trials - 0.95) <= 3 * math.sqrt(0.95 * 0.05 / trials) + 0.02
+    arr0 = np.full(n, 100.0)
+    arr0[0] = 1e5  # one account holds three quarters of the ARR
+    arr = np.column_stack([arr0, arr0, np.where(np.arange(n) == 0, 0.0, arr0)])
+    c = profile_curves(feats, sp, arr, draws=400).set_index("month").loc[2]
+    assert c["nrr"] == pytest.approx(29_900 / 129_900)
+    assert c["nrr_high"] - c["nrr"] > 0.3 and c["nrr_low"] < c["nrr"]  # the huge account may or may not go
+
+
+# ------------------------------------------------------------------------------------------ Cox information
+
+
+def _breslow_by_loop(time, event, x, beta) -> float:
+    """Breslow's log partial likelihood, one event time at a time (the textbook formula, no vectorising)."""
+    total = 0.0
+    for t in sorted(set(time[event])):
+        dying = (time == t) & event
+        at_risk = time >= t
+        total += float((x[dying] @ beta).sum()) - dying.sum() * math.log(np.exp(x[at_risk] @ beta).sum())
+    return total
+
+
+def test_cox_information_is_the_logrank_variance_for_two_groups_without_ties():
+    """x = 1, 0, 1, 0 dying at months 1..4. At b = 0 the score is O - E of group 1 and the information the
+    log-rank variance, sum over deaths of n1 n0 / n^2: 2/4 - ... (risk sets 2:2, 1:2, 1:1, 0:1) = 13/18;
+    at the maximum u = e^b = (1 + sqrt 17) / 2 it is 2u/(u+1)^2 + 2u/(u+2)^2."""
+    from churnml.survival.cox import breslow_information, breslow_score, fit_cox
+
+    time, event, x = np.array([1.0, 2, 3, 4]), np.ones(4, bool), np.array([[1.0], [0], [1], [0]])
+    assert breslow_score(time, event, x, [0.0])[0] == pytest.approx(2 - (1 / 2 + 1 / 3 + 1 / 2))
+    assert breslow_information(time, event, x, [0.0])[0, 0] == pytest.approx(13 / 18)
+    beta, cov = fit_cox(time, event, x)
+    u = (1 + math.sqrt(17)) / 2
+    assert beta[0] == pytest.approx(math.log(u), abs=1e-6)
+    assert 1 / cov[0, 0] == pytest.approx(2 * u / (u + 1) ** 2 + 2 * u / (u + 2) ** 2, rel=1e-6)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_cox_information_is_minus_the_numerical_hessian_with_ties(seed):
+    from churnml.survival.cox import breslow_information, breslow_loglik, breslow_score, fit_cox
+
+    rng = np.random.default_rng(seed)
+    n, p = 120, 3
+    x = rng.normal(size=(n, p))
+    time = rng.integers(1, 7, n).astype(float) + np.where(rng.random(n) < 0.3, 0.5, 0.0)  # ties, censoring
+    event = time == np.round(time)
+    beta = np.array([0.4, -0.3, 0.1])
+    assert breslow_loglik(time, event, x, beta) == pytest.approx(_breslow_by_loop(time, event, x, beta))
+    h = 1e-4
+    eye = np.eye(p) * h
+    hess = np.array(
+        [
+            [
+                (
+                    breslow_loglik(time, event, x, beta + eye[i] + eye[j])
+                    - breslow_loglik(time, event, x, beta + eye[i] - eye[j])
+                    - breslow_loglik(time, event, x, beta - eye[i] + eye[j])
+                    + breslow_loglik(time, event, x, beta - eye[i] - eye[j])
+                )
+                / (4 * h * h)
+                for j in range(p)
+            ]
+            for i in range(p)
+        ]
+    )
+    np.testing.assert_allclose(breslow_information(time, event, x, beta), -hess, atol=1e-4)
+    grad = [
+        (breslow_loglik(time, event, x, beta + eye[i]) - breslow_loglik(time, event, x, beta - eye[i]))
+        / (2 * h)
+        for i in range(p)
+    ]
+    np.testing.assert_allclose(breslow_score(time, event, x, beta), grad, rtol=1e-5, atol=1e-6)
+    fitted, cov = fit_cox(time, event, x)  # scikit-survival's maximum: the score vanishes there
+    np.testing.assert_allclose(breslow_score(time, event, x, fitted), 0.0, atol=1e-6)
+    assert np.all(np.linalg.eigvalsh(cov) > 0)
+
+
+def test_cox_wald_intervals_cover_the_true_hazard_ratio():
+    """Exponential times with a known hazard ratio of 2 between two groups, censored at 12 months: the 95%
+    interval from the observed information covers log 2 at about its rate over 200 samples."""
+    from churnml.survival.cox import fit_cox
+
+    rng = np.random.default_rng(11)
+    covered, trials = 0, 200
+    for _ in range(trials):
+        x = (rng.random(150) < 0.5).astype(float)
+        t = rng.exponential(1 / (0.05 * np.exp(np.log(2) * x)))
+        time, event = np.minimum(t, 12.0), t < 12.0
+        beta, cov = fit_cox(time, event, x[:, None])
+        se = math.sqrt(cov[0, 0])
+        covered += abs(beta[0] - math.log(2)) <= 1.959964 * se
+    assert abs(covered / trials - 0.95) <= 3 * math.sqrt(0.95 * 0.05 / trials)
+
+
+def test_forecast_decomposition_adds_up_to_the_expected_change():
+    """Start - churn - contraction + expansion = expected ARR, and GRR = 1 - (churn + contraction) / start,
+    per group; churn alone follows the curves: the ARR-weighted 1 - S(h)."""
+    rng = np.random.default_rng(2)
+    n = 50
+    arr0 = rng.lognormal(9, 1, n)
+    surv = survival_from_hazards(rng.uniform(0.0, 0.05, (n, 12)))
+    groups = np.where(rng.random(n) < 0.5, "a", "b")
+    moves = {"all": Movement(0.1, 0.05, np.array([1.2, 1.5]), np.array([0.7, 0.9]), 100)}
+    sim = simulate_book(arr0, surv, groups, moves, 12, 3000, seed=4)
+    table = summarise(arr0, sim, {"segment": groups})
+    for row in table.to_dict("records"):
+        change = row["expansion_arr_mean"] - row["churn_arr_mean"] - row["contraction_arr_mean"]
+        assert row["arr_start"] + change == pytest.approx(row["arr_mean"], rel=1e-9)
+        lost = (row["churn_arr_mean"] + row["contraction_arr_mean"]) / row["arr_start"]
+        assert 1 - lost == pytest.approx(row["grr_mean"], rel=1e-9)
+        assert min(row["churn_arr_mean"], row["contraction_arr_mean"], row["expansion_arr_mean"]) > 0
+    book = table[table["dimension"] == "portfolio"].iloc[0]
+    assert book["churn_arr_mean"] == pytest.approx((arr0 * (1 - surv[:, 11])).sum(), rel=0.03)

@@ -197,6 +197,11 @@ REVENUE_FORECAST_COLUMNS: tuple[WarehouseColumn, ...] = (
         for m in ("arr", "grr", "nrr")
         for q in ("mean", "p025", "p10", "p50", "p90", "p975")
     ),
+    # what drives the change (churnml.survival.forecast.movements): expected ARR lost to churn, lost to
+    # contraction and gained by expansion; arr_start - churn - contraction + expansion = arr_mean
+    _W("churn_arr_mean", "float"),
+    _W("contraction_arr_mean", "float"),
+    _W("expansion_arr_mean", "float"),
     _W("survival_model_version", "text", filled=True),
     _W("run_id", "text", filled=True),
     _W("forecast_at", "ts", filled=True),

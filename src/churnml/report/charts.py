@@ -1,9 +1,10 @@
-"""The report's charts as inline SVG strings: sparklines, KPI lines against their history, performance decay."""
+"""The report's charts as inline SVG strings: sparklines, KPI lines against their history, performance decay,
+retention curves with bands, the forecast's bridge and forest-plot intervals."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -210,6 +211,214 @@ def decay_chart_svg(
         tip = f"scored {day}, {m:g} months after training: realised ROC-AUC {val:.3f}"
         parts.append(
             f'<circle class="pt" cx="{_f(x(m))}" cy="{_f(y(val))}" r="2.8"><title>{escape(tip)}</title></circle>'
+        )
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+# the profiles' line colours: dark enough for a 3:1 contrast with white (WCAG's graphics rule)
+PALETTE = (
+    "#1d4ed8", "#b42318", "#067647", "#8a5a00", "#6d28d9", "#0e7490", "#be185d", "#475467", "#c2410c", "#4d7c0f",
+)  # fmt: skip
+
+
+def curves_chart_svg(
+    lines: Sequence[Mapping[str, object]],
+    *,
+    name: str,
+    fmt: Callable[[float], str],
+    x_label: str = "months",
+    width: int = 520,
+    height: int = 220,
+) -> Markup:
+    """Curves over months with their bands as inline SVG (one colour per line, the band shaded behind it).
+
+    Args:
+        lines: each with ``label``, ``colour``, ``x`` (months), ``y``, ``low`` and ``high`` (the band; None
+            draws the line alone).
+        name: what is drawn (the chart's accessible label and every tooltip's first words).
+        fmt: how a value reads (axis and tooltips).
+        x_label: the x axis' title.
+    """
+    lines = [ln for ln in lines if np.isfinite(np.asarray(ln["y"], dtype=float)).any()]
+    if not lines:
+        return Markup('<p class="muted">No curve to draw.</p>')
+    pool = np.concatenate(
+        [
+            np.asarray(ln[k], dtype=float)
+            for ln in lines
+            for k in ("y", "low", "high")
+            if ln.get(k) is not None
+        ]
+        + [np.array([1.0])]
+    )
+    pool = pool[np.isfinite(pool)]
+    lo, hi = float(pool.min()), float(pool.max())
+    span = max(hi - lo, 0.02)
+    lo, hi = lo - 0.06 * span, hi + 0.06 * span
+    xs_all = np.concatenate([np.asarray(ln["x"], dtype=float) for ln in lines])
+    x_lo, x_hi = float(xs_all.min()), float(xs_all.max())
+    left, right, top, bottom = 50.0, 12.0, 10.0, 34.0
+    plot_w, plot_h = width - left - right, height - top - bottom
+
+    def x(m: float) -> float:
+        return left + (m - x_lo) / max(x_hi - x_lo, 1e-9) * plot_w
+
+    def y(v: float) -> float:
+        return top + (hi - v) / (hi - lo) * plot_h
+
+    parts = _frame(name, width, height, int(left), int(right), lo, hi, y, fmt)
+    for m in np.unique(xs_all):
+        if m in (x_lo, x_hi) or m % 3 == 0:
+            parts.append(
+                f'<text class="axis" x="{_f(x(m))}" y="{height - 18}" text-anchor="middle">{m:g}</text>'
+            )
+    parts.append(
+        f'<text class="axis" x="{_f(left + plot_w / 2)}" y="{height - 4}" text-anchor="middle">'
+        f"{escape(x_label)}</text>"
+    )
+    for ln in lines:
+        if ln.get("low") is None or ln.get("high") is None:
+            continue  # a line without its band
+        mx, my = np.asarray(ln["x"], dtype=float), np.asarray(ln["y"], dtype=float)
+        ml, mh = np.asarray(ln["low"], dtype=float), np.asarray(ln["high"], dtype=float)
+        ok = np.isfinite(my) & np.isfinite(ml) & np.isfinite(mh)
+        upper = [f"{_f(x(a))},{_f(y(b))}" for a, b in zip(mx[ok], mh[ok], strict=True)]
+        lower = [f"{_f(x(a))},{_f(y(b))}" for a, b in zip(mx[ok][::-1], ml[ok][::-1], strict=True)]
+        parts.append(f'<polygon class="band" fill="{ln["colour"]}" points="{" ".join(upper + lower)}"/>')
+    for ln in lines:
+        mx, my = np.asarray(ln["x"], dtype=float), np.asarray(ln["y"], dtype=float)
+        banded = ln.get("low") is not None and ln.get("high") is not None
+        ml = np.asarray(ln["low"] if banded else my, dtype=float)
+        mh = np.asarray(ln["high"] if banded else my, dtype=float)
+        ok = np.isfinite(my)
+        pts = " ".join(f"{_f(x(a))},{_f(y(b))}" for a, b in zip(mx[ok], my[ok], strict=True))
+        parts.append(f'<polyline class="curve" stroke="{ln["colour"]}" points="{pts}"/>')
+        for a, b, bl, bh in zip(mx[ok], my[ok], ml[ok], mh[ok], strict=True):
+            band = f" (95% band {fmt(bl)} to {fmt(bh)})" if banded else ""
+            tip = f"{ln['label']}, month {a:g}: {name} {fmt(b)}{band}"
+            parts.append(
+                f'<circle class="cpt" fill="{ln["colour"]}" cx="{_f(x(a))}" cy="{_f(y(b))}" r="2.2">'
+                f"<title>{escape(tip)}</title></circle>"
+            )
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+def bridge_chart_svg(
+    steps: Sequence[tuple[str, float]],
+    *,
+    name: str,
+    fmt: Callable[[float], str],
+    width: int = 520,
+    height: int = 210,
+) -> Markup:
+    """A waterfall from a starting total through signed changes to the end total, as inline SVG.
+
+    Args:
+        steps: (label, value): the first is the start, the last the end (both totals), the ones between are
+            signed changes (negative: a loss, drawn red; positive: a gain, drawn green).
+        name: what is drawn.
+        fmt: how an amount reads.
+
+    The axis does not start at zero (the changes are a few percent of the total): its labelled grid says so.
+    """
+    if len(steps) < 2:
+        return Markup('<p class="muted">Nothing to draw.</p>')
+    levels = [steps[0][1]]
+    for _, v in steps[1:-1]:
+        levels.append(levels[-1] + v)
+    levels.append(steps[-1][1])
+    lo, hi = min(levels), max(levels)
+    span = max(hi - lo, abs(hi) * 0.01, 1e-9)
+    lo, hi = lo - 0.35 * span, hi + 0.15 * span
+    left, right, top, bottom = 60.0, 12.0, 18.0, 26.0
+    plot_w, plot_h = width - left - right, height - top - bottom
+    slot = plot_w / len(steps)
+
+    def y(v: float) -> float:
+        return top + (hi - v) / (hi - lo) * plot_h
+
+    parts = _frame(name, width, height, int(left), int(right), lo, hi, y, fmt)
+    before = steps[0][1]
+    for i, (label, value) in enumerate(steps):
+        total = i in (0, len(steps) - 1)
+        a, b = (lo, value) if total else (before, before + value)
+        cls = "total" if total else ("loss" if value < 0 else "gain")
+        x0 = left + i * slot + slot * 0.18
+        top_y, bot_y = y(max(a, b)), y(min(a, b))
+        shown = fmt(value) if total else ("−" if value < 0 else "+") + fmt(abs(value))
+        tip = f"{label}: {shown}"
+        parts.append(
+            f'<rect class="{cls}" x="{_f(x0)}" y="{_f(top_y)}" width="{_f(slot * 0.64)}" '
+            f'height="{_f(max(bot_y - top_y, 1.0))}"><title>{escape(tip)}</title></rect>'
+            f'<text class="axis" x="{_f(x0 + slot * 0.32)}" y="{_f(top_y - 4)}" text-anchor="middle">'
+            f"{escape(shown)}</text>"
+            f'<text class="axis" x="{_f(x0 + slot * 0.32)}" y="{height - 8}" text-anchor="middle">'
+            f"{escape(label)}</text>"
+        )
+        if not total:
+            before += value
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+def interval_svg(
+    point: float,
+    outer: tuple[float, float],
+    *,
+    scale: tuple[float, float],
+    label: str,
+    inner: tuple[float, float] | None = None,
+    log: bool = False,
+    reference: float | None = None,
+    mark: float | None = None,
+    width: int = 150,
+    height: int = 18,
+) -> Markup:
+    """One estimate with its interval(s) on a shared axis: a forest-plot row, inline in a table cell.
+
+    Args:
+        point: the estimate (a dot).
+        outer: the wide interval (a thin line); ``inner`` the narrow one (a thick line), if any.
+        scale: the axis range shared by the rows of one table; values beyond it are clipped (arrow heads).
+        label: the tooltip.
+        log: a log axis (hazard ratios).
+        reference: a vertical line (1 for a ratio).
+        mark: a second value to show as a diamond (the realised outcome of a forecast).
+    """
+    if not np.isfinite(point):
+        return Markup("")
+    tr = np.log if log else (lambda v: v)
+    a, b = float(tr(scale[0])), float(tr(scale[1]))
+    pad = 5.0
+
+    def x(v: float) -> float:
+        v = float(tr(min(max(v, scale[0]), scale[1]))) if np.isfinite(v) else (b if v > 0 else a)
+        return pad + (v - a) / max(b - a, 1e-12) * (width - 2 * pad)
+
+    mid = height / 2
+    parts = [
+        f'<svg class="interval" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-label="{escape(label)}"><title>{escape(label)}</title>'
+    ]
+    if reference is not None:
+        parts.append(
+            f'<line class="ref" x1="{_f(x(reference))}" x2="{_f(x(reference))}" y1="1" y2="{height - 1}"/>'
+        )
+    parts.append(
+        f'<line class="outer" x1="{_f(x(outer[0]))}" x2="{_f(x(outer[1]))}" y1="{_f(mid)}" y2="{_f(mid)}"/>'
+    )
+    if inner is not None:
+        parts.append(
+            f'<line class="inner" x1="{_f(x(inner[0]))}" x2="{_f(x(inner[1]))}" y1="{_f(mid)}" y2="{_f(mid)}"/>'
+        )
+    parts.append(f'<circle class="est" cx="{_f(x(point))}" cy="{_f(mid)}" r="3.5"/>')
+    if mark is not None and np.isfinite(mark):
+        mx = x(mark)
+        parts.append(
+            f'<polygon class="mark" points="{_f(mx)},{_f(mid - 5)} {_f(mx + 5)},{_f(mid)} {_f(mx)},{_f(mid + 5)} '
+            f'{_f(mx - 5)},{_f(mid)}"/>'
         )
     parts.append("</svg>")
     return Markup("".join(parts))

@@ -1,4 +1,5 @@
-"""The static portfolio report for CSMs (reports/index.html): accounts, reasons, KPIs against their history.
+"""The static portfolio report for CSMs (reports/index.html): accounts, reasons, KPIs against their history;
+with the survival stage's outputs, two more pages beside it (:mod:`churnml.report.survival_pages`).
 
 The page is one self-contained HTML file: inline CSS, a small vanilla script (filters and sorting) allowed by
 a Content-Security-Policy hash, and charts as inline SVG. Nothing is loaded from the network (the
@@ -27,7 +28,17 @@ from churnml.config import TiersConfig
 from churnml.errors import ChurnmlError
 from churnml.explain.reasons import PERCENT, point_label
 from churnml.report.charts import decay_chart_svg, line_chart_svg
+from churnml.report.formats import money as _money
+from churnml.report.formats import nice as _nice
+from churnml.report.formats import pct as _pct
 from churnml.report.kpis import KPI_COLUMNS, flag_abnormal
+from churnml.report.survival_pages import (
+    CUSTOMERS_FILE,
+    FORECAST_FILE,
+    SurvivalReport,
+    check_forecast_as_of,
+    render_pages,
+)
 from churnml.scoring.tiers import TierDefinition
 
 TIER_COLOURS = {"critical": "#b42318", "high": "#c4320a", "medium": "#8a5a00", "low": "#067647"}
@@ -35,38 +46,6 @@ REPORT_FILE = "index.html"
 
 
 # ------------------------------------------------------------------------------------------ formatting
-
-
-def _money(v: float) -> str:
-    if v is None or not np.isfinite(v):
-        return "–"
-    a = abs(v)
-    if a >= 1e6:
-        return f"${v / 1e6:.1f}M"
-    if a >= 1e4:
-        return f"${v / 1e3:.0f}k"
-    if a >= 1e3:
-        return f"${v / 1e3:.1f}k"
-    return f"${v:,.0f}"
-
-
-def _pct(v: float, digits: int = 0) -> str:
-    return "–" if v is None or not np.isfinite(v) else f"{v * 100:.{digits}f}%"
-
-
-_LABELS = {
-    "smb": "SMB",
-    "mid_market": "Mid-market",
-    "high_touch": "High touch",
-    "low_touch": "Low touch",
-    "tech_touch": "Tech touch",
-}
-
-
-def _nice(value: Any) -> str:
-    """A category code as a CSM reads it: ``mid_market`` -> "Mid-market"."""
-    text = str(value)
-    return _LABELS.get(text, text.replace("_", " ")[:1].upper() + text.replace("_", " ")[1:])
 
 
 def _pts(v: float) -> str:
@@ -532,6 +511,7 @@ def build_report(
     calls: pd.DataFrame | None = None,
     changes: pd.DataFrame | None = None,
     renewal_window_days: int = 90,
+    survival: SurvivalReport | None = None,
     page_size: int = 50,
     title: str = "Customer portfolio: churn risk and expansion",
     generated_at: dt.datetime | None = None,
@@ -558,13 +538,16 @@ def build_report(
         calls: This week's call list (:func:`churnml.scoring.calls.call_list`); None: no call list section.
         changes: :func:`churnml.scoring.calls.changes_since` output; None or no history: the section says so.
         renewal_window_days: How far ahead "renewals that matter" look.
+        survival: The survival stage's outputs (:func:`churnml.report.survival_pages.read_survival_report`):
+            with them the report gains two pages beside ``index.html``, the revenue forecast
+            (``forecast.html``) and the right-customer analysis (``customers.html``), linked from every page.
         page_size: Accounts per page of the portfolio table (every account is embedded and searchable).
         title: Page title.
         generated_at: Timestamp shown in the header (default: none shown, so that the same inputs give the same
             page byte for byte: its hash is in the committed dvc.lock).
 
     Returns:
-        The path of the written page.
+        The path of the written page (``index.html``).
     """
     from jinja2 import Environment, PackageLoader, StrictUndefined
 
@@ -632,7 +615,21 @@ def build_report(
         lstrip_blocks=True,
     )
     counts = df["risk_tier"].value_counts()
+    pages = (
+        [
+            (REPORT_FILE, "Accounts"),
+            (FORECAST_FILE, "Revenue forecast"),
+            (CUSTOMERS_FILE, "The right customer"),
+        ]
+        if survival is not None
+        else []
+    )
+    if survival is not None and as_of is not None:
+        check_forecast_as_of(survival, pd.Timestamp(as_of))
+    css = Markup(_template_text("report.css"))
     html = env.get_template("report.html.j2").render(
+        pages=pages,
+        current=REPORT_FILE,
         title=title,
         as_of=as_of,
         generated=generated_at.strftime("%Y-%m-%d %H:%M UTC") if generated_at else "",
@@ -665,7 +662,7 @@ def build_report(
             "tier": [t for t, _ in ordered_tiers],
         },
         performance=_performance_view(performance) if performance is not None else None,
-        css=Markup(_template_text("report.css")),
+        css=css,
         script=Markup(script),
         script_hash=script_hash,
     )
@@ -675,4 +672,12 @@ def build_report(
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(html, encoding="utf-8")
     tmp.replace(path)
+    if survival is not None:
+        common = {
+            "css": css,
+            "as_of": as_of,
+            "generated": generated_at.strftime("%Y-%m-%d %H:%M UTC") if generated_at else "",
+            "pages": pages,
+        }
+        render_pages(env, survival, out_dir, common)
     return path

@@ -1,4 +1,5 @@
-"""Stage report: the static portfolio report for CSMs (``paths.reports``/index.html), self-contained and offline."""
+"""Stage report: the static portfolio report for CSMs (``paths.reports``/index.html), self-contained and offline,
+with the revenue forecast (forecast.html) and the right-customer analysis (customers.html) beside it."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from churnml.contract.io import read_document, read_output
 from churnml.dataset.spine import as_of_day, data_end
 from churnml.report.inputs import check_scores_as_of, monitor_performance, portfolio_inputs
 from churnml.report.portfolio import build_report
+from churnml.report.survival_pages import read_survival_report
 from churnml.scoring.calls import changes_since, previous_scores
 from churnml.scoring.tiers import TierDefinition
 from churnml.warehouse.store import Warehouse
@@ -51,5 +53,9 @@ def report(cfg: Config, root: Path) -> str:
         calls=read_output(root / paths.call_list, "call_list"),
         changes=changes_since(scores, previous, order),
         renewal_window_days=cfg.scoring.calls.renewal_window_days,
+        # the forecast and right-customer pages: the survival stage's outputs of the same as-of
+        survival=read_survival_report(
+            root / paths.revenue_forecast, root / paths.survival_metrics, root / paths.survival_plots
+        ),
     )
     return f"wrote {path} ({len(scores)} accounts)"

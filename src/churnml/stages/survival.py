@@ -2,9 +2,9 @@
 Cox and, on simulator data, the oracle; curves of the accounts active at the as-of.
 
 Writes the model (``paths.survival_model``), ``paths.survival_metrics`` (with the gap to the 90-day churn
-model on the as-of accounts), ``paths.survival_plots`` (calibration by decile, mean curves, profiles, the
-forecast backtest), ``paths.account_survival`` and ``paths.revenue_forecast`` (the warehouse layouts without
-the run columns). Logs the same metrics document and plot tables to MLflow with the model, registered as
+model on the as-of accounts), ``paths.survival_plots`` (calibration by decile, mean curves, the forecast's
+backtest, and the right-customer analysis: profiles.csv, profile_curves.csv), ``paths.account_survival`` and
+``paths.revenue_forecast`` (the warehouse layouts without the run columns). Logs the same metrics document and plot tables to MLflow with the model, registered as
 ``churnml-survival`` under the champion rule (:mod:`churnml.survival.register`), and records that in
 ``paths.survival_registry`` (the registration DVC cannot see, as evaluate does for the 90-day models).
 """
@@ -76,6 +76,7 @@ def survival(cfg: Config, root: Path) -> str:
             ("calibration.csv", result.calibration),
             ("curves.csv", result.curves),
             ("profiles.csv", result.profiles),
+            ("profile_curves.csv", result.profile_curves),
             ("forecast_backtest.csv", bt),
         )
     }

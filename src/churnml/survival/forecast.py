@@ -170,18 +170,39 @@ def _each_group(arr0: np.ndarray, by: dict[str, np.ndarray]):
                 yield dim, v, idx, base
 
 
+def movements(arr0: np.ndarray, arr_h: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each account's expected ARR lost to churn, lost to contraction and gained by expansion (means over
+    the draws): a churned draw ends at 0 (its whole starting ARR lost to churn), a surviving one moved by
+    ``arr_h - arr0``. Per draw ``arr_h = arr0 - churn - contraction + expansion`` and
+    ``min(arr_h, arr0) = arr0 - churn - contraction``, so the three add up to the change of the expected
+    ARR and of the expected GRR and NRR exactly, per account and for any group of accounts.
+    """
+    start = np.asarray(arr0, dtype=float)[:, None]
+    gone = arr_h <= 0
+    churn = np.where(gone, start, 0.0).mean(axis=1)
+    delta = np.where(gone, 0.0, arr_h - start)
+    return churn, np.maximum(-delta, 0.0).mean(axis=1), np.maximum(delta, 0.0).mean(axis=1)
+
+
 def summarise(arr0: np.ndarray, arr_h: np.ndarray, by: dict[str, np.ndarray]) -> pd.DataFrame:
     """Expected ARR, GRR and NRR with their quantiles, for the book and each group of ``by``.
 
     Returns:
-        One row per (dimension, group): accounts, arr_start, and for arr / grr / nrr the mean and the
-        quantiles of :data:`QUANTILES`.
+        One row per (dimension, group): accounts, arr_start, for arr / grr / nrr the mean and the quantiles
+        of :data:`QUANTILES`, and what drives the change: the expected ARR lost to churn, lost to
+        contraction and gained by expansion (:func:`movements`).
     """
+    churn, down, up = movements(arr0, arr_h)
     rows = []
     for dim, v, idx, base in _each_group(arr0, by):
         total = arr_h[idx].sum(axis=0)
         gross = np.minimum(arr_h[idx], arr0[idx][:, None]).sum(axis=0)
         row = {"dimension": dim, "group": v, "accounts": int(idx.sum()), "arr_start": base}
+        row.update(
+            churn_arr_mean=float(churn[idx].sum()),
+            contraction_arr_mean=float(down[idx].sum()),
+            expansion_arr_mean=float(up[idx].sum()),
+        )
         for name, series in (("arr", total), ("grr", gross / base), ("nrr", total / base)):
             row[f"{name}_mean"] = float(series.mean())
             for q, p in QUANTILES.items():

@@ -30,13 +30,12 @@ from churnml.survival.forecast import (
     BACKTEST_COLUMNS,
     CSM,
     FORECAST_MONTHS,
-    arr_on,
     backtest,
     forecast_book,
     with_csm,
 )
 from churnml.survival.model import curve_frame, train_survival
-from churnml.survival.profiles import findings, profile_table
+from churnml.survival.profiles import right_customers
 from churnml.survival.rows import month_end, outcomes, spells, training_rows
 
 KM_GROUP = "account_segment"
@@ -56,7 +55,8 @@ class SurvivalResult:
         pd.DataFrame
     )  # the revenue forecast of the as-of book (churnml.survival.forecast.summarise rows)
     backtest: pd.DataFrame  # forecasts at the test cutoffs against what happened, and the naive forecast
-    profiles: pd.DataFrame  # the right-customer analysis (churnml.survival.profiles.profile_table)
+    profiles: pd.DataFrame  # the right-customer analysis (churnml.survival.profiles.right_customers)
+    profile_curves: pd.DataFrame  # its logo and revenue retention curves per profile, with bands
     info: dict[str, Any] = field(default_factory=dict)
     # the out-of-time test, kept to measure a registered champion on the same spells (churnml.survival.register)
     test: pd.DataFrame | None = None  # the test spells' feature rows
@@ -257,17 +257,9 @@ def run_survival(
             {"as_of": [], "skipped": "no horizon matured"},
         )
     metrics["forecast_backtest"] = bt_summary
-    # the right-customer analysis, on the same fully observed spells
-    day0 = test["cutoff"] - pd.Timedelta(days=1)
-    arr0 = arr_on(subscriptions, test["account_id"], day0, grace)
-    arr_f = arr_on(
-        subscriptions,
-        test["account_id"],
-        test["cutoff"] + pd.DateOffset(months=follow) - pd.Timedelta(days=1),
-        grace,
-    )
-    profiles = profile_table(test, test_spells, arr0, arr_f, follow)
-    metrics["findings"] = findings(profiles, follow)
+    # the right-customer analysis, on the same fully observed spells (one per account)
+    customers = right_customers(test, test_spells, subscriptions, grace, follow)
+    metrics["findings"] = customers.findings
     lap("forecast_backtest")
     # the final model: every cutoff, censored at the data end
     all_out = outcomes(feats, subscriptions, grace, horizon, end)
@@ -294,7 +286,8 @@ def run_survival(
         as_of=curves_now,
         forecast=fc.assign(as_of=day),
         backtest=bt_rows,
-        profiles=profiles,
+        profiles=customers.table,
+        profile_curves=customers.curves,
         info={"seconds": timings},
         test=test,
         test_spells=test_spells,
