@@ -103,6 +103,8 @@ def book(generation: int = 0) -> pd.DataFrame:
         for dim, group in (("portfolio", "all"), ("csm", "csm_0"), ("csm", "pooled")):
             row = {"horizon_months": h, "dimension": dim, "group": group, "accounts": 10, "arr_start": 1e4}
             row |= {v: 0.9 + generation / 100 + h / 1000 for v in values if v != "arr_start"}
+            # what drives the change: churn and contraction take, expansion gives (any amounts serve here)
+            row |= {"churn_arr_mean": 100.0, "contraction_arr_mean": 50.0, "expansion_arr_mean": 150.0}
             rows.append(row)
     return pd.DataFrame(rows)
 
