@@ -52,7 +52,7 @@ mlflow-ui: $(STAMP)
 ## otherwise start with the files holding the most tests); TEST_WORKERS=0 runs in one process.
 ## Each worker single-threaded (OpenMP, OpenBLAS, MKL): two workers on two cores are already one process per core,
 ## and a second thread per LightGBM or BLAS call makes every parallel region wait for a descheduled thread (a
-## small survival fit took 7x longer so; benchmarks/README.md). The pipeline tests' models say n_jobs=1 too.
+## small survival fit took 7x longer so; benchmarks/README.md). LightGBM follows OMP_NUM_THREADS (model.lgbm.n_jobs=0).
 TEST_WORKERS ?= 2
 TEST_THREADS ?= 1
 test: $(STAMP)

@@ -113,6 +113,5 @@ SMALL_PIPELINE = [
     "simulator.accounts=300",
     "simulator.months=18",
     "model.lgbm.n_estimators=80",
-    "model.lgbm.n_jobs=1",  # one thread per fit: xdist's two workers already use both cores (Makefile, test)
     "evaluation.csm_capacity_k=20",
 ]
