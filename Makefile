@@ -50,8 +50,13 @@ mlflow-ui: $(STAMP)
 ## Two xdist workers, a whole test file each (--dist loadfile: module fixtures such as the pipeline run and the
 ## Spark session are built once), in the order tests/conftest.py gives (the long files first; xdist would
 ## otherwise start with the files holding the most tests); TEST_WORKERS=0 runs in one process.
+## Each worker single-threaded (OpenMP, OpenBLAS, MKL): two workers on two cores are already one process per core,
+## and a second thread per LightGBM or BLAS call makes every parallel region wait for a descheduled thread (a
+## small survival fit took 7x longer so; benchmarks/README.md). LightGBM follows OMP_NUM_THREADS (model.lgbm.n_jobs=0).
 TEST_WORKERS ?= 2
+TEST_THREADS ?= 1
 test: $(STAMP)
+	OMP_NUM_THREADS=$(TEST_THREADS) OPENBLAS_NUM_THREADS=$(TEST_THREADS) MKL_NUM_THREADS=$(TEST_THREADS) \
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder \
 	  --cov --cov-report=term --durations=15 $(PYTEST_ARGS)
 

@@ -7,10 +7,24 @@ import pytest
 
 from churnml.config import SimulatorConfig
 
-# The files whose module fixtures take minutes (a whole `dvc repro`, a Spark session, backtests), longest first.
-# `make test` hands whole files to two xdist workers in collection order: started first, the long files run
-# beside the short ones instead of finishing alone at the end.
-LONG_FILES = ("test_pipeline.py", "test_spark.py", "test_backtest.py", "test_monitor.py", "test_tracking.py")
+from built import Built, build_once
+
+# The files that take minutes (a whole `dvc repro`, a Spark session, backtests), in the order they should start.
+# `make test` hands whole files to two xdist workers in this order (a worker takes the next file when two or fewer
+# of its tests are pending): the session's pipeline build (test_pipeline.py, tests/built.py) starts on one
+# worker while the other runs the own-folder pipeline, which does not need it, then Spark; the files that reuse
+# the build come after it is ready. Started first, the long files run beside the short ones instead of alone
+# at the end.
+LONG_FILES = (
+    "test_pipeline.py",
+    "test_pipeline_folder.py",
+    "test_spark.py",
+    "test_reproducible.py",
+    "test_pipeline_registry.py",
+    "test_backtest.py",
+    "test_monitor.py",
+    "test_tracking.py",
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -21,6 +35,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         return LONG_FILES.index(name) if name in LONG_FILES else len(LONG_FILES)
 
     items.sort(key=rank)
+
+
+@pytest.fixture(scope="session")
+def built_pipeline(tmp_path_factory, worker_id) -> Built:
+    """The small portfolio's `dvc repro`, once per session for all xdist workers (tests/built.py); read-only."""
+    base = tmp_path_factory.getbasetemp()
+    return build_once(base if worker_id == "master" else base.parent)
 
 
 def _days(values: list) -> pd.Series:

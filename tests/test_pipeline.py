@@ -1,57 +1,38 @@
 """The whole DVC pipeline on a small portfolio, in a temporary copy of the repository.
 
-Runs `dvc repro` with a network guard loaded into every Python process (tests/netguard), then checks that a
-plain `dvc repro` after an edit under conf/ refuses to run on stale parameters, and that `dvc exp run -S`
-composes conf/ with the override and logs to the parent repository's MLflow store.
+The session's one `dvc repro` of the small portfolio (tests/built.py: run with a network guard loaded into
+every Python process, tests/netguard) is checked here, then this file's private copy of it is scored, re-run
+with a plain `dvc repro` after an edit under conf/ (refused: stale parameters), run as `dvc exp run -S`
+(composes conf/ with the override and logs to the parent repository's MLflow store), and so on. The registry
+(test_pipeline_registry.py) and own-folder (test_pipeline_folder.py) checks are in files of their own, so
+that xdist runs them beside these.
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from churnml.checkout import copy_checkout, isolated_env
-
+from built import Built, clone_built, guarded_env, mlflow_run_count
+from built import run as _run
 from tables import SMALL_PIPELINE as SMALL
-
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 
 pytestmark = pytest.mark.slow
 
 
-def _run(cmd: list[str], cwd: Path, env: dict, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
-    if check and proc.returncode != 0:
-        raise AssertionError(
-            f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-        )
-    return proc
-
-
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> tuple[Path, dict]:
-    """A fresh copy of the tracked files, as a git repository, with a small portfolio composed."""
-    dest = tmp_path_factory.mktemp("repo")
-    env = isolated_env(
-        BIN,
-        PYTHONPATH=str(ROOT / "tests" / "netguard"),
-        CHURNML_NETGUARD_LOG=str(dest.parent / "netguard.log"),
-    )
-    # a small portfolio through the git-ignored local overlay, as a user would shrink it
-    copy_checkout(ROOT, dest, env, overrides=SMALL)
-    return dest, env
+def repo(built_pipeline: Built, tmp_path_factory) -> tuple[Path, dict]:
+    """This file's private copy of the session's built repository (the tests below change it)."""
+    dest = clone_built(built_pipeline, tmp_path_factory.mktemp("pipeline") / "repo")
+    return dest, guarded_env(dest.parent / "netguard.log")
 
 
-def test_repro_runs_every_stage_without_network(repo):
-    dest, env = repo
-    netlog = Path(env["CHURNML_NETGUARD_LOG"])
-    _run(["dvc", "repro"], dest, env)
+def test_repro_runs_every_stage_without_network(built_pipeline, repo):
+    dest, env = repo  # a byte copy of the built repository (its dvc status is checked below)
+    netlog = built_pipeline.netguard_log
     assert (dest / "data" / "validated" / "usage.parquet").is_file()
     for out in [
         "data/spine.parquet",
@@ -75,6 +56,7 @@ def test_repro_runs_every_stage_without_network(repo):
     scores = pd.read_parquet(dest / "data" / "scores.parquet")
     assert set(curves["account_id"]) == set(scores["account_id"])
     assert not netlog.exists() or netlog.read_text() == "", f"non-loopback network use:\n{netlog.read_text()}"
+    # the copy is a faithful one: the same stages are up to date in it
     # monitor depends on the score stage's watermark, not on every call: nothing is left to run but the
     # check_params gate, which is always_changed (cheap: it only checks params.yaml; its stamp never changes)
     status = _run(["dvc", "status"], dest, env)
@@ -98,14 +80,11 @@ def test_repro_runs_every_stage_without_network(repo):
 def test_score_after_repro_writes_one_row_per_active_account(repo):
     """A batch job after `dvc repro`: `churnml score --as-of <last day of data>`, twice, into the DuckDB warehouse."""
     import duckdb
-    import pandas as pd
 
     from churnml.contract.io import read_folder
     from churnml.dataset.spine import build_spine, data_range
 
     dest, env = repo
-    if not (dest / "data" / "warehouse.duckdb").is_file():
-        _run(["dvc", "repro"], dest, env)
     validated = dest / "data" / "validated"
     _, end = data_range(validated)
     last_day = end - pd.Timedelta(days=1)
@@ -143,23 +122,19 @@ def test_plain_repro_refuses_stale_params(repo):
         conf.write_text(original)
 
 
-def _mlflow_runs(dest: Path) -> int:
-    import sqlite3
-
-    with sqlite3.connect(dest / "mlflow.db") as con:
-        return con.execute("select count(*) from runs").fetchone()[0]
-
-
 def test_exp_run_with_override_logs_to_the_parent_store(repo):
     dest, env = repo
-    runs_before = _mlflow_runs(dest)
-    # conf/ holds the full-size defaults: repeat the small overrides so only the model stages re-run
-    sets = [arg for o in [*SMALL, "model.lgbm.num_leaves=7"] for arg in ("-S", o)]
+    runs_before = mlflow_run_count(dest)
+    # conf/ holds the full-size defaults: repeat the small overrides, and change a key only evaluate reads, so
+    # the experiment re-evaluates, logs and registers without retraining (the registry file retrains)
+    sets = [arg for o in [*SMALL, "evaluation.promotion_margin=0.003"] for arg in ("-S", o)]
     proc = _run(["dvc", "exp", "run", "--temp", *sets], dest, env, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert _mlflow_runs(dest) > runs_before, "the temporary experiment did not log to the repository's store"
+    assert mlflow_run_count(dest) > runs_before, (
+        "the temporary experiment did not log to the repository's store"
+    )
     shown = _run(["dvc", "exp", "show", "--json"], dest, env).stdout
-    assert '"num_leaves": 7' in shown.replace(" ", "").replace('"num_leaves":7', '"num_leaves": 7')
+    assert '"promotion_margin":0.003' in shown.replace(" ", "")
     diff = _run(["dvc", "metrics", "diff", "--all"], dest, env)
     assert diff.returncode == 0
 
@@ -168,8 +143,6 @@ def test_second_scoring_date_drives_the_call_list_changes_and_screenshots(repo, 
     """Two as-of dates in the warehouse: the report compares them, the call list follows the README's rule."""
     import duckdb
     import numpy as np
-    import pandas as pd
-    from browser import with_page
 
     from churnml.config import CallListConfig
     from churnml.contract.io import read_document
@@ -177,10 +150,9 @@ def test_second_scoring_date_drives_the_call_list_changes_and_screenshots(repo, 
     from churnml.scoring.calls import priority
 
     from _env import require_chromium
+    from browser import with_page
 
     dest, env = repo
-    if not (dest / "data" / "warehouse.duckdb").is_file():
-        _run(["dvc", "repro"], dest, env)
     _, end = data_range(dest / "data" / "validated")
     week_before = end - pd.Timedelta(days=7)
     _run(["churnml", "score", "--as-of", str(week_before.date())], dest, env)
@@ -238,8 +210,6 @@ def test_a_secret_in_the_warehouse_query_string_appears_nowhere(repo):
     from _env import require_postgres
 
     dest, env = repo
-    if not (dest / "mlflow.db").is_file():
-        _run(["dvc", "repro"], dest, env)
     plain = require_postgres()
     secret = "Pw" + uuid.uuid4().hex[:12]
     url = f"{plain}{'&' if '?' in plain else '?'}password={secret}"
@@ -286,124 +256,6 @@ def test_a_secret_in_the_warehouse_query_string_appears_nowhere(repo):
         engine.dispose()
 
 
-# ---------------------------------------------------------------- issue 15: one model, production on purpose
-
-
-def _mlflow_one(dest: Path, sql: str, args: list) -> list[tuple]:
-    import sqlite3
-
-    with sqlite3.connect(dest / "mlflow.db") as con:
-        return con.execute(sql, args).fetchall()
-
-
-def _champion(dest: Path, target: str) -> str | None:
-    if not (dest / "mlflow.db").is_file():  # no run has logged to this copy's store yet
-        return None
-    rows = _mlflow_one(
-        dest,
-        "select version from registered_model_aliases where name = ? and alias = 'champion'",
-        [f"churnml-{target}"],
-    )
-    return str(rows[0][0]) if rows else None
-
-
-def _latest(dest: Path, target: str) -> str:
-    rows = _mlflow_one(dest, "select max(version) from model_versions where name = ?", [f"churnml-{target}"])
-    return str(rows[0][0])
-
-
-def _tags(dest: Path, target: str, version: str) -> dict[str, str]:
-    rows = _mlflow_one(
-        dest,
-        "select key, value from model_version_tags where name = ? and version = ?",
-        [f"churnml-{target}", version],
-    )
-    return dict(rows)
-
-
-def _wait_for_queue(dest: Path, env: dict, timeout_s: float = 900) -> str:
-    import time
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        status = _run(["dvc", "queue", "status"], dest, env).stdout
-        if "Queued" not in status and "Running" not in status:
-            return status
-        time.sleep(5)
-    raise AssertionError(f"the queue did not finish:\n{status}")
-
-
-def test_a_queued_experiment_registers_a_candidate_and_never_moves_the_champion(repo):
-    """A queued experiment the rule would promote stays a candidate; `churnml promote` can take it; the
-    workspace run on main then promotes by the rule."""
-    from churnml.names import TARGETS
-
-    dest, env = repo
-    if _champion(dest, "churn") is None:
-        _run(["dvc", "repro"], dest, env)
-    champions = {t: _champion(dest, t) for t in TARGETS}
-    latest = _latest(dest, "churn")
-    # promotion_margin=-1: by the rule this model wins whatever its metric (a "better model")
-    overrides = [*SMALL, "model.lgbm.num_leaves=5", "evaluation.promotion_margin=-1"]
-    sets = [arg for o in overrides for arg in ("-S", o)]
-    _run(["dvc", "exp", "run", "--queue", "--name", "queued-candidate", *sets], dest, env)
-    _run(["dvc", "queue", "start"], dest, env)
-    status = _wait_for_queue(dest, env)
-    assert "Success" in status and "Failed" not in status, status
-    candidate = _latest(dest, "churn")
-    assert int(candidate) > int(latest)
-    tags = _tags(dest, "churn", candidate)
-    assert tags["promotion_decision"] == "candidate" and tags["rule_decision"] == "promoted", tags
-    assert tags["dvc_experiment"] == "queued-candidate" and tags["params_hash"]
-    assert {t: _champion(dest, t) for t in TARGETS} == champions  # production untouched
-
-    _run(
-        ["churnml", "promote", "--target", "churn", "--version", candidate, "--reason", "reviewed"], dest, env
-    )
-    assert _champion(dest, "churn") == candidate
-    _run(["churnml", "rollback", "--target", "churn"], dest, env)
-    assert _champion(dest, "churn") == champions["churn"]
-
-    # the workspace run on main: the same settings, and the rule moves the alias
-    _run(["churnml", "params", "model.lgbm.num_leaves=5", "evaluation.promotion_margin=-1"], dest, env)
-    _run(["dvc", "repro"], dest, env)
-    promoted = _latest(dest, "churn")
-    assert _champion(dest, "churn") == promoted and int(promoted) > int(candidate)
-    tags = _tags(dest, "churn", promoted)
-    assert tags["promotion_decision"] == "promoted" and tags["dvc_experiment"] == "workspace"
-
-
-def test_when_evaluate_keeps_the_champion_every_row_and_the_report_name_that_one_version(repo):
-    import pandas as pd
-
-    from churnml.names import TARGETS
-
-    dest, env = repo
-    if _champion(dest, "churn") is None:
-        _run(["dvc", "repro"], dest, env)
-    champions = {t: _champion(dest, t) for t in TARGETS}
-    # a different model that the rule cannot promote (it would need +0.5 ROC-AUC)
-    _run(["churnml", "params", "model.lgbm.num_leaves=3", "evaluation.promotion_margin=0.5"], dest, env)
-    _run(["dvc", "repro"], dest, env)
-    for target in TARGETS:
-        latest = _latest(dest, target)
-        assert latest != champions[target]
-        assert _tags(dest, target, latest)["promotion_decision"] == "kept_champion"
-        assert _champion(dest, target) == champions[target]
-    scores = pd.read_parquet(dest / "data" / "scores.parquet")
-    reasons = pd.read_parquet(dest / "data" / "reasons.parquet")
-    explanations = pd.read_parquet(dest / "data" / "explanations.parquet")
-    html = (dest / "reports" / "index.html").read_text(encoding="utf-8")
-    for target in TARGETS:
-        version = champions[target]
-        assert set(scores[f"{target}_model_version"].astype(str)) == {version}
-        # reasons under scoring.min_reason_points are not shown (#16), so a small portfolio may have none
-        assert set(reasons.loc[reasons["target"] == target, "model_version"]) <= {version}
-        assert set(explanations.loc[explanations["target"] == target, "model_version"]) == {version}
-        assert f"{target} model {version}" in html
-    assert set(reasons["account_id"]) <= set(scores["account_id"])
-
-
 def test_a_mistyped_key_is_refused_with_a_suggestion_and_deletes_nothing(repo):
     dest, env = repo
     committed = [p for d in ("metrics", "plots") for p in sorted((dest / d).rglob("*")) if p.is_file()]
@@ -420,24 +272,3 @@ def test_a_mistyped_key_is_refused_with_a_suggestion_and_deletes_nothing(repo):
         assert "did you mean 'model.lgbm.num_leaves'?" in proc.stderr and "Traceback" not in proc.stderr
     finally:
         (dest / "params.yaml").write_text(params)
-
-
-def test_the_readme_own_folder_recipe_runs_without_the_simulator(repo):
-    """README: `churnml params data=folder data.input_dir=DIR`, then `dvc repro`, on a folder written by
-    `churnml generate`; nothing of the simulator runs and no truth exists to be read."""
-    import json
-    import shutil
-
-    dest, env = repo
-    folder = dest.parent / "own" / "tables"
-    _run(["churnml", "generate", "--accounts", "300", "--months", "18", "--out", str(folder)], dest, env)
-    shutil.rmtree(folder.parent / "truth")  # a user's folder has no ground truth
-    shutil.rmtree(dest / "data" / "truth", ignore_errors=True)  # and the simulator's must not be read
-    _run(["churnml", "params", "data=folder", f"data.input_dir={folder}"], dest, env)
-    assert "generate" not in _run(["dvc", "stage", "list"], dest, env).stdout
-    proc = _run(["dvc", "repro"], dest, env)
-    assert "generate" not in proc.stdout
-    assert not (dest / "data" / "truth").exists()
-    metrics = json.loads((dest / "metrics" / "churn.json").read_text())
-    assert "oracle" not in metrics and metrics["test"]["roc_auc"] > 0.5
-    assert (dest / "reports" / "index.html").is_file()

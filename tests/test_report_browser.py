@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from browser import CONTRAST_JS, with_page
 from test_report import _performance, _survival_report
 
 from churnml.config import CallListConfig, TiersConfig
@@ -26,6 +25,7 @@ from churnml.scoring.calls import call_list, changes_since
 from churnml.scoring.tiers import TierDefinition
 
 from _env import require_chromium
+from browser import CONTRAST_JS, with_page
 
 pytestmark = pytest.mark.chromium
 AS_OF = pd.Timestamp("2025-12-01")

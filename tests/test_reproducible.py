@@ -1,7 +1,8 @@
 """Reproducible runs: the pipeline run twice, each time from a clean copy, writes every committed output
 byte for byte the same (dvc.lock, metrics/, plots/), so a fresh clone's first `make run` leaves git clean.
 
-The small portfolio of the pipeline test; two full runs, so it is slow.
+The first run is the session's built pipeline (tests/built.py, shared with the pipeline tests); the second is
+a clean copy run here, so it is slow.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pytest
 
 from churnml.checkout import copy_checkout, isolated_env
 
+from built import run
 from tables import SMALL_PIPELINE as SMALL
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,10 +26,7 @@ BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.slow
 
 
-def _committed_outputs(repo: Path, env: dict) -> dict[str, bytes]:
-    subprocess.run(
-        ["dvc", "repro"], cwd=repo, env=env, capture_output=True, text=True, check=True, timeout=1800
-    )
+def _committed_outputs(repo: Path) -> dict[str, bytes]:
     listed = subprocess.run(
         ["git", "ls-files", "dvc.lock", "metrics", "plots"],
         cwd=repo,
@@ -38,14 +37,12 @@ def _committed_outputs(repo: Path, env: dict) -> dict[str, bytes]:
     return {path: (repo / path).read_bytes() for path in listed if (repo / path).is_file()}
 
 
-def test_two_clean_runs_write_the_same_committed_outputs(tmp_path):
+def test_two_clean_runs_write_the_same_committed_outputs(built_pipeline, tmp_path):
     env = isolated_env(BIN)
-    runs = []
-    for name in ("first", "second"):
-        dest = tmp_path / name
-        copy_checkout(ROOT, dest, env, overrides=SMALL)
-        runs.append(_committed_outputs(dest, env))
-    first, second = runs
+    dest = tmp_path / "second"
+    copy_checkout(ROOT, dest, env, overrides=SMALL)
+    run(["dvc", "repro"], dest, env)
+    first, second = _committed_outputs(built_pipeline.path), _committed_outputs(dest)
     assert set(first) == set(second)
     differ = sorted(path for path in first if first[path] != second[path])
     shown = ""

@@ -210,7 +210,9 @@ class LightGBMConfig:
     colsample_bytree: float = 0.8
     reg_lambda: float = 1.0
     early_stopping_rounds: int = 50
-    n_jobs: int = 2
+    # LightGBM's threads; 0: OpenMP's default, OMP_NUM_THREADS if set (a scheduler's or Spark task's limit,
+    # `make test`'s one per worker), else every core. deterministic=True keeps the model the same either way.
+    n_jobs: int = 0
 
 
 @dataclass
