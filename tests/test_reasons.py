@@ -503,3 +503,39 @@ def test_context_rows_never_count_as_a_hit():
     )
     hits = cause_hits(reasons, truth, {"stalled_onboarding": ("lifecycle",)})
     assert hits.set_index("account_id")["hit"].to_dict() == {"A1": False, "A2": True}
+
+
+def test_redundant_drivers_take_one_reason_slot_and_their_points_add_up():
+    ex, features = _explained()
+    # an exact copy of the tickets count under another driver's name (a charge that is minutes x a rate)
+    copy = ex[ex["feature"] == "support_high_priority_count_30d"].assign(
+        feature="support_tickets_count_30d", probability_points=lambda d: d["probability_points"] * 0.9
+    )
+    ex2 = pd.concat([ex, copy], ignore_index=True)
+    features2 = features.assign(support_tickets_count_30d=features["support_high_priority_count_30d"])
+    apart = reasons_for(ex2, features2, top=3, context=())
+    a1 = apart[(apart["account_id"] == "A1") & (apart["direction"] == "raises")]
+    assert {"support_high_priority_tickets", "support_tickets"} <= set(a1["driver"])  # two slots, one cause
+    groups = [["support_high_priority_count_30d", "support_tickets_count_30d"]]
+    out = reasons_for(ex2, features2, top=3, context=(), groups=groups)
+    a1 = out[(out["account_id"] == "A1") & (out["direction"] == "raises")]
+    # one slot, named by its strongest member, worth both members' points (0.04 + 0.036); the renewal date
+    # that the copy had pushed out is back
+    assert "support_tickets" not in set(a1["driver"])
+    row = a1[a1["driver"] == "support_high_priority_tickets"]
+    assert row["probability_points"].item() == pytest.approx(0.076)
+    assert list(a1["driver"]) == ["usage_logins", "support_high_priority_tickets", "contract_days_to_renewal"]
+    # every point still counted exactly once: the rows of an account add up to all its contributions
+    full = reasons_for(ex2, features2, top=50, groups=groups)
+    pd.testing.assert_series_equal(
+        full.groupby("account_id")["probability_points"].sum(),
+        ex2.groupby("account_id")["probability_points"].sum(),
+        check_names=False,
+    )
+    # context never merges with a reason: a copy of the renewal date stays context, the reason stays a reason
+    mixed = reasons_for(
+        ex2, features2, top=50, groups=[["contract_days_to_renewal", "support_tickets_count_30d"]]
+    )
+    a1 = mixed[mixed["account_id"] == "A1"]
+    assert "contract_days_to_renewal" in set(a1.loc[a1["direction"] == "context", "driver"])
+    assert "support_tickets" in set(a1.loc[a1["direction"] == "raises", "driver"])

@@ -1,10 +1,12 @@
-"""Drivers: the root cause a feature name belongs to (family and metric), and which drivers are context."""
+"""Drivers: the root cause a feature name belongs to (family and metric), which drivers are context, and the
+drivers that redundant features (near-copies of one quantity, found at training time) merge into one."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from functools import cache
+from typing import Any
 
 from churnml.errors import ChurnmlError
 from churnml.features.catalogue import FeatureInfo, parse_feature
@@ -95,3 +97,44 @@ def is_context(driver: str, context: Iterable[str] | None = None) -> bool:
     if context is None:
         return driver.startswith("account_") or driver in CONTEXT_DRIVERS
     return driver in set(context)
+
+
+def redundant_groups_of(model: Any) -> list[list[str]]:
+    """The model's groups of redundant features (``model.info["redundant_groups"]``, recorded at training by
+    :func:`churnml.modeling.redundancy.redundant_groups`); none for a model trained before they existed."""
+    info = getattr(model, "info", None)
+    return [list(g) for g in (info or {}).get("redundant_groups") or []]
+
+
+def merged_keys(
+    keys: Mapping[str, str],
+    groups: Iterable[Iterable[str]],
+    same_kind: Any = None,
+) -> dict[str, str]:
+    """Per feature, the key its reason is counted under once redundant groups merge keys.
+
+    Args:
+        keys: feature -> its own key (the driver in the pipeline, the feature itself in tabular mode).
+        groups: groups of redundant features: every key one of them has becomes one key (the smallest name).
+        same_kind: key -> a value that must match for two keys to merge (context never merges with a
+            reason: it never takes a reason slot); None: every key is one kind.
+
+    Returns:
+        feature -> merged key, for every feature of ``keys``.
+    """
+    parent = {k: k for k in keys.values()}
+
+    def root(k: str) -> str:
+        while parent[k] != k:
+            k = parent[k]
+        return k
+
+    kind = same_kind or (lambda _: None)
+    for group in groups:
+        present = sorted({keys[f] for f in group if f in keys})
+        for k in present[1:]:
+            a = root(next(p for p in present if kind(p) == kind(k)))
+            b = root(k)
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+    return {f: root(k) for f, k in keys.items()}
