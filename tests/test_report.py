@@ -17,7 +17,7 @@ from churnml.config import TiersConfig
 from churnml.errors import ChurnmlError
 from churnml.report.charts import line_chart_svg, sparkline_svg
 from churnml.report.kpis import churn_events, flag_abnormal, portfolio_kpis, weekly_usage
-from churnml.report.portfolio import arr_at_risk_by_segment, build_report
+from churnml.report.portfolio import arr_at_risk_by_segment, build_report, model_choice
 from churnml.scoring.monitor import monitor_section
 
 from _env import require_chromium
@@ -481,3 +481,42 @@ def test_report_opens_in_chromium_without_console_messages(report, tmp_path):
     )
     assert _console_messages(run.stderr) == []
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+
+
+def test_header_names_the_chosen_model_and_its_margin(tmp_path):
+    blend = {
+        "chosen": "blend",
+        "roc_auc": {"lightgbm": 0.8412, "logistic": 0.8390, "blend": 0.8454},
+        "margin": 0.8454 - 0.8412,
+        "rows": "validation period",
+    }
+    assert model_choice(blend) == (
+        "blend of LightGBM and logistic regression, ROC-AUC +0.0042 over LightGBM on the validation period"
+    )
+    lone = {"chosen": "lightgbm", "roc_auc": {"lightgbm": 0.9}, "margin": float("nan"), "rows": "x"}
+    assert model_choice(lone) == "LightGBM"  # no runner-up, no margin
+    assert model_choice(None) == "" and model_choice({}) == ""
+    logistic = {
+        "chosen": "logistic",
+        "roc_auc": {"lightgbm": 0.70, "logistic": 0.72, "blend": 0.715},
+        "margin": 0.72 - 0.715,
+        "rows": "5 inner folds, out of fold",
+    }
+    assert model_choice(logistic).endswith("+0.0050 over blend on the 5 inner folds, out of fold")
+    scores, reasons, usage_weekly, kpis, accounts = _inputs()
+    page = build_report(
+        scores,
+        reasons,
+        usage_weekly,
+        kpis,
+        tmp_path / "chosen",
+        TiersConfig(),
+        accounts=accounts,
+        selections={"churn": blend, "expansion": logistic},
+    ).read_text()
+    header = page[page.index('<p class="sub">') : page.index("</header>")]
+    assert "churn model 3 (blend of LightGBM and logistic regression, ROC-AUC +0.0042 over LightGBM" in header
+    assert "expansion model 2 (logistic regression, ROC-AUC +0.0050 over blend" in header
+    plain = build_report(scores, reasons, usage_weekly, kpis, tmp_path / "plain", TiersConfig()).read_text()
+    assert "churn model 3\n" in plain or "churn model 3 " in plain
+    assert "ROC-AUC +" not in plain[plain.index('<p class="sub">') : plain.index("</header>")]
