@@ -22,7 +22,7 @@ from churnml.config import EvaluationConfig, ModelConfig
 from churnml.errors import ChurnmlError
 from churnml.explain.contributions import explain_accounts
 from churnml.modeling.model import TrainedModel
-from churnml.modeling.redundancy import redundant_groups
+from churnml.modeling.redundancy import pairwise_correlation, redundant_groups
 from churnml.tabular import (
     TabularSpec,
     evaluate_table,
@@ -407,6 +407,10 @@ def test_redundant_groups_are_found_on_the_training_rows():
     assert redundant_groups(x, ["calls", "minutes"], 0.95) == []
     with pytest.raises(ChurnmlError, match="redundancy_threshold"):
         redundant_groups(x, cols, 0.0)
+    # the matrix-product correlation is pandas' pairwise-complete one (gaps, a large offset, a constant)
+    wide = x.assign(arr=3e7 + 1e5 * x["calls"] + rng.normal(0, 1, n))
+    expected = wide.corr(min_periods=30).fillna(0.0).to_numpy()
+    np.testing.assert_allclose(pairwise_correlation(wide.to_numpy()), expected, atol=1e-9)
 
 
 def test_an_exact_copy_is_one_reason_and_points_still_add_up():

@@ -8,8 +8,8 @@ travel with the saved model, so explanations (:func:`churnml.explain.reasons.rea
 reasons) sum a group's points into one reason instead of showing the same cause twice.
 
 Pearson, not a rank correlation: the copies this is for are linear (a unit, a rate, a sum over the same
-rows), and it needs one pass of pandas' pairwise-complete ``DataFrame.corr`` (missing values are left out per
-pair, so a feature missing on some rows still groups on the rows where both exist). Categorical features
+rows); it is computed pairwise-complete (missing values are left out per pair, so a feature missing on some rows
+still groups on the rows where both exist), as :func:`pairwise_correlation`. Categorical features
 never group (a correlation needs numbers). Components chain: with a threshold of 0.95, a~b and b~c put a, b
 and c in one group even where a and c correlate less; at such high thresholds that is one quantity measured
 three ways.
@@ -22,10 +22,39 @@ import pandas as pd
 
 from churnml.errors import ChurnmlError
 
-# rows the correlations are computed on (a seeded sample above it: correlations of 0.95 are stable long before)
-SAMPLE_ROWS = 50_000
+# rows the correlations are computed on (a seeded sample above it: near r = 0.95 the standard error of r at 10,000 rows is about 0.001)
+SAMPLE_ROWS = 10_000
 # pairs need this many rows where both are present to count as redundant
 MIN_PAIR_ROWS = 30
+
+
+def pairwise_correlation(values: np.ndarray) -> np.ndarray:
+    """Pearson correlation of every pair of columns over the rows where both are finite (0 where undefined).
+
+    What ``pandas.DataFrame.corr`` computes (to 1e-10), as five matrix products instead of its per-pair loop
+    (217 columns x 10,000 rows with gaps on a loaded 2-core machine: 1.3 s against pandas' 3.5 s). Columns are
+    standardised first, so the sums do not cancel for large values (ARR in the hundreds of thousands); a pair
+    with fewer than :data:`MIN_PAIR_ROWS` common rows or a constant column gets 0.
+    """
+    present = np.isfinite(values)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.nanmean(np.where(present, values, np.nan), axis=0)
+        sd = np.nanstd(np.where(present, values, np.nan), axis=0)
+    sd = np.where(np.isfinite(sd) & (sd > 0), sd, 1.0)
+    z = np.where(present, (values - np.nan_to_num(mean)) / sd, 0.0)
+    m = present.astype("float64")
+    n = m.T @ m  # rows where both columns are present
+    sx = z.T @ m  # [i, j]: sum of column i over those rows (z is 0 where i is missing)
+    sxx = (z * z).T @ m
+    sxy = z.T @ z
+    cov = n * sxy - sx * sx.T
+    var = n * sxx - sx * sx
+    other = var.T  # [i, j]: the variance of column j over the rows both have
+    scale = np.sqrt(np.clip(var, 0, None) * np.clip(other, 0, None))
+    floor = 1e-9 * n * n  # below it a column is constant on these rows
+    ok = (n >= MIN_PAIR_ROWS) & (var > floor) & (other > floor)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(ok, cov / np.where(ok, scale, 1.0), 0.0)
 
 
 def redundant_groups(
@@ -53,9 +82,8 @@ def redundant_groups(
     frame = x[numeric]
     if len(frame) > SAMPLE_ROWS:
         frame = frame.sample(SAMPLE_ROWS, random_state=seed)
-    frame = frame.astype("float64").replace([np.inf, -np.inf], np.nan)
-    corr = frame.corr(min_periods=MIN_PAIR_ROWS).to_numpy()  # constant columns: NaN, never grouped
-    pairs = np.argwhere(np.triu(np.abs(np.nan_to_num(corr, nan=0.0)) > threshold, k=1))
+    corr = pairwise_correlation(frame.to_numpy(dtype="float64", na_value=np.nan))
+    pairs = np.argwhere(np.triu(np.abs(corr) > threshold, k=1))
     # union-find over the pairs: a handful of pairs among a few hundred features, nothing a library adds here
     parent = list(range(len(numeric)))
 
