@@ -553,6 +553,8 @@ def event_targets(cfg, features, labels, seeds: int, n_boot: int, name: str, tru
             "selection": [
                 {k: v for k, v in c.items() if k in ("seed", "chosen", "roc_auc", "margin")} for c in picks
             ],
+            # the features the last seed's model groups as one reason (|r| > model.redundancy_threshold)
+            "redundant_groups": model.info.get("redundant_groups"),
         }
     return targets, churn_models, split
 
