@@ -573,12 +573,7 @@ def run_tabular(name: str, shared: Path, optuna_seconds: float = 0.0) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = evaluate_table(data, spec, cfg.model, cfg.evaluation)
-    metrics = _test_metrics(result.evaluation)
-    folds = result.folds
-    for model, part in folds.groupby("model"):
-        metrics[model]["roc_auc_per_fold"] = [float(v) for v in part.sort_values("fold")["roc_auc"]]
-    metrics["chosen"] = metrics.pop("lightgbm")  # tabular mode's served model: the one it chose per fold
-    metrics |= plain_folds(data, spec)
+    metrics = tabular_metrics(result, data, spec)
     tuning = None
     if optuna_seconds > 0:  # the same folds again with the nested search: the outer folds judge it
         t1 = time.perf_counter()
@@ -592,9 +587,7 @@ def run_tabular(name: str, shared: Path, optuna_seconds: float = 0.0) -> dict:
         }
         tuning = {"budget_seconds": optuna_seconds, "seconds": round(time.perf_counter() - t1, 1)}
         tuning["folds"] = tuned.protocol.get("tuning", [])
-    for m in metrics.values():
-        if "roc_auc_per_fold" in m:
-            m["roc_auc_fold_mean"] = float(np.mean(m["roc_auc_per_fold"]))
+        metrics["chosen_tuned"]["roc_auc_fold_mean"] = float(np.mean(part["roc_auc"]))
     target = {"label": f"{spec.label} == {spec.positive!r}", "models": metrics}
     target["verdict"] = verdict(metrics)
     if tuning is not None:
@@ -622,6 +615,20 @@ def run_tabular(name: str, shared: Path, optuna_seconds: float = 0.0) -> dict:
         "targets": {"churn": target},
         "seconds": round(time.perf_counter() - t0, 1),
     }
+
+
+def tabular_metrics(result, data, spec) -> dict[str, dict]:
+    """Per model the pooled out-of-fold metrics, per-fold ROC-AUC and its mean; the served model as ``chosen``;
+    the yardsticks on the same folds."""
+    metrics = _test_metrics(result.evaluation)
+    for model, part in result.folds.groupby("model"):
+        metrics[model]["roc_auc_per_fold"] = [float(v) for v in part.sort_values("fold")["roc_auc"]]
+    metrics["chosen"] = metrics.pop("lightgbm")  # tabular mode's served model: the one it chose per fold
+    metrics |= plain_folds(data, spec)
+    for m in metrics.values():
+        if "roc_auc_per_fold" in m:
+            m["roc_auc_fold_mean"] = float(np.mean(m["roc_auc_per_fold"]))
+    return metrics
 
 
 def plain_folds(data, spec) -> dict[str, dict]:
@@ -678,7 +685,16 @@ def run_ravenstack(shared: Path, work: Path) -> dict:
             targets[target] = {"label": column, **counts, "refused": str(exc), "models": {}}
             continue
         split = model.split
-        targets[target] = {"label": column, **counts, "models": _test_metrics(evaluation)}
+        models = _test_metrics(evaluation)
+        models["chosen"] = models.pop("lightgbm")  # the served model (LightGBM, logistic or blend)
+        models |= plain_split(features, labels, column, split)
+        targets[target] = {
+            "label": column,
+            **counts,
+            "models": models,
+            "verdict": verdict(models),
+            "selection": [{"seed": cfg.model.seed, **model.info["selection"]}],
+        }
     # the account table's own churn_flag (SOURCE.md's label candidate) through tabular mode
     from churnml.tabular import TabularSpec, evaluate_table, prepare_table
     from churnml.tabular import read_table as read_flat
@@ -690,10 +706,13 @@ def run_ravenstack(shared: Path, work: Path) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         flat = evaluate_table(data, spec, cfg.model, cfg.evaluation)
+    flat_metrics = tabular_metrics(flat, data, spec)
     targets["churn_flag_tabular"] = {
         "label": "accounts.churn_flag (tabular mode, stratified 5-fold on the account table)",
         "protocol": "5-fold CV (tabular mode, accounts table)",
-        "models": _test_metrics(flat.evaluation),
+        "models": flat_metrics,
+        "verdict": verdict(flat_metrics),
+        "selection": [{"fold": c["fold"], "chosen": c["chosen"]} for c in flat.protocol["selection"]],
     }
     return {
         "dataset": "ravenstack",
