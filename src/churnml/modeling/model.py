@@ -68,7 +68,9 @@ class TrainedModel:
             sample).
         params: the LightGBM parameters used, tuned ones included.
         info: split, row counts, best iteration, class weighting, the model selection
-            (``info["selection"]``), the explanations' reference (``info["reference"]``), versions.
+            (``info["selection"]``), the explanations' reference (``info["reference"]``), the nested search's
+            verdict (``info["tuning"]``, None when off), the groups of redundant features
+            (``info["redundant_groups"]``), versions.
         linear: the logistic candidate as plain numbers (:func:`fit_linear`), or None.
         weights: the chosen model as weights of the candidates' log-odds: ``{"lightgbm": 1, "logistic": 0}``
             (LightGBM), ``{0, 1}`` (the logistic regression) or ``{0.5, 0.5}`` (the blend).
@@ -599,7 +601,8 @@ def fit_rows(
         info: recorded first in ``model.info`` (e.g. the split); training facts are added to it.
 
     Returns:
-        The calibrated model (class weights, early stopping, optional Optuna search: see :func:`train_model`).
+        The calibrated model (class weights, early stopping, optional nested Optuna search:
+        :mod:`churnml.modeling.tuning`).
     """
     import lightgbm as lgb
 
