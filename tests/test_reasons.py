@@ -11,7 +11,7 @@ import pytest
 
 from churnml.config import FeaturesConfig
 from churnml.errors import ChurnmlError
-from churnml.explain.drivers import FAMILIES, driver_of, feature_info, is_context
+from churnml.explain.drivers import FAMILIES, driver_of, feature_info, is_context, merged_keys
 from churnml.explain.reasons import (
     cause_hit_rate,
     cause_hit_summary,
@@ -539,3 +539,20 @@ def test_redundant_drivers_take_one_reason_slot_and_their_points_add_up():
     a1 = mixed[mixed["account_id"] == "A1"]
     assert "contract_days_to_renewal" in set(a1.loc[a1["direction"] == "context", "driver"])
     assert "support_tickets" in set(a1.loc[a1["direction"] == "raises", "driver"])
+
+
+def test_a_shared_near_copy_moves_one_feature_not_a_whole_driver():
+    """Groups do not chain: two drivers sharing one near-copy stay two reasons (bar that one feature)."""
+    keys = {
+        "usage_active_users_days_since_last": "usage_active_users",
+        "usage_active_users_sum_30d": "usage_active_users",
+        "usage_logins_days_since_last": "usage_logins",
+        "usage_logins_sum_30d": "usage_logins",
+        "contract_days_to_renewal": "contract_days_to_renewal",
+    }
+    groups = [
+        ["usage_active_users_days_since_last", "usage_logins_days_since_last"],
+        ["contract_days_to_renewal", "usage_logins_sum_30d"],  # context never shares a key with a reason
+    ]
+    merged = merged_keys(keys, groups, is_context)
+    assert merged == keys | {"usage_logins_days_since_last": "usage_active_users"}

@@ -111,30 +111,28 @@ def merged_keys(
     groups: Iterable[Iterable[str]],
     same_kind: Any = None,
 ) -> dict[str, str]:
-    """Per feature, the key its reason is counted under once redundant groups merge keys.
+    """Per feature, the key its points are counted under once each redundant group is one reason.
+
+    The members of a group move to the key of its first member (in the group's order, the model's feature
+    order); every other feature keeps its own key. Features move, not whole keys: a driver that shares one
+    near-copy with another driver (days since the last login ~ days since the last active user) does not
+    merge with it, so groups do not chain into one reason for several causes.
 
     Args:
         keys: feature -> its own key (the driver in the pipeline, the feature itself in tabular mode).
-        groups: groups of redundant features: every key one of them has becomes one key (the smallest name).
-        same_kind: key -> a value that must match for two keys to merge (context never merges with a
-            reason: it never takes a reason slot); None: every key is one kind.
+        groups: groups of redundant features (disjoint).
+        same_kind: key -> a value that must match for two members to share a key (context never shares
+            one with a reason: it never takes a reason slot); None: every key is one kind.
 
     Returns:
-        feature -> merged key, for every feature of ``keys``.
+        feature -> key, for every feature of ``keys``.
     """
-    parent = {k: k for k in keys.values()}
-
-    def root(k: str) -> str:
-        while parent[k] != k:
-            k = parent[k]
-        return k
-
+    out = dict(keys)
     kind = same_kind or (lambda _: None)
     for group in groups:
-        present = sorted({keys[f] for f in group if f in keys})
-        for k in present[1:]:
-            a = root(next(p for p in present if kind(p) == kind(k)))
-            b = root(k)
-            if a != b:
-                parent[max(a, b)] = min(a, b)
-    return {f: root(k) for f, k in keys.items()}
+        present = [f for f in group if f in keys]
+        for k in {kind(keys[f]) for f in present}:
+            part = [f for f in present if kind(keys[f]) == k]
+            for f in part[1:]:
+                out[f] = keys[part[0]]
+    return out

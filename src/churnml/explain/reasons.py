@@ -11,9 +11,10 @@ z-scores, otherwise the median account of the same as-of date.
 
 Redundant features (near-copies of one quantity: ``|correlation| > model.redundancy_threshold`` on the
 training rows, recorded in ``model.info["redundant_groups"]``, see :mod:`churnml.modeling.redundancy`) merge
-their drivers into one: minutes and a charge that is minutes x a rate take one reason slot, not two. The merged
-driver's points are the sum of all its members' points (so points still add up), and it is named by its
-strongest member on each account (its ``driver``, ``family`` and sentence). Context never merges with a reason.
+into one driver: minutes and a charge that is minutes x a rate take one reason slot, not two. A group's members
+count under the driver of its first member (:func:`churnml.explain.drivers.merged_keys`; features move, not
+whole drivers, so groups do not chain), its points are the sum of its members' (so points still add up), and
+its sentence and family come from its strongest member on each account. Context never merges with a reason.
 
 Context drivers (:data:`churnml.explain.drivers.CONTEXT_DRIVERS`, every ``account_*`` driver) say when or what the account is (days to
 renewal, tenure, term, plan, size, segment), not why its risk moved: they keep their points but never take a
@@ -163,8 +164,8 @@ def reasons_for(
         context: The context drivers (None: the default of :func:`is_context`; empty: none).
         min_points: Drivers whose points are smaller in magnitude are not reasons (context is kept).
         groups: The model's groups of redundant features
-            (:func:`churnml.explain.drivers.redundant_groups_of`): the drivers of a group's members are one
-            driver, named on each account by its strongest member.
+            (:func:`churnml.explain.drivers.redundant_groups_of`): a group's members count under the driver
+            of its first member, with the sentence of its strongest member on each account.
 
     Returns:
         ``account_id``, ``as_of``, ``target``, ``rank`` (1 = most points, by magnitude, within its direction),
@@ -185,7 +186,6 @@ def reasons_for(
     own = {f: driver_of(i) for f, i in infos.items()}
     merged = merged_keys(own, groups, lambda d: is_context(d, context))
     ex = explanations[need].assign(
-        driver=explanations["feature"].map(own),
         key=explanations["feature"].map(merged),
         family=explanations["feature"].map({f: i.family for f, i in infos.items()}),
         abs_shap=explanations["shap_value"].abs(),
@@ -195,9 +195,9 @@ def reasons_for(
     strongest = (
         ex.sort_values("abs_shap", ascending=False, kind="stable")
         .drop_duplicates(keys)
-        .set_index(keys)[["feature", "family", "driver"]]
+        .set_index(keys)[["feature", "family"]]
     )
-    drivers = strongest.join(points).reset_index().drop(columns="key")
+    drivers = strongest.join(points).reset_index().rename(columns={"key": "driver"})
     drivers = drivers[drivers["probability_points"] != 0]
     contextual = drivers["driver"].map({d: is_context(d, context) for d in drivers["driver"].unique()})
     big = drivers["probability_points"].abs() >= min_points
