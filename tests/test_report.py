@@ -520,3 +520,26 @@ def test_header_names_the_chosen_model_and_its_margin(tmp_path):
     plain = build_report(scores, reasons, usage_weekly, kpis, tmp_path / "plain", TiersConfig()).read_text()
     assert "churn model 3\n" in plain or "churn model 3 " in plain
     assert "ROC-AUC +" not in plain[plain.index('<p class="sub">') : plain.index("</header>")]
+
+
+def test_the_report_stage_reads_the_selection_of_the_versions_its_scores_name(monkeypatch):
+    from types import SimpleNamespace
+
+    from churnml.config import Config
+    from churnml.stages import report as stage
+
+    asked = []
+
+    def champion(target, ref, *, root, cfg):
+        asked.append((target, ref))
+        return SimpleNamespace(info={"selection": {"chosen": f"{target}-{ref}"}}), ref
+
+    monkeypatch.setattr(stage, "load_champion", champion)
+    scores = _inputs()[0]
+    got = stage._selections(Config(), Path("."), scores)
+    assert asked == [("churn", "3"), ("expansion", "2")]
+    assert got == {"churn": {"chosen": "churn-3"}, "expansion": {"chosen": "expansion-2"}}
+    # no version column (or a mix, which build_report refuses): nothing is loaded
+    assert stage._selections(Config(), Path("."), scores.drop(columns=["churn_model_version"])) == {
+        "expansion": {"chosen": "expansion-2"}
+    }
