@@ -805,9 +805,8 @@ def fit_crossfit(
         )
 
     searched = None
-    if tuning.enabled(
-        cfg
-    ):  # nested: searched inside the first fold's training part, judged on its held-out part
+    # nested: searched inside the first fold's training part, judged on its held-out part
+    if tuning.enabled(cfg):
         tr0, va0 = folds[0]
         part, held = tuning.inner_holdout(rows.iloc[tr0], y[tr0], cfg.seed)
 
