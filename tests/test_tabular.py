@@ -439,3 +439,19 @@ def test_an_exact_copy_is_one_reason_and_points_still_add_up():
     )
     np.testing.assert_allclose(per_row["points"], per_row["p"] - per_row["p0"], atol=1e-9)
     assert grouped.groupby("account_id").size().max() == len(model.features) - 1
+
+
+def test_the_cross_fitted_search_is_nested_in_the_first_fold_and_judged_on_its_held_out_rows():
+    spec = TabularSpec(**SPEC)
+    data = prepare_table(snapshot(), spec)
+    cfg = dataclasses.replace(fast_model(), optuna_trials=3)
+    result = evaluate_table(data, spec, cfg, EvaluationConfig())
+    folds = result.protocol["tuning"]
+    assert [f["fold"] for f in folds] == list(range(spec.folds))  # one verdict per outer fold
+    for f in folds:
+        assert f["trials"] == 3 and "first inner fold" in f["judge_rows"]
+        assert f["gain"] == pytest.approx(f["tuned_roc_auc"] - f["default_roc_auc"])
+        assert f["kept"] == (f["gain"] > 0)
+        # the search saw the first inner fold's training part only (4/5 of the outer fold's rows)
+        inner = f["search_rows"]["fit"] + f["search_rows"]["held_out"]
+        assert inner < 0.85 * N * (spec.folds - 1) / spec.folds
