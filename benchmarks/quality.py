@@ -26,7 +26,14 @@ served model (LightGBM, the logistic regression or their blend, chosen per fold 
 ``verdict`` says whether it is at least as good as the better yardstick (mean ROC-AUC over folds, and in all
 folds but at most one; on a time split the test ROC-AUC).
 
-Usage: python benchmarks/quality.py [--only NAME ...] [--seeds N] [--bootstrap N] [--no-readme]
+- simulator: churnml's own simulator with the default conf/ (``churnml generate``), then the event pipeline's
+  stages as for crm6, with the simulator's true probabilities as the ``oracle`` row.
+
+Tuning: ``--optuna-seconds S`` trains the tabular datasets a second time on the same folds with the nested
+Optuna search (:mod:`churnml.modeling.tuning`, ``model.optuna_seconds=S`` per fit) and reports the row
+``chosen_tuned`` and the gain over the defaults judged by the outer folds.
+
+Usage: python benchmarks/quality.py [--only NAME ...] [--seeds N] [--bootstrap N] [--optuna-seconds S] [--no-readme]
 Reads ``$CHURNML_SHARED_DATA`` (default ../shared/data from the repository root).
 """
 
@@ -37,6 +44,7 @@ import dataclasses
 import datetime as dt
 import json
 import math
+import os
 import sys
 import tempfile
 import time
@@ -55,7 +63,16 @@ sys.path.insert(0, str(HERE))
 from run import machine  # noqa: E402
 
 BEGIN, END = "<!-- quality:begin -->", "<!-- quality:end -->"
-MODELS = ("chosen", "lightgbm", "logistic", "health_score", "plain_lgbm", "plain_logistic")
+MODELS = (
+    "chosen",
+    "chosen_tuned",
+    "lightgbm",
+    "logistic",
+    "health_score",
+    "plain_lgbm",
+    "plain_logistic",
+    "oracle",
+)
 # the yardsticks: what a plain script gets on the same rows (fitted on every training row of the fold or split)
 PLAIN = ("plain_lgbm", "plain_logistic")
 SHOWN = ("roc_auc", "pr_auc", "log_loss", "brier")
@@ -386,13 +403,8 @@ def shap_vs_utility(models, test: pd.DataFrame, weights: pd.DataFrame, top: int 
 
 
 def run_crm6(variant: str, shared: Path, work: Path, seeds: int, n_boot: int) -> dict:
-    from churnml.contract.io import read_folder, read_table, write_folder
+    from churnml.contract.io import read_folder, write_folder
     from churnml.contract.validate import validate_tables
-    from churnml.dataset.labels import build_labels
-    from churnml.dataset.spine import build_spine, data_end, training_cutoffs
-    from churnml.features.engine import build_features
-    from churnml.modeling.evaluation import evaluate_model
-    from churnml.modeling.model import train_model
     from churnml.sources.ingest import ingest
 
     folder = shared / f"fightchurn_crm6_{variant}"
@@ -402,77 +414,12 @@ def run_crm6(variant: str, shared: Path, work: Path, seeds: int, n_boot: int) ->
     notes = ingest("fightchurn", folder, ingested)["notes"]
     result = validate_tables(read_folder(ingested), quarantine=cfg.data.quarantine)
     write_folder(result.tables, validated)
-    cutoffs = training_cutoffs(validated, cfg.spine)
-    spine = build_spine(read_table(validated, "subscriptions"), cutoffs)
-    labels = build_labels(read_table(validated, "subscriptions"), spine, cfg.labels, data_end(validated))
-    features = build_features(validated, spine, cfg.features)
-    prep_s = time.perf_counter() - t0
-    print(
-        f"   {variant}: {len(features):,} feature rows x {features.shape[1] - 2} in {prep_s:.0f} s",
-        flush=True,
-    )
-
-    targets, churn_models, split = {}, [], None
-    for target in TARGETS:
-        per_seed, score_cols, base = [], {}, None
-        for seed in range(seeds):
-            model_cfg = dataclasses.replace(cfg.model, seed=seed)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                model = train_model(features, labels, target, model_cfg, cfg.split, cfg.labels.horizon_days)
-                evaluation = evaluate_model(model, features, labels, cfg.evaluation)
-            split = model.split
-            per_seed.append(_test_metrics(evaluation))
-            s = evaluation.scores[evaluation.scores["split"] == "test"]
-            if base is None:
-                base = s[s["model"] == "lightgbm"][["account_id", "cutoff", "y"]].reset_index(drop=True)
-            for name in s["model"].unique():
-                score_cols[f"{name}|{seed}"] = s[s["model"] == name]["score"].to_numpy()
-            if target == "churn":
-                churn_models.append(model)
-            print(
-                f"   {variant} {target} seed {seed}: ROC-AUC {per_seed[-1]['lightgbm']['roc_auc']:.4f}",
-                flush=True,
-            )
-        scores = pd.concat([base, pd.DataFrame(score_cols)], axis=1)
-        interval = cluster_bootstrap(scores, n_boot)
-        models = {}
-        for name in per_seed[0]:
-            values = {k: [p[name][k] for p in per_seed] for k in SHOWN}
-            models[name] = {
-                **{k: float(np.mean(v)) for k, v in values.items()},
-                "seed_sd": {k: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for k, v in values.items()},
-                "roc_auc_per_seed": values["roc_auc"],
-                "roc_auc_ci95": interval.get(name),
-                "n": per_seed[0][name]["n"],
-                "positives": per_seed[0][name]["positives"],
-            }
-        models["chosen"] = models.pop("lightgbm")  # the served model (LightGBM, logistic or blend per seed)
-        models |= plain_split(features, labels, label_column(target, cfg.labels.horizon_days), split)
-        targets[target] = {
-            "label": label_column(target, cfg.labels.horizon_days),
-            "models": models,
-            "verdict": verdict(models),
-        }
-
+    features, labels = _event_tables(cfg, validated, variant, t0)
+    targets, churn_models, split = event_targets(cfg, features, labels, seeds, n_boot, variant)
     out = {
         "dataset": f"crm6_{variant}",
         "source": f"fightchurn_crm6_{variant}",
-        "protocol": {
-            "kind": "time_split",
-            "stages": "ingest -> validate -> spine -> labels -> build_features -> train -> evaluate (in process)",
-            "config": f"data=fightchurn_crm6_{variant}",
-            "cutoffs": f"{cfg.spine.frequency} {cfg.spine.start}..{cfg.spine.end}",
-            "horizon_days": cfg.labels.horizon_days,
-            "grace_days": cfg.labels.grace_days,
-            "expansion_threshold": cfg.labels.expansion_threshold,
-            "split": split.to_dict() if split else None,
-            "split_text": split.describe() if split else None,
-            "seeds": seeds,
-            "bootstrap": f"{n_boot} resamples of test accounts (all their test rows), seed-mean ROC-AUC, 2.5/97.5 percentiles",
-            "feature_rows": len(features),
-            "features": features.shape[1] - 2,
-        },
+        "protocol": _event_protocol(cfg, f"data=fightchurn_crm6_{variant}", split, seeds, n_boot, features),
         "validation_counts": result.counts(),
         "ingest_notes": {k: v for k, v in notes.items() if isinstance(v, int | str)},
         "targets": targets,
@@ -485,10 +432,137 @@ def run_crm6(variant: str, shared: Path, work: Path, seeds: int, n_boot: int) ->
     return out
 
 
+def run_simulator(work: Path, seeds: int, n_boot: int) -> dict:
+    """The default data: churnml's own simulator (conf/simulator), the pipeline's stages, the oracle beside."""
+    from churnml.contract.io import read_folder, read_parquet, write_folder
+    from churnml.contract.validate import validate_tables
+    from churnml.sources.simulate import generate
+
+    cfg = _config([])
+    t0 = time.perf_counter()
+    generate(cfg.simulator, work / "raw", work / "truth")
+    result = validate_tables(read_folder(work / "raw"), quarantine=cfg.data.quarantine)
+    write_folder(result.tables, work / "validated")
+    features, labels = _event_tables(cfg, work / "validated", "simulator", t0)
+    truth = read_parquet(work / "truth" / "monthly.parquet")
+    targets, _, split = event_targets(cfg, features, labels, seeds, n_boot, "simulator", truth=truth)
+    return {
+        "dataset": "simulator",
+        "source": "churnml generate (conf/simulator defaults)",
+        "protocol": _event_protocol(
+            cfg,
+            f"data=simulator ({cfg.simulator.accounts:,} accounts, seed {cfg.simulator.seed}, "
+            f"{cfg.simulator.months} months)",
+            split,
+            seeds,
+            n_boot,
+            features,
+        ),
+        "validation_counts": result.counts(),
+        "targets": targets,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+
+
+def _event_tables(cfg, validated: Path, name: str, t0: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Spine, labels and features of a validated folder, as the pipeline's stages build them."""
+    from churnml.contract.io import read_table
+    from churnml.dataset.labels import build_labels
+    from churnml.dataset.spine import build_spine, data_end, training_cutoffs
+    from churnml.features.engine import build_features
+
+    cutoffs = training_cutoffs(validated, cfg.spine)
+    spine = build_spine(read_table(validated, "subscriptions"), cutoffs)
+    labels = build_labels(read_table(validated, "subscriptions"), spine, cfg.labels, data_end(validated))
+    features = build_features(validated, spine, cfg.features)
+    print(
+        f"   {name}: {len(features):,} feature rows x {features.shape[1] - 2} in "
+        f"{time.perf_counter() - t0:.0f} s",
+        flush=True,
+    )
+    return features, labels
+
+
+def _event_protocol(cfg, config: str, split, seeds: int, n_boot: int, features: pd.DataFrame) -> dict:
+    return {
+        "kind": "time_split",
+        "stages": "ingest/generate -> validate -> spine -> labels -> build_features -> train -> evaluate (in process)",
+        "config": config,
+        "cutoffs": f"{cfg.spine.frequency} {cfg.spine.start}..{cfg.spine.end}",
+        "horizon_days": cfg.labels.horizon_days,
+        "grace_days": cfg.labels.grace_days,
+        "expansion_threshold": cfg.labels.expansion_threshold,
+        "split": split.to_dict() if split else None,
+        "split_text": split.describe() if split else None,
+        "seeds": seeds,
+        "bootstrap": f"{n_boot} resamples of test accounts (all their test rows), seed-mean ROC-AUC, 2.5/97.5 percentiles",
+        "feature_rows": len(features),
+        "features": features.shape[1] - 2,
+    }
+
+
+def event_targets(cfg, features, labels, seeds: int, n_boot: int, name: str, truth=None):
+    """Per target: churnml's chosen model over ``seeds`` seeds (mean, bootstrap interval), its baselines, and
+    the yardsticks on the same split. Returns (targets, the churn models, the split)."""
+    from churnml.modeling.evaluation import evaluate_model
+    from churnml.modeling.model import train_model
+
+    targets, churn_models, split = {}, [], None
+    for target in TARGETS:
+        per_seed, score_cols, base, picks = [], {}, None, []
+        for seed in range(seeds):
+            model_cfg = dataclasses.replace(cfg.model, seed=seed)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model = train_model(features, labels, target, model_cfg, cfg.split, cfg.labels.horizon_days)
+                evaluation = evaluate_model(model, features, labels, cfg.evaluation, truth=truth)
+            split = model.split
+            picks.append({"seed": seed, **model.info["selection"]})
+            per_seed.append(_test_metrics(evaluation))
+            s = evaluation.scores[evaluation.scores["split"] == "test"]
+            if base is None:
+                base = s[s["model"] == "lightgbm"][["account_id", "cutoff", "y"]].reset_index(drop=True)
+            for m in s["model"].unique():
+                score_cols[f"{m}|{seed}"] = s[s["model"] == m]["score"].to_numpy()
+            if target == "churn":
+                churn_models.append(model)
+            print(
+                f"   {name} {target} seed {seed}: ROC-AUC {per_seed[-1]['lightgbm']['roc_auc']:.4f} "
+                f"({model.info['selection']['chosen']})",
+                flush=True,
+            )
+        scores = pd.concat([base, pd.DataFrame(score_cols)], axis=1)
+        interval = cluster_bootstrap(scores, n_boot)
+        models = {}
+        for m in per_seed[0]:
+            values = {k: [p[m][k] for p in per_seed] for k in SHOWN}
+            models[m] = {
+                **{k: float(np.mean(v)) for k, v in values.items()},
+                "seed_sd": {k: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for k, v in values.items()},
+                "roc_auc_per_seed": values["roc_auc"],
+                "roc_auc_ci95": interval.get(m),
+                "n": per_seed[0][m]["n"],
+                "positives": per_seed[0][m]["positives"],
+            }
+        models["chosen"] = models.pop("lightgbm")  # the served model (LightGBM, logistic or blend per seed)
+        models |= plain_split(features, labels, label_column(target, cfg.labels.horizon_days), split)
+        targets[target] = {
+            "label": label_column(target, cfg.labels.horizon_days),
+            "models": models,
+            "verdict": verdict(models),
+            "selection": [
+                {k: v for k, v in c.items() if k in ("seed", "chosen", "roc_auc", "margin")} for c in picks
+            ],
+            # the features the last seed's model groups as one reason (|r| > model.redundancy_threshold)
+            "redundant_groups": model.info.get("redundant_groups"),
+        }
+    return targets, churn_models, split
+
+
 # ---------------------------------------------------------------------------------------------- tabular
 
 
-def run_tabular(name: str, shared: Path) -> dict:
+def run_tabular(name: str, shared: Path, optuna_seconds: float = 0.0) -> dict:
     from churnml.tabular import TabularSpec, evaluate_table, prepare_table, read_table
 
     info = TABULAR[name]
@@ -499,17 +573,32 @@ def run_tabular(name: str, shared: Path) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = evaluate_table(data, spec, cfg.model, cfg.evaluation)
-    metrics = _test_metrics(result.evaluation)
-    folds = result.folds
-    for model, part in folds.groupby("model"):
-        metrics[model]["roc_auc_per_fold"] = [float(v) for v in part.sort_values("fold")["roc_auc"]]
-    metrics["chosen"] = metrics.pop("lightgbm")  # tabular mode's served model: the one it chose per fold
-    metrics |= plain_folds(data, spec)
-    for m in metrics.values():
-        if "roc_auc_per_fold" in m:
-            m["roc_auc_fold_mean"] = float(np.mean(m["roc_auc_per_fold"]))
+    metrics = tabular_metrics(result, data, spec)
+    tuning = None
+    if optuna_seconds > 0:  # the same folds again with the nested search: the outer folds judge it
+        t1 = time.perf_counter()
+        tuned_cfg = dataclasses.replace(cfg.model, optuna_seconds=optuna_seconds)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tuned = evaluate_table(data, spec, tuned_cfg, cfg.evaluation)
+        part = tuned.folds[tuned.folds["model"] == "lightgbm"].sort_values("fold")
+        metrics["chosen_tuned"] = _test_metrics(tuned.evaluation)["lightgbm"] | {
+            "roc_auc_per_fold": [float(v) for v in part["roc_auc"]]
+        }
+        tuning = {"budget_seconds": optuna_seconds, "seconds": round(time.perf_counter() - t1, 1)}
+        tuning["folds"] = tuned.protocol.get("tuning", [])
+        metrics["chosen_tuned"]["roc_auc_fold_mean"] = float(np.mean(part["roc_auc"]))
     target = {"label": f"{spec.label} == {spec.positive!r}", "models": metrics}
     target["verdict"] = verdict(metrics)
+    if tuning is not None:
+        mine, tuned_folds = metrics["chosen"]["roc_auc_per_fold"], metrics["chosen_tuned"]["roc_auc_per_fold"]
+        tuning |= {
+            "gain_mean_fold_roc_auc": metrics["chosen_tuned"]["roc_auc_fold_mean"]
+            - metrics["chosen"]["roc_auc_fold_mean"],
+            "gain_per_fold": [b - a for a, b in zip(mine, tuned_folds, strict=True)],
+            "gain_log_loss": metrics["chosen_tuned"]["log_loss"] - metrics["chosen"]["log_loss"],
+        }
+        target["tuning"] = tuning
     if "selection" in result.protocol:
         target["selection"] = [
             {k: v for k, v in c.items() if k in ("fold", "chosen", "roc_auc", "margin")}
@@ -526,6 +615,20 @@ def run_tabular(name: str, shared: Path) -> dict:
         "targets": {"churn": target},
         "seconds": round(time.perf_counter() - t0, 1),
     }
+
+
+def tabular_metrics(result, data, spec) -> dict[str, dict]:
+    """Per model the pooled out-of-fold metrics, per-fold ROC-AUC and its mean; the served model as ``chosen``;
+    the yardsticks on the same folds."""
+    metrics = _test_metrics(result.evaluation)
+    for model, part in result.folds.groupby("model"):
+        metrics[model]["roc_auc_per_fold"] = [float(v) for v in part.sort_values("fold")["roc_auc"]]
+    metrics["chosen"] = metrics.pop("lightgbm")  # tabular mode's served model: the one it chose per fold
+    metrics |= plain_folds(data, spec)
+    for m in metrics.values():
+        if "roc_auc_per_fold" in m:
+            m["roc_auc_fold_mean"] = float(np.mean(m["roc_auc_per_fold"]))
+    return metrics
 
 
 def plain_folds(data, spec) -> dict[str, dict]:
@@ -582,7 +685,16 @@ def run_ravenstack(shared: Path, work: Path) -> dict:
             targets[target] = {"label": column, **counts, "refused": str(exc), "models": {}}
             continue
         split = model.split
-        targets[target] = {"label": column, **counts, "models": _test_metrics(evaluation)}
+        models = _test_metrics(evaluation)
+        models["chosen"] = models.pop("lightgbm")  # the served model (LightGBM, logistic or blend)
+        models |= plain_split(features, labels, column, split)
+        targets[target] = {
+            "label": column,
+            **counts,
+            "models": models,
+            "verdict": verdict(models),
+            "selection": [{"seed": cfg.model.seed, **model.info["selection"]}],
+        }
     # the account table's own churn_flag (SOURCE.md's label candidate) through tabular mode
     from churnml.tabular import TabularSpec, evaluate_table, prepare_table
     from churnml.tabular import read_table as read_flat
@@ -594,10 +706,13 @@ def run_ravenstack(shared: Path, work: Path) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         flat = evaluate_table(data, spec, cfg.model, cfg.evaluation)
+    flat_metrics = tabular_metrics(flat, data, spec)
     targets["churn_flag_tabular"] = {
         "label": "accounts.churn_flag (tabular mode, stratified 5-fold on the account table)",
         "protocol": "5-fold CV (tabular mode, accounts table)",
-        "models": _test_metrics(flat.evaluation),
+        "models": flat_metrics,
+        "verdict": verdict(flat_metrics),
+        "selection": [{"fold": c["fold"], "chosen": c["chosen"]} for c in flat.protocol["selection"]],
     }
     return {
         "dataset": "ravenstack",
@@ -637,14 +752,19 @@ def render_table(results_dir: Path) -> str:
         "| dataset | target | model | ROC-AUC | 95% CI | PR-AUC | log loss | Brier | reference ROC-AUC (log loss) | protocol |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    head, notes, protocols = set(), [], []
+    head: dict[str, list[str]] = {}
+    notes, protocols = [], []
     for path in sorted(results_dir.glob("quality_*.json")):
         data = json.loads(path.read_text())
         m = data["machine"]
         vers = ", ".join(f"{k} {v}" for k, v in m["versions"].items())
-        head.add(
-            f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB; Python {m['python']}; {vers}; {data['date'][:10]}."
-        )
+        load = data.get("load")
+        ran = f"{data['dataset']} ({data['date'][:10]}"
+        if load:
+            ran += f", load {load['start'][0]:.1f} at start, {load['end'][0]:.1f} at end, 1-min average"
+        head.setdefault(
+            f"{m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB; Python {m['python']}; {vers}", []
+        ).append(ran + ")")
         p = data["protocol"]
         if p["kind"] == "stratified_kfold":
             protocol = f"{p['folds']}-fold CV"
@@ -690,6 +810,7 @@ def render_table(results_dir: Path) -> str:
             chosen = t["models"]["chosen"]
             best = t["models"][v["better_yardstick"]]
             picks = [c["chosen"] for c in t.get("selection", [])]
+            unit = "seeds" if any("seed" in c for c in t.get("selection", [])) else "folds"
             folds = (
                 f"; per fold {', '.join(f'{a:.4f}' for a in chosen['roc_auc_per_fold'])} against "
                 f"{', '.join(f'{b:.4f}' for b in best['roc_auc_per_fold'])}, at least as good in "
@@ -699,11 +820,27 @@ def render_table(results_dir: Path) -> str:
             )
             notes.append(
                 f"{data['dataset']} {target}: churnml's chosen model"
-                f"{' (' + ', '.join(f'{k} in {picks.count(k)}' for k in sorted(set(picks))) + ' of the folds)' if picks else ''}"
+                f"{' (' + ', '.join(f'{k} in {picks.count(k)}' for k in sorted(set(picks))) + f' of the {unit})' if picks else ''}"
                 f" {'mean fold ' if v['compared_on'] == 'roc_auc_fold_mean' else ''}ROC-AUC "
                 f"{chosen[v['compared_on']]:.4f} against the better yardstick, {v['better_yardstick']}, "
                 f"{best[v['compared_on']]:.4f} (margin {v['margin_roc_auc']:+.4f}){folds}: "
                 f"{'holds' if v['holds'] else 'DOES NOT HOLD'}."
+            )
+        for target, t in data["targets"].items():
+            tu = t.get("tuning")
+            if not tu:
+                continue
+            kept = sum(bool(f.get("kept")) for f in tu["folds"])
+            inner = ", ".join(f"{f['gain']:+.4f}" for f in tu["folds"])
+            notes.append(
+                f"{data['dataset']} {target}: nested Optuna search, {tu['budget_seconds']:g} s per fit "
+                f"(`model.optuna_seconds`; {', '.join(str(f['trials']) for f in tu['folds'])} trials per fold), "
+                f"judged by the outer folds: mean fold ROC-AUC {t['models']['chosen_tuned']['roc_auc_fold_mean']:.4f} "
+                f"against {t['models']['chosen']['roc_auc_fold_mean']:.4f} with the defaults "
+                f"(gain {tu['gain_mean_fold_roc_auc']:+.4f}; per fold "
+                f"{', '.join(f'{g:+.4f}' for g in tu['gain_per_fold'])}; log loss {tu['gain_log_loss']:+.4f}); "
+                f"the inner judge kept the tuned parameters in {kept} of {len(tu['folds'])} folds (its own gains "
+                f"{inner}); {tu['seconds']:.0f} s for the tuned run."
             )
         if "shap_vs_utility" in data:
             s = data["shap_vs_utility"]
@@ -729,7 +866,7 @@ def render_table(results_dir: Path) -> str:
             )
     return "\n".join(
         [
-            *sorted(head),
+            *[f"Machine: {k}; ran {', '.join(v)}." for k, v in sorted(head.items())],
             "",
             *rows,
             "",
@@ -754,7 +891,7 @@ def write_readme(results_dir: Path) -> None:
     readme.write_text(text[:start] + "\n" + render_table(results_dir) + "\n" + text[end:])
 
 
-DATASETS = ("crm6_signal", "crm6_default", "telco", "bankchurners", "ravenstack")
+DATASETS = ("crm6_signal", "crm6_default", "telco", "bankchurners", "ravenstack", "simulator")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -765,6 +902,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=5, help="LightGBM seeds on crm6 (mean reported)")
     parser.add_argument(
         "--bootstrap", type=int, default=1000, help="bootstrap resamples of the crm6 test accounts"
+    )
+    parser.add_argument(
+        "--optuna-seconds",
+        type=float,
+        default=0.0,
+        help="tabular datasets: also train with the nested Optuna search (model.optuna_seconds per fit) on the "
+        "same folds and report the gain over the defaults (row chosen_tuned)",
     )
     parser.add_argument("--results", type=Path, default=HERE / "results")
     parser.add_argument("--no-readme", action="store_true")
@@ -779,18 +923,22 @@ def main(argv: list[str] | None = None) -> int:
     info = machine()
     for name in args.only or DATASETS:
         print(f"== {name}", flush=True)
+        load_start = os.getloadavg()  # the machines are shared: the load says how far to trust the seconds
         with tempfile.TemporaryDirectory(prefix=f"churnml-quality-{name}-") as tmp:
             if name.startswith("crm6_"):
                 out = run_crm6(name.removeprefix("crm6_"), shared, Path(tmp), args.seeds, args.bootstrap)
             elif name == "ravenstack":
                 out = run_ravenstack(shared, Path(tmp))
+            elif name == "simulator":
+                out = run_simulator(Path(tmp), args.seeds, args.bootstrap)
             else:
-                out = run_tabular(name, shared)
+                out = run_tabular(name, shared, args.optuna_seconds)
         out = {
             **out,
             "reference": REFERENCE.get(name, {}),
             "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "machine": info,
+            "load": {"start": list(load_start), "end": list(os.getloadavg())},
         }
         for target, t in out["targets"].items():
             if t.get("refused"):

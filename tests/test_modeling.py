@@ -19,7 +19,7 @@ from churnml.modeling.baselines import HealthScore, fit_baselines
 from churnml.modeling.calibration import Calibrator
 from churnml.modeling.evaluation import evaluate_model
 from churnml.modeling.metrics import brier
-from churnml.modeling.model import TrainedModel, train_model
+from churnml.modeling.model import TrainedModel, _lgbm_params, train_model
 from churnml.modeling.split import feature_columns, split_periods
 from churnml.names import KEYS, TARGETS
 
@@ -264,17 +264,37 @@ def test_monotone_constraint_holds_for_the_churn_model(tables):
         )
 
 
-def test_optuna_search_is_optional_seeded_and_recorded(tables):
+def test_optuna_search_is_nested_seeded_judged_and_recorded(tables, churn_model):
     features, labels, _ = tables
-    cfg = fast_config(optuna_trials=3)
+    assert churn_model.info["tuning"] is None  # off by default
+    cfg = fast_config(optuna_trials=4)
     a = train_model(features, labels, "expansion", cfg, SplitConfig(), HORIZON)
     b = train_model(features, labels, "expansion", cfg, SplitConfig(), HORIZON)
-    assert len(a.info["optuna_trials"]) == 3
-    assert a.params == b.params
+    t = a.info["tuning"]
+    assert t["trials"] == 4 and len(t["history"]) == 4
+    # seeded: the same search twice (all but the seconds it took)
+    assert a.params == b.params and {**t, "seconds": 0} == {**b.info["tuning"], "seconds": 0}
     rows = _test_rows(a, features)
     np.testing.assert_array_equal(a.predict_proba(rows), b.predict_proba(rows))
-    best = min(t["value"] for t in a.info["optuna_trials"])
-    assert a.info["validation_logloss"] == pytest.approx(best)
+    # nested: the search fits and scores on the train period only, whole accounts on one side
+    assert t["search_rows"]["fit"] + t["search_rows"]["held_out"] == a.info["n_train"]
+    assert t["inner_default_roc_auc"] == t["history"][0]["roc_auc"]  # the defaults are the first trial
+    assert t["inner_best_roc_auc"] >= t["inner_default_roc_auc"]
+    # judged on the validation period: the gain is tuned minus defaults there, kept only when positive
+    assert t["gain"] == pytest.approx(t["tuned_roc_auc"] - t["default_roc_auc"])
+    assert t["kept"] == (t["gain"] > 0)
+    served = {k: a.params[k] for k in t["params"]}
+    defaults = {k: v for k, v in _lgbm_params(cfg).items() if k in t["params"]}
+    assert served == (t["params"] if t["kept"] else defaults)
+
+
+def test_optuna_budget_in_seconds_stops_the_search(tables):
+    features, labels, _ = tables
+    cfg = fast_config(optuna_seconds=1.0)
+    model = train_model(features, labels, "churn", cfg, SplitConfig(), HORIZON)
+    t = model.info["tuning"]
+    assert t["budget"] == {"trials": 0, "seconds": 1.0}
+    assert t["trials"] >= 1 and t["seconds"] < 1.0 + 5.0  # one trial may run past the deadline
 
 
 # ---------------------------------------------------------------------------------- prepare, save, load

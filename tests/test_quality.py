@@ -47,7 +47,10 @@ def test_ravenstack_runs_end_to_end_with_its_rows_quarantined(shared, tmp_path):
     # contract-derived churn has a handful of positives: the pipeline's one-line refusal, not a crash
     assert targets["churn"]["positives"] < 10 and "both outcomes are needed" in targets["churn"]["refused"]
     for target in ("expansion", "churn_flag_tabular"):
-        assert 0 <= targets[target]["models"]["lightgbm"]["roc_auc"] <= 1
+        models = targets[target]["models"]
+        assert 0 <= models["chosen"]["roc_auc"] <= 1
+        # the yardsticks ran on the same rows
+        assert models["plain_lgbm"]["n"] == models["plain_logistic"]["n"] == models["chosen"]["n"]
 
 
 def test_tabular_yardsticks_share_the_folds_and_the_chosen_model_is_at_least_as_good(shared):

@@ -11,7 +11,7 @@ import pytest
 
 from churnml.config import FeaturesConfig
 from churnml.errors import ChurnmlError
-from churnml.explain.drivers import FAMILIES, driver_of, feature_info, is_context
+from churnml.explain.drivers import FAMILIES, driver_of, feature_info, is_context, merged_keys
 from churnml.explain.reasons import (
     cause_hit_rate,
     cause_hit_summary,
@@ -503,3 +503,56 @@ def test_context_rows_never_count_as_a_hit():
     )
     hits = cause_hits(reasons, truth, {"stalled_onboarding": ("lifecycle",)})
     assert hits.set_index("account_id")["hit"].to_dict() == {"A1": False, "A2": True}
+
+
+def test_redundant_drivers_take_one_reason_slot_and_their_points_add_up():
+    ex, features = _explained()
+    # an exact copy of the tickets count under another driver's name (a charge that is minutes x a rate)
+    copy = ex[ex["feature"] == "support_high_priority_count_30d"].assign(
+        feature="support_tickets_count_30d", probability_points=lambda d: d["probability_points"] * 0.9
+    )
+    ex2 = pd.concat([ex, copy], ignore_index=True)
+    features2 = features.assign(support_tickets_count_30d=features["support_high_priority_count_30d"])
+    apart = reasons_for(ex2, features2, top=3, context=())
+    a1 = apart[(apart["account_id"] == "A1") & (apart["direction"] == "raises")]
+    assert {"support_high_priority_tickets", "support_tickets"} <= set(a1["driver"])  # two slots, one cause
+    groups = [["support_high_priority_count_30d", "support_tickets_count_30d"]]
+    out = reasons_for(ex2, features2, top=3, context=(), groups=groups)
+    a1 = out[(out["account_id"] == "A1") & (out["direction"] == "raises")]
+    # one slot, named by its strongest member, worth both members' points (0.04 + 0.036); the renewal date
+    # that the copy had pushed out is back
+    assert "support_tickets" not in set(a1["driver"])
+    row = a1[a1["driver"] == "support_high_priority_tickets"]
+    assert row["probability_points"].item() == pytest.approx(0.076)
+    assert list(a1["driver"]) == ["usage_logins", "support_high_priority_tickets", "contract_days_to_renewal"]
+    # every point still counted exactly once: the rows of an account add up to all its contributions
+    full = reasons_for(ex2, features2, top=50, groups=groups)
+    pd.testing.assert_series_equal(
+        full.groupby("account_id")["probability_points"].sum(),
+        ex2.groupby("account_id")["probability_points"].sum(),
+        check_names=False,
+    )
+    # context never merges with a reason: a copy of the renewal date stays context, the reason stays a reason
+    mixed = reasons_for(
+        ex2, features2, top=50, groups=[["contract_days_to_renewal", "support_tickets_count_30d"]]
+    )
+    a1 = mixed[mixed["account_id"] == "A1"]
+    assert "contract_days_to_renewal" in set(a1.loc[a1["direction"] == "context", "driver"])
+    assert "support_tickets" in set(a1.loc[a1["direction"] == "raises", "driver"])
+
+
+def test_a_shared_near_copy_moves_one_feature_not_a_whole_driver():
+    """Groups do not chain: two drivers sharing one near-copy stay two reasons (bar that one feature)."""
+    keys = {
+        "usage_active_users_days_since_last": "usage_active_users",
+        "usage_active_users_sum_30d": "usage_active_users",
+        "usage_logins_days_since_last": "usage_logins",
+        "usage_logins_sum_30d": "usage_logins",
+        "contract_days_to_renewal": "contract_days_to_renewal",
+    }
+    groups = [
+        ["usage_active_users_days_since_last", "usage_logins_days_since_last"],
+        ["contract_days_to_renewal", "usage_logins_sum_30d"],  # context never shares a key with a reason
+    ]
+    merged = merged_keys(keys, groups, is_context)
+    assert merged == keys | {"usage_logins_days_since_last": "usage_active_users"}

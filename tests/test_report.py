@@ -18,7 +18,7 @@ from churnml.contract.io import write_document, write_output
 from churnml.errors import ChurnmlError
 from churnml.report.charts import line_chart_svg, sparkline_svg
 from churnml.report.kpis import churn_events, flag_abnormal, portfolio_kpis, weekly_usage
-from churnml.report.portfolio import arr_at_risk_by_segment, build_report
+from churnml.report.portfolio import arr_at_risk_by_segment, build_report, model_choice
 from churnml.report.survival_pages import SurvivalReport, customers_view, forecast_view, read_survival_report
 from churnml.scoring.monitor import monitor_section
 from churnml.survival.forecast import BACKTEST_COLUMNS, Movement, simulate_book, summarise
@@ -682,3 +682,65 @@ def test_report_opens_in_chromium_without_console_messages(report, tmp_path):
     )
     assert _console_messages(run.stderr) == []
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+
+
+def test_header_names_the_chosen_model_and_its_margin(tmp_path):
+    blend = {
+        "chosen": "blend",
+        "roc_auc": {"lightgbm": 0.8412, "logistic": 0.8390, "blend": 0.8454},
+        "margin": 0.8454 - 0.8412,
+        "rows": "validation period",
+    }
+    assert model_choice(blend) == (
+        "blend of LightGBM and logistic regression, ROC-AUC +0.0042 over LightGBM on the validation period"
+    )
+    lone = {"chosen": "lightgbm", "roc_auc": {"lightgbm": 0.9}, "margin": float("nan"), "rows": "x"}
+    assert model_choice(lone) == "LightGBM"  # no runner-up, no margin
+    assert model_choice(None) == "" and model_choice({}) == ""
+    logistic = {
+        "chosen": "logistic",
+        "roc_auc": {"lightgbm": 0.70, "logistic": 0.72, "blend": 0.715},
+        "margin": 0.72 - 0.715,
+        "rows": "5 inner folds, out of fold",
+    }
+    assert model_choice(logistic).endswith("+0.0050 over blend on the 5 inner folds, out of fold")
+    scores, reasons, usage_weekly, kpis, accounts = _inputs()
+    page = build_report(
+        scores,
+        reasons,
+        usage_weekly,
+        kpis,
+        tmp_path / "chosen",
+        TiersConfig(),
+        accounts=accounts,
+        selections={"churn": blend, "expansion": logistic},
+    ).read_text()
+    header = page[page.index('<p class="sub">') : page.index("</header>")]
+    assert "churn model 3 (blend of LightGBM and logistic regression, ROC-AUC +0.0042 over LightGBM" in header
+    assert "expansion model 2 (logistic regression, ROC-AUC +0.0050 over blend" in header
+    plain = build_report(scores, reasons, usage_weekly, kpis, tmp_path / "plain", TiersConfig()).read_text()
+    assert "churn model 3\n" in plain or "churn model 3 " in plain
+    assert "ROC-AUC +" not in plain[plain.index('<p class="sub">') : plain.index("</header>")]
+
+
+def test_the_report_stage_reads_the_selection_of_the_versions_its_scores_name(monkeypatch):
+    from types import SimpleNamespace
+
+    from churnml.config import Config
+    from churnml.stages import report as stage
+
+    asked = []
+
+    def champion(target, ref, *, root, cfg):
+        asked.append((target, ref))
+        return SimpleNamespace(info={"selection": {"chosen": f"{target}-{ref}"}}), ref
+
+    monkeypatch.setattr(stage, "load_champion", champion)
+    scores = _inputs()[0]
+    got = stage._selections(Config(), Path("."), scores)
+    assert asked == [("churn", "3"), ("expansion", "2")]
+    assert got == {"churn": {"chosen": "churn-3"}, "expansion": {"chosen": "expansion-2"}}
+    # no version column (or a mix, which build_report refuses): nothing is loaded
+    assert stage._selections(Config(), Path("."), scores.drop(columns=["churn_model_version"])) == {
+        "expansion": {"chosen": "expansion-2"}
+    }

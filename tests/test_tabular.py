@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,11 +20,15 @@ import pytest
 from churnml import cli
 from churnml.config import EvaluationConfig, ModelConfig
 from churnml.errors import ChurnmlError
+from churnml.explain.contributions import explain_accounts
+from churnml.modeling.model import TrainedModel
+from churnml.modeling.redundancy import pairwise_correlation, redundant_groups
 from churnml.tabular import (
     TabularSpec,
     evaluate_table,
     explain_table,
     fit_final,
+    grouped_explanations,
     load_run,
     map_label,
     prepare_table,
@@ -378,3 +384,74 @@ def test_published_tables_reach_their_reference_auc(folder, file, spec, floor):
     cfg = Config()
     result = evaluate_table(prepare_table(frame, tab), tab, cfg.model, cfg.evaluation)
     assert result.document()["test"]["roc_auc"] >= floor
+
+
+def test_redundant_groups_are_found_on_the_training_rows():
+    rng = np.random.default_rng(0)
+    n = 400
+    minutes = rng.gamma(2.0, 50.0, n)
+    x = pd.DataFrame(
+        {
+            "minutes": minutes,
+            "charge": minutes * 0.17,  # an exact linear copy
+            "refund": -minutes * 0.02 + rng.normal(0, 1e-3, n),  # a negative near-copy
+            "calls": rng.poisson(3, n).astype(float),
+            "flat": np.ones(n),  # constant: no correlation, never grouped
+            "gappy": np.where(rng.random(n) < 0.3, np.nan, rng.normal(size=n)),
+        }
+    )
+    x["gappy_copy"] = x["gappy"] * 3 + 1  # missing on the same rows: groups on the rows both have
+    cols = list(x.columns)
+    assert redundant_groups(x, cols, 0.95) == [["minutes", "charge", "refund"], ["gappy", "gappy_copy"]]
+    assert redundant_groups(x, cols, 1.0) == []  # 1.0 turns it off
+    assert redundant_groups(x, ["calls", "minutes"], 0.95) == []
+    with pytest.raises(ChurnmlError, match="redundancy_threshold"):
+        redundant_groups(x, cols, 0.0)
+    # the matrix-product correlation is pandas' pairwise-complete one (gaps, a large offset, a constant)
+    wide = x.assign(arr=3e7 + 1e5 * x["calls"] + rng.normal(0, 1, n))
+    expected = wide.corr(min_periods=30).fillna(0.0).to_numpy()
+    np.testing.assert_allclose(pairwise_correlation(wide.to_numpy()), expected, atol=1e-9)
+
+
+def test_an_exact_copy_is_one_reason_and_points_still_add_up():
+    spec = TabularSpec(**SPEC)
+    frame = snapshot()
+    frame["usage_copy"] = frame["usage"] * 2.5  # minutes and a charge at a flat rate
+    data = prepare_table(frame, spec)
+    model = fit_final(data, spec, fast_model(), EvaluationConfig())
+    assert ["usage", "usage_copy"] in model.info["redundant_groups"]
+    loaded = TrainedModel.load(model.save(Path(tempfile.mkdtemp()) / "m"))
+    assert loaded.info["redundant_groups"] == model.info["redundant_groups"]  # travels with the model
+    scores = score_table(model, data, {"high": 0.5, "low": 0.0}, top=3)
+    both = 0
+    for items in map(json.loads, scores["top_reasons"]):
+        named = [i["feature"] for i in items]
+        assert not {"usage", "usage_copy"} <= set(named)  # never two slots for one quantity
+        for i in items:
+            if i["feature"] in ("usage", "usage_copy"):
+                both += 1
+                assert i["grouped_with"] == ["usage_copy" if i["feature"] == "usage" else "usage"]
+                assert "(with usage" in i["reason"]
+    assert both > 0
+    grouped = grouped_explanations(model, explain_accounts(model, data.features.head(50)))
+    per_row = grouped.groupby("account_id").agg(
+        points=("probability_points", "sum"), p=("probability", "first"), p0=("base_probability", "first")
+    )
+    np.testing.assert_allclose(per_row["points"], per_row["p"] - per_row["p0"], atol=1e-9)
+    assert grouped.groupby("account_id").size().max() == len(model.features) - 1
+
+
+def test_the_cross_fitted_search_is_nested_in_the_first_fold_and_judged_on_its_held_out_rows():
+    spec = TabularSpec(**SPEC)
+    data = prepare_table(snapshot(), spec)
+    cfg = dataclasses.replace(fast_model(), optuna_trials=3)
+    result = evaluate_table(data, spec, cfg, EvaluationConfig())
+    folds = result.protocol["tuning"]
+    assert [f["fold"] for f in folds] == list(range(spec.folds))  # one verdict per outer fold
+    for f in folds:
+        assert f["trials"] == 3 and "first inner fold" in f["judge_rows"]
+        assert f["gain"] == pytest.approx(f["tuned_roc_auc"] - f["default_roc_auc"])
+        assert f["kept"] == (f["gain"] > 0)
+        # the search saw the first inner fold's training part only (4/5 of the outer fold's rows)
+        inner = f["search_rows"]["fit"] + f["search_rows"]["held_out"]
+        assert inner < 0.85 * N * (spec.folds - 1) / spec.folds

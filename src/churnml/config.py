@@ -228,7 +228,10 @@ class ModelConfig:
     lgbm: LightGBMConfig = field(default_factory=LightGBMConfig)
     # feature name -> +1 (risk rises with it) / -1; applied to the churn model only
     monotone_churn: dict[str, int] = field(default_factory=dict)
+    # Optuna search of the LightGBM parameters, nested (churnml.modeling.tuning): off while both are 0; a budget
+    # of trials and/or seconds (whichever ends first) turns it on
     optuna_trials: int = 0
+    optuna_seconds: float = 0.0
     # the candidates the served model is chosen from, by ROC-AUC on the validation period (or on inner
     # folds in tabular mode): lightgbm always; logistic (a plain L2 logistic regression); blend (their mean
     # log-odds, chosen only when it beats the better single model by more than blend_margin)
@@ -236,6 +239,9 @@ class ModelConfig:
     blend_margin: float = 0.001
     # tabular mode without dates: inner folds that pick the trees, the model and fit the calibration
     crossfit_folds: int = 5
+    # numeric features whose |correlation| on the training rows exceeds this are one reason (their points
+    # summed; churnml.modeling.redundancy); 1.0 turns the grouping off
+    redundancy_threshold: float = 0.95
 
 
 @dataclass

@@ -55,6 +55,7 @@ import pandas as pd
 from churnml.config import EvaluationConfig, ModelConfig, TrackingConfig
 from churnml.errors import ChurnmlError
 from churnml.explain.contributions import explain_accounts
+from churnml.explain.drivers import merged_keys, redundant_groups_of
 from churnml.modeling.baselines import Baselines, fit_baselines_rows
 from churnml.modeling.metrics import Evaluation, build_evaluation, compute_metrics, metrics_json, plot_tables
 from churnml.modeling.model import TrainedModel, _categorical_levels, fit_crossfit, fit_rows
@@ -531,10 +532,13 @@ def evaluate_table(
     pieces, fold_rows = [], []
     n_train: list[int] = []
     chosen: list[dict[str, Any]] = []
+    tuned: list[dict[str, Any]] = []
     for k, train, valid, test in parts:
         model, baselines = _fit(data, train, valid, spec, model_cfg, evaluation_cfg, {"fold": k})
         n_train.append(len(train))
         chosen.append({"fold": k, **model.info["selection"]})
+        if model.info.get("tuning"):  # the nested search's verdict in this fold (its trial history left out)
+            tuned.append({"fold": k, **{a: b for a, b in model.info["tuning"].items() if a != "history"}})
         test_rows = data.features.iloc[test]
         predictions = {"lightgbm": model.predict_proba(test_rows), **baselines.predict_proba(test_rows)}
         base = _score_base(data, test, "test").assign(fold=k)
@@ -565,6 +569,8 @@ def evaluate_table(
             }
         )
     protocol["selection"] = chosen
+    if tuned:
+        protocol["tuning"] = tuned
     return TabularResult(evaluation=evaluation, protocol=protocol, folds=pd.DataFrame(fold_rows))
 
 
@@ -681,17 +687,46 @@ def explain_table(model: TrainedModel, data: TabularData, *, top_n: int | None =
     """
 
     out = explain_accounts(model, data.features, top_n=top_n)
-    points = out["probability_points"].to_numpy(float) * 100
-    values = out["feature_value"].astype("object").where(out["feature_value"].notna(), "missing")
-    out["reason"] = pd.Series(
+    out["reason"] = _reason_texts(out, model.target)
+    return out
+
+
+def _reason_texts(rows: pd.DataFrame, target: str, also: pd.Series | None = None) -> pd.Series:
+    """``<feature> = <value> (raises <target> risk by x points)``, naming the redundant copies it stands for."""
+    points = rows["probability_points"].to_numpy(float) * 100
+    values = rows["feature_value"].astype("object").where(rows["feature_value"].notna(), "missing")
+    others = also.to_numpy() if also is not None else [()] * len(rows)
+    copies = [f" (with {', '.join(o)})" if len(o) else "" for o in others]
+    return pd.Series(
         [
-            f"{f} = {v} ({'raises' if p > 0 else 'lowers'} {model.target} risk by {abs(p):.1f} points)"
-            for f, v, p in zip(out["feature"].to_numpy(), values.to_numpy(), points, strict=True)
+            f"{f} = {v}{c} ({'raises' if p > 0 else 'lowers'} {target} risk by {abs(p):.1f} points)"
+            for f, v, p, c in zip(rows["feature"].to_numpy(), values.to_numpy(), points, copies, strict=True)
         ],
-        index=out.index,
+        index=rows.index,
         dtype="str",
     )
-    return out
+
+
+def grouped_explanations(model: TrainedModel, explained: pd.DataFrame) -> pd.DataFrame:
+    """One row per account and driver: a redundant group's rows summed into its strongest member's row.
+
+    ``probability_points`` and ``shap_value`` are the group's sums (so they still add up to p - p0 and to
+    the log-odds); ``feature`` and ``feature_value`` are the account's strongest member's (largest
+    ``|shap_value|``); ``grouped_with`` lists the group's other members (empty for a lone feature).
+    """
+    key = merged_keys({f: f for f in model.features}, redundant_groups_of(model))
+    members: dict[str, list[str]] = {}
+    for f, k in key.items():
+        members.setdefault(k, []).append(f)
+    ex = explained.assign(_key=explained["feature"].map(key), _abs=explained["shap_value"].abs())
+    keys = ["account_id", "as_of", "_key"]
+    sums = ex.groupby(keys, sort=False)[["probability_points", "shap_value"]].sum()
+    strongest = ex.sort_values("_abs", ascending=False, kind="stable").drop_duplicates(keys).set_index(keys)
+    out = strongest.drop(columns=["probability_points", "shap_value"]).join(sums).reset_index()
+    out["grouped_with"] = [
+        tuple(m for m in members[k] if m != f) for k, f in zip(out["_key"], out["feature"], strict=True)
+    ]
+    return out.drop(columns=["_key", "_abs"])
 
 
 def score_table(
@@ -699,12 +734,18 @@ def score_table(
 ) -> pd.DataFrame:
     """Probability, risk tier and the top drivers raising it, per row.
 
+    Redundant features (``model.info["redundant_groups"]``: near-copies of one quantity, see
+    :mod:`churnml.modeling.redundancy`) are one driver: their points summed, named by the account's strongest
+    member, the others listed in ``grouped_with``.
+
     Returns:
         ``account_id``, ``as_of``, ``probability``, ``risk_tier``, ``top_reasons`` (JSON list of the
-        ``top`` drivers with positive points: feature, value, probability_points, reason).
+        ``top`` drivers with positive points: feature, value, probability_points, reason, and
+        ``grouped_with`` for a group).
     """
 
-    explained = explain_table(model, data)
+    explained = grouped_explanations(model, explain_accounts(model, data.features))
+    explained["reason"] = _reason_texts(explained, model.target, explained["grouped_with"])
     raising = explained[explained["probability_points"] > 0].sort_values(
         ["account_id", "probability_points"], ascending=[True, False], kind="stable"
     )
@@ -718,6 +759,7 @@ def score_table(
                     "probability_points": round(float(r.probability_points), 6),
                     "reason": r.reason,
                 }
+                | ({"grouped_with": list(r.grouped_with)} if len(r.grouped_with) else {})
                 for r in rows.itertuples()
             ]
         )

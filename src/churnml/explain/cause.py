@@ -7,6 +7,7 @@ from typing import Any
 import pandas as pd
 
 from churnml.explain.contributions import explain_accounts
+from churnml.explain.drivers import redundant_groups_of
 from churnml.explain.reasons import cause_hit_summary, cause_hits, reasons_for
 
 TOP = 3  # a hit is the dominant cause among the top three risk-raising reasons
@@ -35,7 +36,7 @@ def cause_check(
         ``cause_hit_rate_top3_by_cause``.
     """
     test = features[features["cutoff"].isin(model.split.test)]
-    reasons = reasons_for(explain_accounts(model, test), test, top=TOP)
+    reasons = reasons_for(explain_accounts(model, test), test, top=TOP, groups=redundant_groups_of(model))
     churners = truth_accounts[
         truth_accounts["churn_date"].notna() & truth_accounts["dominant_cause"].ne("random")
     ]

@@ -1,10 +1,12 @@
-"""Drivers: the root cause a feature name belongs to (family and metric), and which drivers are context."""
+"""Drivers: the root cause a feature name belongs to (family and metric), which drivers are context, and the
+drivers that redundant features (near-copies of one quantity, found at training time) merge into one."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from functools import cache
+from typing import Any
 
 from churnml.errors import ChurnmlError
 from churnml.features.catalogue import FeatureInfo, parse_feature
@@ -95,3 +97,42 @@ def is_context(driver: str, context: Iterable[str] | None = None) -> bool:
     if context is None:
         return driver.startswith("account_") or driver in CONTEXT_DRIVERS
     return driver in set(context)
+
+
+def redundant_groups_of(model: Any) -> list[list[str]]:
+    """The model's groups of redundant features (``model.info["redundant_groups"]``, recorded at training by
+    :func:`churnml.modeling.redundancy.redundant_groups`); none for a model trained before they existed."""
+    info = getattr(model, "info", None)
+    return [list(g) for g in (info or {}).get("redundant_groups") or []]
+
+
+def merged_keys(
+    keys: Mapping[str, str],
+    groups: Iterable[Iterable[str]],
+    same_kind: Any = None,
+) -> dict[str, str]:
+    """Per feature, the key its points are counted under once each redundant group is one reason.
+
+    The members of a group move to the key of its first member (in the group's order, the model's feature
+    order); every other feature keeps its own key. Features move, not whole keys: a driver that shares one
+    near-copy with another driver (days since the last login ~ days since the last active user) does not
+    merge with it, so groups do not chain into one reason for several causes.
+
+    Args:
+        keys: feature -> its own key (the driver in the pipeline, the feature itself in tabular mode).
+        groups: groups of redundant features (disjoint).
+        same_kind: key -> a value that must match for two members to share a key (context never shares
+            one with a reason: it never takes a reason slot); None: every key is one kind.
+
+    Returns:
+        feature -> key, for every feature of ``keys``.
+    """
+    out = dict(keys)
+    kind = same_kind or (lambda _: None)
+    for group in groups:
+        present = [f for f in group if f in keys]
+        for k in {kind(keys[f]) for f in present}:
+            part = [f for f in present if kind(keys[f]) == k]
+            for f in part[1:]:
+                out[f] = keys[part[0]]
+    return out

@@ -9,6 +9,13 @@ its members' points (see :mod:`churnml.explain.contributions`), and its sentence
 column of its feature row) and a baseline: the previous period for trends, the account's own norm for
 z-scores, otherwise the median account of the same as-of date.
 
+Redundant features (near-copies of one quantity: ``|correlation| > model.redundancy_threshold`` on the
+training rows, recorded in ``model.info["redundant_groups"]``, see :mod:`churnml.modeling.redundancy`) merge
+into one driver: minutes and a charge that is minutes x a rate take one reason slot, not two. A group's members
+count under the driver of its first member (:func:`churnml.explain.drivers.merged_keys`; features move, not
+whole drivers, so groups do not chain), its points are the sum of its members' (so points still add up), and
+its sentence and family come from its strongest member on each account. Context never merges with a reason.
+
 Context drivers (:data:`churnml.explain.drivers.CONTEXT_DRIVERS`, every ``account_*`` driver) say when or what the account is (days to
 renewal, tenure, term, plan, size, segment), not why its risk moved: they keep their points but never take a
 reason slot; :func:`reasons_for` returns them beside the reasons, direction ``context``.
@@ -28,7 +35,7 @@ import pandas as pd
 
 from churnml.contract.tables import REASON_DIRECTIONS, REASONS
 from churnml.errors import ChurnmlError
-from churnml.explain.drivers import _family_of, driver_of, feature_info, is_context
+from churnml.explain.drivers import _family_of, driver_of, feature_info, is_context, merged_keys
 from churnml.explain.templates import render_reason
 
 DIRECTIONS = REASON_DIRECTIONS  # the order rows and JSON items come in
@@ -135,6 +142,7 @@ def reasons_for(
     cutoff_col: str = "cutoff",
     context: Iterable[str] | None = None,
     min_points: float = 0.0,
+    groups: Iterable[Iterable[str]] = (),
 ) -> pd.DataFrame:
     """The top drivers raising and lowering each account's score, each with a sentence, and its context.
 
@@ -155,6 +163,9 @@ def reasons_for(
         cutoff_col: The as-of column of ``features``.
         context: The context drivers (None: the default of :func:`is_context`; empty: none).
         min_points: Drivers whose points are smaller in magnitude are not reasons (context is kept).
+        groups: The model's groups of redundant features
+            (:func:`churnml.explain.drivers.redundant_groups_of`): a group's members count under the driver
+            of its first member, with the sentence of its strongest member on each account.
 
     Returns:
         ``account_id``, ``as_of``, ``target``, ``rank`` (1 = most points, by magnitude, within its direction),
@@ -172,19 +183,21 @@ def reasons_for(
         raise ChurnmlError(f"reasons_for: top must be >= 1, got {top}")
     context = None if context is None else frozenset(context)
     infos = {f: feature_info(f) for f in explanations["feature"].unique()}
+    own = {f: driver_of(i) for f, i in infos.items()}
+    merged = merged_keys(own, groups, lambda d: is_context(d, context))
     ex = explanations[need].assign(
-        driver=explanations["feature"].map({f: driver_of(i) for f, i in infos.items()}),
+        key=explanations["feature"].map(merged),
         family=explanations["feature"].map({f: i.family for f, i in infos.items()}),
         abs_shap=explanations["shap_value"].abs(),
     )
-    keys = ["account_id", "as_of", "target", "driver"]
+    keys = ["account_id", "as_of", "target", "key"]
     points = ex.groupby(keys, sort=False, observed=True)["probability_points"].sum()
     strongest = (
         ex.sort_values("abs_shap", ascending=False, kind="stable")
         .drop_duplicates(keys)
         .set_index(keys)[["feature", "family"]]
     )
-    drivers = strongest.join(points).reset_index()
+    drivers = strongest.join(points).reset_index().rename(columns={"key": "driver"})
     drivers = drivers[drivers["probability_points"] != 0]
     contextual = drivers["driver"].map({d: is_context(d, context) for d in drivers["driver"].unique()})
     big = drivers["probability_points"].abs() >= min_points

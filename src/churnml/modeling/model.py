@@ -30,8 +30,10 @@ import pandas as pd
 
 from churnml.config import ModelConfig, SplitConfig
 from churnml.errors import ChurnmlError
+from churnml.modeling import tuning
 from churnml.modeling.calibration import Calibrator, _sigmoid
 from churnml.modeling.drift import _categorical_reference, _numeric_fractions, _numeric_reference, psi
+from churnml.modeling.redundancy import redundant_groups
 from churnml.modeling.split import (
     Split,
     _is_categorical,
@@ -66,7 +68,9 @@ class TrainedModel:
             sample).
         params: the LightGBM parameters used, tuned ones included.
         info: split, row counts, best iteration, class weighting, the model selection
-            (``info["selection"]``), the explanations' reference (``info["reference"]``), versions.
+            (``info["selection"]``), the explanations' reference (``info["reference"]``), the nested search's
+            verdict (``info["tuning"]``, None when off), the groups of redundant features
+            (``info["redundant_groups"]``), versions.
         linear: the logistic candidate as plain numbers (:func:`fit_linear`), or None.
         weights: the chosen model as weights of the candidates' log-odds: ``{"lightgbm": 1, "logistic": 0}``
             (LightGBM), ``{0, 1}`` (the logistic regression) or ``{0.5, 0.5}`` (the blend).
@@ -513,30 +517,6 @@ def _best_logloss(booster: Any) -> float:  # the validation set's, unweighted
     return float(scores.get("binary_logloss", math.inf))
 
 
-def _tune(params: dict[str, Any], cfg: ModelConfig, fit: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Optuna TPE search (seeded) minimising the validation log loss of the early-stopped booster."""
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=cfg.seed))
-
-    def objective(trial: Any) -> float:
-        trial_params = {
-            **params,
-            "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.2, log=True),
-            "num_leaves": trial.suggest_int("num_leaves", 7, 127, log=True),
-            "min_data_in_leaf": trial.suggest_int("min_data_in_leaf", 10, 300, log=True),
-            "feature_fraction": trial.suggest_float("feature_fraction", 0.4, 1.0),
-            "bagging_fraction": trial.suggest_float("bagging_fraction", 0.5, 1.0),
-            "lambda_l2": trial.suggest_float("lambda_l2", 1e-3, 30.0, log=True),
-        }
-        return _best_logloss(fit(trial_params))
-
-    study.optimize(objective, n_trials=cfg.optuna_trials)
-    trials = [{"number": t.number, "value": t.value, **t.params} for t in study.trials]
-    return {**params, **study.best_params}, trials
-
-
 def train_model(
     features: pd.DataFrame,
     labels: pd.DataFrame,
@@ -621,7 +601,8 @@ def fit_rows(
         info: recorded first in ``model.info`` (e.g. the split); training facts are added to it.
 
     Returns:
-        The calibrated model (class weights, early stopping, optional Optuna search: see :func:`train_model`).
+        The calibrated model (class weights, early stopping, optional nested Optuna search:
+        :mod:`churnml.modeling.tuning`).
     """
     import lightgbm as lgb
 
@@ -669,10 +650,36 @@ def fit_rows(
 
     if monotone:  # a constrained model is LightGBM: the logistic candidate's signs are not constrained
         cfg = dataclasses.replace(cfg, candidates=["lightgbm"])
-    trials: list[dict[str, Any]] = []
-    if cfg.optuna_trials > 0:
-        params, trials = _tune(params, cfg, fit)
     booster = fit(params)
+    searched = None
+    if tuning.enabled(cfg):  # nested: searched on the train period, judged on the validation period
+        part, held = tuning.inner_holdout(train_rows, y_train, cfg.seed)
+
+        def inner_auc(p: dict[str, Any]) -> float:
+            b = _fit_booster(
+                p,
+                cfg.lgbm.n_estimators,
+                cfg.lgbm.early_stopping_rounds,
+                (x_train.iloc[part], y_train[part], w_train[part]),
+                (x_train.iloc[held], y_train[held], None),
+                categorical,
+            )
+            return tuning.auc(y_train[held], b.predict(x_train.iloc[held], raw_score=True))
+
+        tuned, trials, seconds = tuning.search(params, cfg, inner_auc)
+        tuned_booster = fit(tuned)
+        searched = tuning.judged(
+            trials,
+            seconds,
+            cfg,
+            tuning.auc(y_valid, booster.predict(x_valid, raw_score=True)),
+            tuning.auc(y_valid, tuned_booster.predict(x_valid, raw_score=True)),
+            tuned,
+            (len(part), len(held)),
+            "validation period (early stopping of both fits; never seen by the search)",
+        )
+        if searched["kept"]:
+            params, booster = tuned, tuned_booster
     best = booster.best_iteration if booster.best_iteration > 0 else booster.current_iteration()
     # round-trip through text: the in-memory model is exactly what save() writes and load() reads
     model.booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
@@ -699,7 +706,7 @@ def fit_rows(
             "positives_train": int(y_train.sum()),
             "positives_validation": int(y_valid.sum()),
             "validation_logloss": _best_logloss(booster),
-            "optuna_trials": trials,
+            "tuning": searched,
         },
     )
 
@@ -740,6 +747,10 @@ def _finish(
         "lightgbm_version": lgb.__version__,
     }
     model.info["reference"] = explanation_reference(model, reference_rows)
+    numeric = [c for c in model.features if c not in model.categories]
+    model.info["redundant_groups"] = redundant_groups(
+        x_train, numeric, cfg.redundancy_threshold, seed=cfg.seed
+    )
     return model
 
 
@@ -793,9 +804,32 @@ def fit_crossfit(
             categorical,
         )
 
-    trials: list[dict[str, Any]] = []
-    if cfg.optuna_trials > 0:
-        params, trials = _tune(params, cfg, lambda p: fit_fold(p, *folds[0]))
+    searched = None
+    # nested: searched inside the first fold's training part, judged on its held-out part
+    if tuning.enabled(cfg):
+        tr0, va0 = folds[0]
+        part, held = tuning.inner_holdout(rows.iloc[tr0], y[tr0], cfg.seed)
+
+        def inner_auc(p: dict[str, Any]) -> float:
+            b = fit_fold(p, tr0[part], tr0[held])
+            return tuning.auc(y[tr0[held]], b.predict(x.iloc[tr0[held]], raw_score=True))
+
+        def judge_auc(p: dict[str, Any]) -> float:
+            return tuning.auc(y[va0], fit_fold(p, tr0, va0).predict(x.iloc[va0], raw_score=True))
+
+        tuned, trials, seconds = tuning.search(params, cfg, inner_auc)
+        searched = tuning.judged(
+            trials,
+            seconds,
+            cfg,
+            judge_auc(params),
+            judge_auc(tuned),
+            tuned,
+            (len(part), len(held)),
+            "the first inner fold's held-out rows (never seen by the search)",
+        )
+        if searched["kept"]:
+            params = tuned
     tree_oof, linear_oof, best, inner_rows = np.zeros(len(y)), np.zeros(len(y)), [], []
     for tr, va in folds:
         booster = fit_fold(params, tr, va)
@@ -840,6 +874,6 @@ def fit_crossfit(
                 "trees_refit": trees,
                 "calibration": "out of fold",
             },
-            "optuna_trials": trials,
+            "tuning": searched,
         },
     )

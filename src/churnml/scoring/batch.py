@@ -27,6 +27,7 @@ from churnml.contract.validate import DateBounds, validate_tables
 from churnml.dataset.spine import as_of_day, build_spine, data_range
 from churnml.errors import ChurnmlError
 from churnml.explain.contributions import explain_accounts
+from churnml.explain.drivers import redundant_groups_of
 from churnml.explain.reasons import reasons_for, top_reasons, with_reasons
 from churnml.features.engine import build_features, usage_window_start
 from churnml.modeling.registry import load_champion
@@ -217,7 +218,15 @@ def score_chunk(
     explanations, reasons = [], []
     for target in TARGETS:
         full = explain_accounts(models[target], features)
-        reasons.append(reasons_for(full, features, top=cfg.top_reasons, min_points=cfg.min_reason_points))
+        reasons.append(
+            reasons_for(
+                full,
+                features,
+                top=cfg.top_reasons,
+                min_points=cfg.min_reason_points,
+                groups=redundant_groups_of(models[target]),
+            )
+        )
         top = full[full["rank"] <= EXPLANATION_TOP_N]
         explanations.append(with_reasons(top, features).assign(model_version=versions[target]))
     churn_reasons = top_reasons(reasons[0], top=cfg.top_reasons)

@@ -20,6 +20,7 @@ from churnml.contract.io import read_output, read_parquet, read_table, write_csv
 from churnml.dataset.spine import as_of_day, build_spine, data_end
 from churnml.explain.cause import cause_check
 from churnml.explain.contributions import explain_accounts, write_global_view
+from churnml.explain.drivers import redundant_groups_of
 from churnml.explain.export import TOP_FEATURES
 from churnml.explain.reasons import reasons_for, with_reasons
 from churnml.features.engine import build_features
@@ -48,7 +49,11 @@ def explain(cfg: Config, root: Path) -> str:
         full = explain_accounts(model, features)
         reasons.append(
             reasons_for(
-                full, features, top=cfg.scoring.top_reasons, min_points=cfg.scoring.min_reason_points
+                full,
+                features,
+                top=cfg.scoring.top_reasons,
+                min_points=cfg.scoring.min_reason_points,
+                groups=redundant_groups_of(model),
             ).assign(model_version=version)
         )
         top = with_reasons(full[full["rank"] <= TOP_FEATURES], features)

@@ -10,8 +10,9 @@ import pandas as pd
 from churnml.config import Config
 from churnml.contract.io import read_document, read_output
 from churnml.dataset.spine import as_of_day, data_end
+from churnml.modeling.registry import load_champion
 from churnml.report.inputs import check_scores_as_of, monitor_performance, portfolio_inputs
-from churnml.report.portfolio import build_report
+from churnml.report.portfolio import VERSION_COLUMNS, build_report
 from churnml.report.survival_pages import read_survival_report
 from churnml.scoring.calls import changes_since, previous_scores
 from churnml.scoring.tiers import TierDefinition
@@ -57,5 +58,16 @@ def report(cfg: Config, root: Path) -> str:
         survival=read_survival_report(
             root / paths.revenue_forecast, root / paths.survival_metrics, root / paths.survival_plots
         ),
+        selections=_selections(cfg, root, scores),
     )
     return f"wrote {path} ({len(scores)} accounts)"
+
+
+def _selections(cfg: Config, root: Path, scores: pd.DataFrame) -> dict[str, dict]:
+    """Per target, how the registered version its scores name was chosen (``model.info["selection"]``)."""
+    out = {}
+    for target, column in VERSION_COLUMNS.items():
+        if target in cfg.model.targets and column in scores.columns and scores[column].nunique() == 1:
+            model, _ = load_champion(target, str(scores[column].iloc[0]), root=root, cfg=cfg.tracking)
+            out[target] = model.info.get("selection")
+    return out
