@@ -15,9 +15,14 @@ from churnml.survival.evaluation import CoxBaseline, kaplan_meier, km_by_group, 
 from churnml.survival.forecast import (
     Movement,
     arr_on,
+    forecast_book,
+    monthly_movements,
+    movement_for,
     realised,
     simulate_book,
     summarise,
+    tenure_band,
+    tenure_months,
 )
 from churnml.survival.model import curve_frame, survival_from_hazards, train_survival
 from churnml.survival.pipeline import test_cutoffs as choose_test_cutoffs
@@ -360,6 +365,16 @@ def test_arr_grr_and_nrr_by_hand():
     # a's renewal gap (June 1-9) is within the grace: its renewal's ARR counts; b is gone
     np.testing.assert_allclose(arr_on(subs, accounts, T("2024-06-05"), 30), [180, 0, 240])
     np.testing.assert_allclose(arr_on(subs, accounts, T("2024-06-05"), 3), [0, 0, 240])
+    # monthly renewals two within the grace (Feb 1 and Mar 1, 29 days apart): only the first one counts
+    monthly = pd.DataFrame(
+        {
+            "account_id": ["m", "m"],
+            "start_date": [T("2024-02-01"), T("2024-03-01")],
+            "end_date": [T("2024-03-01"), T("2024-04-01")],
+            "mrr": [10.0, 20.0],
+        }
+    )
+    np.testing.assert_allclose(arr_on(monthly, pd.Series(["m"]), T("2024-01-31"), 30), [120])
     real = realised(np.array([120.0, 60, 240]), np.array([180.0, 0, 240]), {}).iloc[0]
     assert real["realised_grr"] == pytest.approx((120 + 0 + 240) / 420)
     assert real["realised_nrr"] == pytest.approx((180 + 240) / 420)
@@ -596,3 +611,86 @@ def test_forecast_decomposition_adds_up_to_the_expected_change():
         assert min(row["churn_arr_mean"], row["contraction_arr_mean"], row["expansion_arr_mean"]) > 0
     book = table[table["dimension"] == "portfolio"].iloc[0]
     assert book["churn_arr_mean"] == pytest.approx((arr0 * (1 - surv[:, 11])).sum(), rel=0.03)
+
+
+def _ladder(seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Monthly subscriptions renewing on the 1st, no churn; an account doubles its MRR at its renewals at
+    tenure 1 and 2 months with probability 0.3 each, never later (expansion early in life, as on ChurnSim).
+    Accounts start every month of 2023-01 .. 2024-06."""
+    rng = np.random.default_rng(seed)
+    subs = []
+    for offset in range(18):
+        for i in range(40):
+            start = T("2023-01-01") + pd.DateOffset(months=offset)
+            mrr = 100.0
+            for t in range((2024 - start.year) * 12 + 12 - start.month + 1):
+                day = start + pd.DateOffset(months=t)
+                if t in (1, 2) and rng.random() < 0.3:
+                    mrr *= 2
+                subs.append(
+                    {
+                        "account_id": f"A{offset}_{i}",
+                        "start_date": day,
+                        "end_date": day + pd.DateOffset(months=1),
+                        "mrr": mrr,
+                        "seats": 5,
+                    }
+                )
+    subs = pd.DataFrame(subs)
+    accounts = subs["account_id"].unique()
+    first = subs.groupby("account_id")["start_date"].min()
+    months = pd.date_range("2023-02-01", "2024-12-01", freq="MS")
+    pairs = [(a, c) for a in accounts for c in months if c > first[a]]  # the spine: accounts already started
+    spine = pd.DataFrame(pairs, columns=["account_id", "cutoff"]).astype({"cutoff": "datetime64[us]"})
+    return subs, spine
+
+
+def test_tenure_months_count_whole_calendar_months():
+    subs = pd.DataFrame(
+        {"account_id": ["a", "a", "b"], "start_date": [T("2024-01-31"), T("2024-03-01"), pd.NaT]}
+    )
+    got = tenure_months(
+        subs,
+        pd.Series(["a", "a", "a", "b"]),
+        pd.Series([T("2024-02-29"), T("2024-03-31"), T("2024-01-01"), T("2024-05-01")]),
+    )
+    assert got.tolist() == [0, 2, 0, 0]
+    assert tenure_band(np.array([0, 2, 3, 5, 6, 11, 12, 23, 24, 60])).tolist() == [
+        0,
+        0,
+        1,
+        1,
+        2,
+        2,
+        3,
+        3,
+        4,
+        4,
+    ]
+
+
+def test_forecast_moves_follow_tenure_so_young_accounts_expansion_is_not_compounded_on_old_ones():
+    """Pooled over tenure, the early upgrades are applied to every account every month; by tenure band an
+    old book does not move, and a one-month-old book moves only in its first two months."""
+    subs, spine = _ladder(0)
+    as_of = T("2024-07-01")
+    seg = pd.Series(["smb"] * len(spine))
+    moves = monthly_movements(spine, subs, G, as_of, seg, by_tenure=True)
+    young = movement_for(moves, "smb", 0)
+    assert young.p_up == pytest.approx(0.3, abs=0.05) and young.p_down == 0  # tenure 1 and 2
+    assert movement_for(moves, "smb", 2).p_up == 0 and movement_for(moves, "smb", 4).p_up == 0  # 24+: unseen
+    start = subs.groupby("account_id")["start_date"].min()
+    for first, expect in ((T("2024-01-01"), 1.0), (T("2024-06-01"), None)):
+        ids = start[start <= first].index if expect else start[start == first].index
+        book = pd.DataFrame({"account_id": ids, "account_segment": "smb"})
+        ones = np.ones((len(book), 12))
+        fc = forecast_book(book, ones, subs, spine, as_of, G, months=(12,), draws=400)
+        nrr = fc[fc["dimension"] == "portfolio"].iloc[0]["nrr_mean"]
+        # the one-month-old book draws from band 0 (tenure 1 and 2) twice, then from band 1 (no moves)
+        want = expect if expect else (1 + young.p_up) ** 2
+        assert nrr == pytest.approx(want, rel=0.02), (first, nrr, want)
+    # the same book with the moves pooled over tenure compounds the young accounts' upgrades for a year
+    old = pd.DataFrame({"account_id": start[start <= T("2024-01-01")].index, "account_segment": "smb"})
+    arr0 = arr_on(subs, old["account_id"], as_of - DAY, G)
+    pooled = simulate_book(arr0, np.ones((len(old), 12)), np.array(["smb"] * len(old)), moves, 12, 200, 1)
+    assert pooled.sum(axis=0).mean() / arr0.sum() > 1.2
