@@ -137,7 +137,7 @@ def oracle_features(tables: dict, rows: pd.DataFrame, cutoff_max, cfg: FeaturesC
         f.update(contract_mrr=mrr_now, contract_arr=12 * mrr_now, contract_seats=seats_now)
         main = max(current, key=lambda s: (s["mrr"], s["start_date"], s["subscription_id"]))
         f["contract_plan"], f["contract_billing_period"] = main["plan"], main["billing_period"]
-        period, n = (12 if main["billing_period"] == "annual" else 1), 1
+        period, n = {"annual": 12, "semiannual": 6}.get(main["billing_period"], 1), 1
         while main["start_date"] + pd.DateOffset(months=n * period) < c:
             n += 1
         f["contract_days_to_renewal"] = (main["start_date"] + pd.DateOffset(months=n * period) - c).days
@@ -406,6 +406,23 @@ def test_edge_cases_on_the_cutoff_day(edge_tables):
     # E7 started on 2024-02-29: annual term ends are clamped to the month's end
     e7 = got[(got["account_id"] == "E7") & (got["cutoff"] == T("2025-02-01"))].iloc[0]
     assert e7["contract_days_to_renewal"] == (T("2025-02-28") - T("2025-02-01")).days
+
+
+def test_a_semiannual_term_ends_every_six_months_from_its_start(edge_tables):
+    """A 6-month term read as annual would put its term end 6 months late (ChurnSim's ``_biann`` plans)."""
+    tables = _edge_full(edge_tables)
+    subs = tables["subscriptions"]
+    tables["subscriptions"] = subs.assign(
+        billing_period=subs["billing_period"].mask(subs["account_id"] == "E7", "semiannual")
+    )
+    spine = build_spine(tables["subscriptions"], ["2024-06-01", "2024-07-01", "2025-02-01"])
+    got = build_features(tables, spine, CFG)
+    assert_matches_oracle(got, oracle_features(tables, spine, T("2025-02-01")))
+    e7 = got[got["account_id"] == "E7"].set_index("cutoff")
+    # started 2024-02-29: term ends 2024-08-29, 2025-02-28 (clamped), never 2025-02-28 seen from June 2024
+    assert e7.loc[T("2024-06-01"), "contract_days_to_renewal"] == (T("2024-08-29") - T("2024-06-01")).days
+    assert e7.loc[T("2025-02-01"), "contract_days_to_renewal"] == (T("2025-02-28") - T("2025-02-01")).days
+    assert e7.loc[T("2024-06-01"), "contract_billing_period"] == "semiannual"
 
 
 def test_optional_tables_absent_skip_their_families(edge_tables):

@@ -138,8 +138,7 @@ def test_bill_periods_map_onto_the_contract_and_unknown_ones_fail_validation():
     )
     out, notes = fightchurn_subscriptions(subs, DATA_END)
     periods = out.set_index("account_id")["billing_period"].to_dict()
-    assert periods == {"1": "monthly", "2": "annual", "3": "annual", "4": "3_months"}
-    assert notes["subscriptions_6_month_terms_as_annual"] == 1
+    assert periods == {"1": "monthly", "2": "semiannual", "3": "annual", "4": "3_months"}
     assert notes["subscriptions_unknown_bill_period"] == 1
     result = validate_tables({"subscriptions": out}, quarantine=True)
     bad = result.quarantined["subscriptions"]

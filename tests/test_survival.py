@@ -12,10 +12,31 @@ import pytest
 from churnml.config import ModelConfig
 from churnml.errors import ChurnmlError
 from churnml.survival.evaluation import CoxBaseline, kaplan_meier, km_by_group, survival_metrics
-from churnml.survival.forecast import Movement, arr_on, realised, simulate_book, summarise
+from churnml.survival.forecast import (
+    Movement,
+    arr_on,
+    forecast_book,
+    monthly_movements,
+    movement_for,
+    realised,
+    simulate_book,
+    summarise,
+    tenure_band,
+    tenure_months,
+)
 from churnml.survival.model import curve_frame, survival_from_hazards, train_survival
 from churnml.survival.pipeline import test_cutoffs as choose_test_cutoffs
-from churnml.survival.rows import AT_RISK, EVENT, MONTH, RENEWAL, design, outcomes, spells, training_rows
+from churnml.survival.rows import (
+    AT_RISK,
+    EVENT,
+    MONTH,
+    RENEWAL,
+    design,
+    outcomes,
+    renewal_month,
+    spells,
+    training_rows,
+)
 from tests.tables import fast_lgbm
 
 T = pd.Timestamp
@@ -30,15 +51,19 @@ def _generated(seed: int, n_accounts: int = 40) -> tuple[pd.DataFrame, pd.DataFr
     subs = []
     for a in range(n_accounts):
         day = T("2024-01-01") + int(rng.integers(0, 60)) * DAY
-        annual = rng.random() < 0.5
+        period = str(rng.choice(["annual", "semiannual", "monthly"]))
         for _ in range(int(rng.integers(1, 5))):
-            length = (365 if annual else 30 * int(rng.integers(1, 4))) * DAY
+            length = {
+                "annual": 365 * DAY,
+                "semiannual": pd.DateOffset(months=6),
+                "monthly": 30 * int(rng.integers(1, 4)) * DAY,
+            }[period]
             end = day + length
             open_ended = rng.random() < 0.15
             subs.append(
                 {
                     "account_id": f"A{a}",
-                    "billing_period": "annual" if annual else "monthly",
+                    "billing_period": period,
                     "start_date": day,
                     "end_date": pd.NaT if open_ended else end,
                     "mrr": 100.0,
@@ -54,7 +79,9 @@ def _generated(seed: int, n_accounts: int = 40) -> tuple[pd.DataFrame, pd.DataFr
     for c in cutoffs:
         for r in subs.itertuples():
             if r.start_date < c and (pd.isna(r.end_date) or r.end_date >= c):
-                term = r.start_date + (365 if r.billing_period == "annual" else 30) * DAY
+                term = r.start_date + {"annual": 365 * DAY, "semiannual": pd.DateOffset(months=6)}.get(
+                    r.billing_period, 30 * DAY
+                )
                 rows.append(
                     {
                         "account_id": r.account_id,
@@ -68,7 +95,9 @@ def _generated(seed: int, n_accounts: int = 40) -> tuple[pd.DataFrame, pd.DataFr
     return subs, feats, T("2025-09-01")
 
 
-def _brute_force(subs: pd.DataFrame, feats: pd.DataFrame, censor: pd.Timestamp) -> set[tuple]:
+def _brute_force(
+    subs: pd.DataFrame, feats: pd.DataFrame, censor: pd.Timestamp, horizon: int = H
+) -> set[tuple]:
     """(account, cutoff, month, event) of every training row, by plain loops over days and months."""
 
     def churn_events(rows):
@@ -89,14 +118,14 @@ def _brute_force(subs: pd.DataFrame, feats: pd.DataFrame, censor: pd.Timestamp) 
         c = T(f.cutoff)
         events = [e for e in churn_events(by_account[f.account_id]) if e >= c]
         term = c + f.contract_days_to_renewal * DAY
-        for k in range(1, H + 1):
+        # a term contract's term ends: the running one (a lapsed one decides in month 1), then one per term
+        months = {"annual": 12, "semiannual": 6}.get(f.contract_billing_period)
+        ends = [max(term, c) + pd.DateOffset(months=j * months) for j in range(horizon)] if months else []
+        for k in range(1, horizon + 1):
             lo, hi = c + pd.DateOffset(months=k - 1), c + pd.DateOffset(months=k)
             if hi + G * DAY > censor:  # month k not observed: censored from here on
                 break
-            if f.contract_billing_period == "annual":
-                at_risk = (lo <= term < hi) or (k == 1 and term < lo)
-            else:
-                at_risk = True
+            at_risk = not months or any(lo <= e < hi for e in ends)
             churned = bool(events) and lo <= events[0] < hi
             if at_risk or churned:
                 want.add((f.account_id, c, k, int(churned)))
@@ -107,13 +136,14 @@ def _brute_force(subs: pd.DataFrame, feats: pd.DataFrame, censor: pd.Timestamp) 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("censor_shift", [0, -200])
-def test_training_rows_match_brute_force(seed, censor_shift):
+@pytest.mark.parametrize("horizon", [H, 12])  # 12: a semiannual term's second end falls inside
+def test_training_rows_match_brute_force(seed, censor_shift, horizon):
     subs, feats, end = _generated(seed)
     censor = end + censor_shift * DAY
-    out = outcomes(feats, subs, G, H, censor)
-    rows = training_rows(feats, out, H)
+    out = outcomes(feats, subs, G, horizon, censor)
+    rows = training_rows(feats, out, horizon)
     got = {(r.account_id, T(r.cutoff), int(getattr(r, MONTH)), int(r.event)) for r in rows.itertuples()}
-    assert got == _brute_force(subs, feats, censor)
+    assert got == _brute_force(subs, feats, censor, horizon)
     assert rows[EVENT].sum() > 0 and (rows[EVENT] == 0).sum() > 0  # both outcomes exercised
 
 
@@ -133,6 +163,52 @@ def test_an_annual_contract_is_at_risk_only_in_its_term_end_month():
     assert annual.loc[annual[RENEWAL] == 1, MONTH].tolist() == [4.0]
     assert d.loc[d["account_id"] == "m", AT_RISK].all()
     assert d.loc[d["account_id"] == "u", AT_RISK].all()  # unknown billing: every month
+
+
+def test_a_semiannual_contract_is_at_risk_at_each_term_end_within_the_horizon():
+    """Its term renews every 6 months: both ends within a year are at risk, the months between are not."""
+    feats = pd.DataFrame(
+        {
+            "account_id": ["s", "l"],
+            "cutoff": [T("2024-05-01")] * 2,
+            "contract_billing_period": ["semiannual", "semiannual"],
+            "contract_days_to_renewal": [40.0, -3.0],  # June 10 (month 2); lapsed: decides in month 1
+        }
+    )
+    d = design(feats, 12)
+    semi = d[d["account_id"] == "s"]
+    assert semi.loc[semi[AT_RISK], MONTH].tolist() == [2.0, 8.0]
+    assert semi.loc[semi[RENEWAL] == 1, MONTH].tolist() == [2.0, 8.0]
+    lapsed = d[d["account_id"] == "l"]
+    assert lapsed.loc[lapsed[AT_RISK], MONTH].tolist() == [1.0, 7.0]
+
+
+def test_churn_at_a_later_term_end_keeps_its_hazard():
+    """A semiannual customer who renews once and leaves at the second term end: that month is at risk, so
+    the rows keep the event inside the rule and the curve can fall there."""
+    subs = pd.DataFrame(
+        {
+            "account_id": ["a", "a"],
+            "billing_period": ["semiannual", "semiannual"],
+            "start_date": [T("2024-03-15"), T("2024-09-15")],
+            "end_date": [T("2024-09-15"), T("2025-03-15")],
+            "mrr": [1.0, 1.0],
+            "seats": [1, 1],
+        }
+    )
+    feats = pd.DataFrame(
+        {
+            "account_id": ["a"],
+            "cutoff": [T("2024-05-01")],
+            "contract_billing_period": ["semiannual"],
+            "contract_days_to_renewal": [float((T("2024-09-15") - T("2024-05-01")).days)],
+        }
+    )
+    out = outcomes(feats, subs, G, 12, T("2026-01-01"))
+    assert out["event_month"].tolist() == [11]  # 2025-03-15: month 11 from May 2024
+    rows = training_rows(feats, out, 12)
+    assert rows[MONTH].tolist() == [5.0, 11.0] and rows[EVENT].tolist() == [0, 1]
+    assert rows[AT_RISK].all()  # the churn is inside the contract rule
 
 
 def test_censoring_drops_the_event_that_is_not_yet_known():
@@ -194,19 +270,24 @@ def test_curves_follow_the_contract_rule_and_the_hazards():
     out = outcomes(feats, subs, G, H, end)
     rows = training_rows(feats, out, H)
     cfg = ModelConfig(lgbm=fast_lgbm())
-    model = train_survival(rows, {"contract_billing_period": ["annual", "monthly"]}, cfg, 0.3)
+    periods = ["annual", "monthly", "semiannual"]
+    model = train_survival(rows, {"contract_billing_period": periods}, cfg, 0.3)
     curves = curve_frame(model, feats, H)
     s = curves[[f"s_{t}" for t in range(1, H + 1)]].to_numpy()
     assert (np.diff(s, axis=1) <= 1e-12).all() and ((s > 0) & (s <= 1)).all()
-    annual = (feats["contract_billing_period"] == "annual").to_numpy()
-    # an annual curve moves in one month at most, and that month is its renewal
-    steps = (np.abs(np.diff(np.concatenate([np.ones((len(s), 1)), s], axis=1), axis=1)) > 0).sum(axis=1)
-    assert (steps[annual] <= 1).all()
+    term = (feats["contract_billing_period"] != "monthly").to_numpy()
+    r = renewal_month(feats, H)
+    # a term contract's curve moves only at its term ends (one month within these 6 months), and a curve
+    # that moves does so in its renewal month
+    steps = np.abs(np.diff(np.concatenate([np.ones((len(s), 1)), s], axis=1), axis=1)) > 0
+    assert (steps[term].sum(axis=1) <= 1).all()
+    moved = term & steps.any(axis=1)
+    assert moved.any() and (steps[moved].argmax(axis=1) + 1 == r[moved]).all()
     nxt = curves["next_renewal_month"].to_numpy()
     padded = np.concatenate([np.ones((len(s), 1)), s], axis=1)
     np.testing.assert_allclose(curves["p_renew_next"], padded[np.arange(len(s)), nxt])
     np.testing.assert_allclose(curves["expected_months"], s.sum(axis=1))
-    assert (nxt[~annual] == 1).all()
+    assert (nxt[~term] == 1).all() and (nxt[term] == np.where(r[term] <= H, r[term], 0)).all()
     np.testing.assert_allclose(survival_from_hazards(np.array([[0.1, 0.5]])), [[0.9, 0.45]])
 
 
@@ -284,6 +365,16 @@ def test_arr_grr_and_nrr_by_hand():
     # a's renewal gap (June 1-9) is within the grace: its renewal's ARR counts; b is gone
     np.testing.assert_allclose(arr_on(subs, accounts, T("2024-06-05"), 30), [180, 0, 240])
     np.testing.assert_allclose(arr_on(subs, accounts, T("2024-06-05"), 3), [0, 0, 240])
+    # monthly renewals two within the grace (Feb 1 and Mar 1, 29 days apart): only the first one counts
+    monthly = pd.DataFrame(
+        {
+            "account_id": ["m", "m"],
+            "start_date": [T("2024-02-01"), T("2024-03-01")],
+            "end_date": [T("2024-03-01"), T("2024-04-01")],
+            "mrr": [10.0, 20.0],
+        }
+    )
+    np.testing.assert_allclose(arr_on(monthly, pd.Series(["m"]), T("2024-01-31"), 30), [120])
     real = realised(np.array([120.0, 60, 240]), np.array([180.0, 0, 240]), {}).iloc[0]
     assert real["realised_grr"] == pytest.approx((120 + 0 + 240) / 420)
     assert real["realised_nrr"] == pytest.approx((180 + 240) / 420)
@@ -520,3 +611,86 @@ def test_forecast_decomposition_adds_up_to_the_expected_change():
         assert min(row["churn_arr_mean"], row["contraction_arr_mean"], row["expansion_arr_mean"]) > 0
     book = table[table["dimension"] == "portfolio"].iloc[0]
     assert book["churn_arr_mean"] == pytest.approx((arr0 * (1 - surv[:, 11])).sum(), rel=0.03)
+
+
+def _ladder(seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Monthly subscriptions renewing on the 1st, no churn; an account doubles its MRR at its renewals at
+    tenure 1 and 2 months with probability 0.3 each, never later (expansion early in life, as on ChurnSim).
+    Accounts start every month of 2023-01 .. 2024-06."""
+    rng = np.random.default_rng(seed)
+    subs = []
+    for offset in range(18):
+        for i in range(40):
+            start = T("2023-01-01") + pd.DateOffset(months=offset)
+            mrr = 100.0
+            for t in range((2024 - start.year) * 12 + 12 - start.month + 1):
+                day = start + pd.DateOffset(months=t)
+                if t in (1, 2) and rng.random() < 0.3:
+                    mrr *= 2
+                subs.append(
+                    {
+                        "account_id": f"A{offset}_{i}",
+                        "start_date": day,
+                        "end_date": day + pd.DateOffset(months=1),
+                        "mrr": mrr,
+                        "seats": 5,
+                    }
+                )
+    subs = pd.DataFrame(subs)
+    accounts = subs["account_id"].unique()
+    first = subs.groupby("account_id")["start_date"].min()
+    months = pd.date_range("2023-02-01", "2024-12-01", freq="MS")
+    pairs = [(a, c) for a in accounts for c in months if c > first[a]]  # the spine: accounts already started
+    spine = pd.DataFrame(pairs, columns=["account_id", "cutoff"]).astype({"cutoff": "datetime64[us]"})
+    return subs, spine
+
+
+def test_tenure_months_count_whole_calendar_months():
+    subs = pd.DataFrame(
+        {"account_id": ["a", "a", "b"], "start_date": [T("2024-01-31"), T("2024-03-01"), pd.NaT]}
+    )
+    got = tenure_months(
+        subs,
+        pd.Series(["a", "a", "a", "b"]),
+        pd.Series([T("2024-02-29"), T("2024-03-31"), T("2024-01-01"), T("2024-05-01")]),
+    )
+    assert got.tolist() == [0, 2, 0, 0]
+    assert tenure_band(np.array([0, 2, 3, 5, 6, 11, 12, 23, 24, 60])).tolist() == [
+        0,
+        0,
+        1,
+        1,
+        2,
+        2,
+        3,
+        3,
+        4,
+        4,
+    ]
+
+
+def test_forecast_moves_follow_tenure_so_young_accounts_expansion_is_not_compounded_on_old_ones():
+    """Pooled over tenure, the early upgrades are applied to every account every month; by tenure band an
+    old book does not move, and a one-month-old book moves only in its first two months."""
+    subs, spine = _ladder(0)
+    as_of = T("2024-07-01")
+    seg = pd.Series(["smb"] * len(spine))
+    moves = monthly_movements(spine, subs, G, as_of, seg, by_tenure=True)
+    young = movement_for(moves, "smb", 0)
+    assert young.p_up == pytest.approx(0.3, abs=0.05) and young.p_down == 0  # tenure 1 and 2
+    assert movement_for(moves, "smb", 2).p_up == 0 and movement_for(moves, "smb", 4).p_up == 0  # 24+: unseen
+    start = subs.groupby("account_id")["start_date"].min()
+    for first, expect in ((T("2024-01-01"), 1.0), (T("2024-06-01"), None)):
+        ids = start[start <= first].index if expect else start[start == first].index
+        book = pd.DataFrame({"account_id": ids, "account_segment": "smb"})
+        ones = np.ones((len(book), 12))
+        fc = forecast_book(book, ones, subs, spine, as_of, G, months=(12,), draws=400)
+        nrr = fc[fc["dimension"] == "portfolio"].iloc[0]["nrr_mean"]
+        # the one-month-old book draws from band 0 (tenure 1 and 2) twice, then from band 1 (no moves)
+        want = expect if expect else (1 + young.p_up) ** 2
+        assert nrr == pytest.approx(want, rel=0.02), (first, nrr, want)
+    # the same book with the moves pooled over tenure compounds the young accounts' upgrades for a year
+    old = pd.DataFrame({"account_id": start[start <= T("2024-01-01")].index, "account_segment": "smb"})
+    arr0 = arr_on(subs, old["account_id"], as_of - DAY, G)
+    pooled = simulate_book(arr0, np.ones((len(old), 12)), np.array(["smb"] * len(old)), moves, 12, 200, 1)
+    assert pooled.sum(axis=0).mean() / arr0.sum() > 1.2

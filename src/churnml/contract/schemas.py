@@ -17,7 +17,10 @@ import pandera.pandas as pa
 DATE = "datetime64[ns]"  # pandera coerces datetimes to ns; one unit everywhere
 SEGMENTS = ("enterprise", "mid_market", "smb")
 TOUCH_MODELS = ("high_touch", "low_touch", "tech_touch")
-BILLING_PERIODS = ("monthly", "annual")
+# Each billing period and its term in months: a contract renews every term from its start. The features' term
+# end and the survival model's contract rule read the term from here.
+BILLING_PERIOD_MONTHS = {"monthly": 1, "semiannual": 6, "annual": 12}
+BILLING_PERIODS = tuple(BILLING_PERIOD_MONTHS)
 PRIORITIES = ("low", "normal", "high", "urgent")
 CONTACT_ROLES = ("sponsor", "champion", "admin", "user")
 

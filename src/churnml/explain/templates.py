@@ -351,7 +351,8 @@ def _contract(ctx: Context) -> str:
         if ctx.missing:
             return "Billing period unknown"
         period = str(ctx.value)
-        return f"Billed { {'annual': 'annually', 'monthly': 'monthly'}.get(period, _words(period)) }"
+        how = {"annual": "annually", "semiannual": "every six months", "monthly": "monthly"}
+        return f"Billed {how.get(period, _words(period))}"
     if m in _CONTRACT_EVENTS:
         noun = _CONTRACT_EVENTS[m]
         if ctx.missing:
@@ -478,7 +479,11 @@ def _invoices(ctx: Context) -> str:
             # absent invoices mean something only against the billing period: an annual contract has none
             # due for months, a monthly one should have several
             period = ctx.get("contract_billing_period")
-            why = {"annual": "billed annually", "monthly": "billed monthly"}.get(str(period or ""), "")
+            why = {
+                "annual": "billed annually",
+                "semiannual": "billed every six months",
+                "monthly": "billed monthly",
+            }.get(str(period or ""), "")
             text = _join("No invoice due", _window(i.window_days))
             return f"{text} ({why})" if why else text
         v = float(ctx.value)

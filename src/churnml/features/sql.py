@@ -64,6 +64,7 @@ import numpy as np
 import pandas as pd
 
 from churnml.config import FeaturesConfig
+from churnml.contract.schemas import BILLING_PERIOD_MONTHS
 from churnml.contract.tables import CATEGORICAL_FEATURES
 from churnml.errors import ChurnmlError
 
@@ -523,17 +524,24 @@ GROUP BY account_id, cutoff
 """
 
 
+def _term_months_case(column: str) -> str:
+    """SQL: the term in months of a billing period (``BILLING_PERIOD_MONTHS``; 1 when unknown)."""
+    whens = " ".join(f"WHEN '{p}' THEN {m}" for p, m in BILLING_PERIOD_MONTHS.items() if m != 1)
+    return f"CASE {column} {whens} ELSE 1 END"
+
+
 def contract_primary_sql() -> str:
     """Per spine row: the main running contract (largest MRR) and its next scheduled term end.
 
-    The term end is computed from ``start_date`` and ``billing_period`` (every month or every 12
-    months from the start, the first boundary on or after the cutoff), never from ``end_date``.
+    The term end is computed from ``start_date`` and ``billing_period`` (every term of
+    ``BILLING_PERIOD_MONTHS`` from the start, the first boundary on or after the cutoff), never from
+    ``end_date``.
     """
     add = "(MONTH(start_date) - 1 + term_months_ahead)"
     return f"""
 WITH current_subs AS (
   SELECT s.account_id, s.cutoff, b.subscription_id, b.plan, b.billing_period, b.start_date, b.mrr,
-    CASE WHEN b.billing_period = 'annual' THEN 12 ELSE 1 END AS period_months,
+    {_term_months_case("b.billing_period")} AS period_months,
     ROW_NUMBER() OVER (PARTITION BY s.account_id, s.cutoff
                        ORDER BY b.mrr DESC, b.start_date DESC, b.subscription_id DESC) AS rank_in_account
   FROM spine_keys AS s

@@ -23,8 +23,9 @@ read side by side with the others they share helpers with; one file per adapter 
   ``end_date`` at or after the end of the simulation becomes empty (open-ended: the simulation stopped
   before that renewal was decided, so it is neither a churn nor a renewal). One source row is one
   contract period (monthly plans renew monthly), so no row is merged or split.
-  ``billing_period``: 1 month -> monthly, 12 -> annual, 6 -> annual (the contract has no semi-annual
-  value; the plan name keeps ``_biann``); other values are carried as ``<n>_months`` and fail validation.
+  ``billing_period``: 1 month -> monthly, 6 -> semiannual, 12 -> annual (the contract's term lengths,
+  ``BILLING_PERIOD_MONTHS``: a 6-month term read as annual would put its term end 6 months late); other
+  values are carried as ``<n>_months`` and fail validation.
 - accounts: ``segment`` from the list MRR of the account's first plan (its plan tier at signup, known
   from day one: no leakage from later upgrades): < 300 smb (starter, basic), < 900 mid_market
   (standard), else enterprise (advanced, premier). ``touch_model``: app-store signups (channel
@@ -64,7 +65,7 @@ import pandas as pd
 
 from churnml.config import repo_root
 from churnml.contract.io import write_folder
-from churnml.contract.schemas import TABLES
+from churnml.contract.schemas import BILLING_PERIOD_MONTHS, TABLES
 from churnml.errors import ChurnmlError
 
 SHARED_DATA_ENV = "CHURNML_SHARED_DATA"
@@ -73,7 +74,7 @@ SHARED_DATA_DEFAULT = "../shared/data"  # relative to the repository root
 # fightchurn
 MAX_GAP_DAYS = 3  # a longer gap between two rows is kept: a late renewal, or a churn and a comeback
 FIGHTCHURN_ADDONS = ("meetings", "search_unlimited")  # when sim_config/<schema>_addons.csv is missing
-BILL_PERIODS = {1: "monthly", 6: "annual", 12: "annual"}
+BILL_PERIODS = {months: name for name, months in BILLING_PERIOD_MONTHS.items()}  # 1, 6 and 12 months
 SEGMENT_BANDS = ((300.0, "smb"), (900.0, "mid_market"), (float("inf"), "enterprise"))  # list MRR < bound
 SEGMENT_TOUCH = {"enterprise": "high_touch", "mid_market": "low_touch", "smb": "tech_touch"}
 SELF_SERVE_CHANNEL_PREFIX = "appstore"
@@ -193,7 +194,6 @@ def fightchurn_subscriptions(
         "subscriptions_gaps_closed": int(closed.sum()),
         "subscriptions_overlaps_cut": int(overlap.sum()),
         "subscriptions_open_ended_at_data_end": int(open_ended.sum()),
-        "subscriptions_6_month_terms_as_annual": int((months == 6).sum()),
         "subscriptions_unknown_bill_period": int((~months.isin(list(BILL_PERIODS))).sum()),
     }
     if plans is not None:

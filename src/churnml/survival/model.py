@@ -18,7 +18,16 @@ from churnml.errors import ChurnmlError
 from churnml.modeling.model import TrainedModel, fit_rows
 from churnml.modeling.split import feature_columns
 from churnml.names import KEYS
-from churnml.survival.rows import AT_RISK, DESIGN_COLUMNS, EVENT, MONTH, RENEWAL, month_design, renewal_month
+from churnml.survival.rows import (
+    AT_RISK,
+    DESIGN_COLUMNS,
+    EVENT,
+    MONTH,
+    RENEWAL,
+    month_design,
+    renewal_month,
+    term_months,
+)
 
 TARGET = "survival"
 LABEL = "churned_in_month"
@@ -81,7 +90,7 @@ def curve_frame(model: TrainedModel, features: pd.DataFrame, horizon: int) -> pd
     """Per feature row: S(1..H), P(renew at the next renewal), expected months and 12-month churn.
 
     Columns: account_id, cutoff, ``s_1`` .. ``s_H`` (probability of still being a customer at the end of
-    month t), ``next_renewal_month`` (the first month at risk: the term end of an annual contract, month 1
+    month t), ``next_renewal_month`` (the first month at risk: the term end of a term contract, month 1
     of a monthly one; 0 when no renewal falls in the horizon), ``p_renew_next`` (S at that month, 1 when
     none), ``expected_months`` (restricted mean: sum of S(t), months as a customer within the horizon) and
     ``p_churn_horizon`` (1 - S(H)).
@@ -92,12 +101,8 @@ def curve_frame(model: TrainedModel, features: pd.DataFrame, horizon: int) -> pd
     for t in range(horizon):
         out[f"s_{t + 1}"] = s[:, t]
     r = renewal_month(features.reset_index(drop=True), horizon)
-    annual = (
-        (features["contract_billing_period"].astype("object") == "annual").to_numpy()
-        if "contract_billing_period" in features.columns
-        else np.zeros(len(features), dtype=bool)
-    )
-    nxt = np.where(annual & (r > 0), np.where(r <= horizon, r, 0), 1)
+    term = term_months(features)
+    nxt = np.where((term > 1) & (r > 0), np.where(r <= horizon, r, 0), 1)
     out["next_renewal_month"] = nxt
     padded = np.concatenate([np.ones((len(out), 1)), s], axis=1)
     out["p_renew_next"] = padded[np.arange(len(out)), nxt]

@@ -12,12 +12,16 @@ Rules (``H`` = ``survival.horizon_months``, ``g`` = ``labels.grace_days``), for 
 
 - **Months.** Month ``k`` (1..H) is ``[c + (k-1) months, c + k months)`` (calendar months).
 - **Covariates** (point in time): the row's features at ``c``, ``survival_month = k``, and
-  ``survival_renewal_month = 1`` iff the running contract's scheduled term end (``c +
-  contract_days_to_renewal`` days, known at ``c``) falls in month ``k``. A term end already passed counts
-  in month 1 (a lapsed contract decides now).
-- **Contract rule** (``survival_at_risk``): an annual contract (``contract_billing_period == 'annual'``)
-  is at risk only in its renewal month; any other contract (monthly, or billing period unknown) is at risk
-  every month. The model's hazard is 0 where a row is not at risk.
+  ``survival_renewal_month = 1`` iff a scheduled term end falls in month ``k``: the running contract's
+  (``c + contract_days_to_renewal`` days, known at ``c``; a term end already passed counts in month 1: a
+  lapsed contract decides now) and, for a term of ``P > 1`` months (``contract_billing_period``'s term in
+  ``BILLING_PERIOD_MONTHS``: 6 semiannual, 12 annual), the ends of the same term renewed, every ``P``
+  months after it. A monthly contract flags only its running term's end (every later month is a term end
+  too; ``survival_month`` says which).
+- **Contract rule** (``survival_at_risk``): a term contract (``P > 1``) is at risk only in its term-end
+  months; any other contract (monthly, or billing period unknown) is at risk every month. The model's
+  hazard is 0 where a row is not at risk. The later term ends assume a renewal on the same term: a contract
+  switched at renewal to a shorter term breaks the rule (its churn is counted, see below).
 - **Event.** The first churn event (the labels' definition, :func:`churnml.dataset.labels.churn_events`)
   on or after ``c``; its month ``k*`` (none when beyond ``H``).
 - **Censoring.** Month ``k`` is observed at a censoring date ``t`` iff ``c + k months + g <= t`` (its end
@@ -33,6 +37,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from churnml.contract.schemas import BILLING_PERIOD_MONTHS
 from churnml.dataset.labels import churn_events
 from churnml.errors import ChurnmlError
 from churnml.names import KEYS
@@ -64,10 +69,25 @@ def renewal_month(features: pd.DataFrame, horizon: int) -> np.ndarray:
     return np.where(np.isnan(days), 0, month)
 
 
-def _annual(features: pd.DataFrame) -> np.ndarray:
+def term_months(features: pd.DataFrame) -> np.ndarray:
+    """Each row's contract term in months (``BILLING_PERIOD_MONTHS``); 1 when monthly or unknown."""
     if BILLING not in features.columns:
-        return np.zeros(len(features), dtype=bool)
-    return (features[BILLING].astype("object") == "annual").to_numpy()
+        return np.ones(len(features), dtype=np.int64)
+    term = features[BILLING].astype("object").map(BILLING_PERIOD_MONTHS)
+    return term.fillna(1).to_numpy(dtype=np.int64)
+
+
+def term_end_in(renewal: np.ndarray, term: np.ndarray, k: int) -> np.ndarray:
+    """Whether month ``k`` holds a scheduled term end: the running one (month ``renewal``) or, for a term of
+    more than a month, one ``term`` months after another (the same term renewed)."""
+    later = (term > 1) & (renewal > 0) & (k > renewal) & ((k - renewal) % np.maximum(term, 1) == 0)
+    return (renewal == k) | later
+
+
+def at_risk_in(renewal: np.ndarray, term: np.ndarray, k: int) -> np.ndarray:
+    """The contract rule in month ``k``: a term contract only in its term-end months; any other every month
+    (monthly, billing period or term end unknown)."""
+    return (term <= 1) | (renewal == 0) | term_end_in(renewal, term, k)
 
 
 def month_design(
@@ -93,10 +113,11 @@ def month_design(
     if missing:
         raise ChurnmlError(f"features: missing key column(s) {', '.join(missing)}")
     r = renewal_month(features, horizon) if renewal is None else renewal
+    term = term_months(features)
     out = features.reset_index(drop=True).copy()
     out[MONTH] = float(k)
-    out[RENEWAL] = (r == k).astype("float64")
-    out[AT_RISK] = ~_annual(features) | (r == k) | (r == 0)
+    out[RENEWAL] = term_end_in(r, term, k).astype("float64")
+    out[AT_RISK] = at_risk_in(r, term, k)
     return out
 
 
@@ -183,11 +204,11 @@ def training_rows(features: pd.DataFrame, outcome: pd.DataFrame, horizon: int) -
     r = renewal_month(base, horizon)
     ev = outcome["event_month"].to_numpy()
     last = np.where(ev > 0, ev, outcome["observed_months"].to_numpy())
-    annual = _annual(base)
+    term = term_months(base)
     parts = []
     for k in range(1, horizon + 1):
         event = (ev == k) & (ev > 0)
-        at_risk = ~annual | (r == k) | (r == 0)
+        at_risk = at_risk_in(r, term, k)
         keep = (k <= last) & (at_risk | event)
         if keep.any():
             part = month_design(base[keep], k, horizon, r[keep])
