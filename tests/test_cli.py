@@ -171,10 +171,18 @@ def test_summary_names_what_the_pipeline_produced_and_what_to_open(tmp_path):
     path.write_text(json.dumps(metrics))
     (tmp_path / cfg.paths.reports).mkdir()
     (tmp_path / cfg.paths.reports / "index.html").write_text("<html></html>")
+    survival = {
+        "models": {
+            m: {"harrell_c": c, "integrated_brier": b}
+            for m, c, b in [("lightgbm", 0.686, 0.0709), ("kaplan_meier", 0.605, 0.0756)]
+        }
+    }
+    (tmp_path / cfg.paths.survival_metrics).write_text(json.dumps(survival))
     text = "\n".join(cli.summary_lines(tmp_path, cfg))
     assert "churn      test ROC-AUC 0.842, PR-AUC 0.204 on 11,002 rows" in text
+    assert "survival   Harrell C 0.686, integrated Brier 0.0709 (Kaplan-Meier 0.605, 0.0756)" in text
     assert f"{cfg.paths.target_metrics('expansion')} (missing: run `make run`)" in text
-    assert f"{cfg.paths.reports}/index.html (one offline page" in text
+    assert f"{cfg.paths.reports}/index.html (offline pages" in text and "right-customer analysis" in text
     assert "MLFLOW_DISABLE_TELEMETRY=true" in text and "dvc metrics show" in text
 
 

@@ -289,10 +289,21 @@ def summary_lines(root: Path, cfg: Config) -> list[str]:
         lines.append(
             f"  monitor    retrain recommended: {monitor['retrain_recommended']} ({paths.monitor_metrics})"
         )
+    survival = doc(paths.survival_metrics)
+    if survival:
+        lg, km = survival["models"]["lightgbm"], survival["models"].get("kaplan_meier", {})
+        versus = f" (Kaplan-Meier {km['harrell_c']:.3f}, {km['integrated_brier']:.4f})" if km else ""
+        lines.append(
+            f"  survival   Harrell C {lg['harrell_c']:.3f}, integrated Brier {lg['integrated_brier']:.4f}{versus}; "
+            f"curves {paths.account_survival}, revenue forecast {paths.revenue_forecast}"
+        )
+    else:
+        lines.append(f"  survival   {there(paths.survival_metrics)}")
     lines += [
         "",
         "Open next:",
-        f"  the report     {there(f'{paths.reports}/index.html')} (one offline page: open it in a browser)",
+        f"  the report     {there(f'{paths.reports}/index.html')} (offline pages: open it in a browser; the revenue "
+        "forecast and the right-customer analysis are linked from its header)",
         "  the metrics    .venv/bin/dvc metrics show",
         f"  the MLflow UI  make mlflow-ui  (= MLFLOW_DISABLE_TELEMETRY=true .venv/bin/mlflow ui "
         f"--backend-store-uri sqlite:///{cfg.tracking.store}), then http://127.0.0.1:5000",
