@@ -52,6 +52,12 @@ def test_repro_runs_every_stage_without_network(built_pipeline, repo):
     survival = json.loads((dest / "metrics" / "survival.json").read_text())
     assert set(survival["models"]) == {"lightgbm", "kaplan_meier", "cox", "oracle"}
     assert survival["follow_up_months"] >= 1 and survival["test_events"] > 0
+    # the survival registry record names the model the stage wrote (not dvc.lock's previous one: the committed
+    # lock of a fresh clone names another run's model, and the record must not depend on it)
+    from churnml.modeling.tracking import content_version
+
+    record = json.loads((dest / "models" / "survival_registry.json").read_text())
+    assert record["model"] == content_version(dest / "models" / "survival")
     curves = pd.read_parquet(dest / "data" / "account_survival.parquet")
     scores = pd.read_parquet(dest / "data" / "scores.parquet")
     assert set(curves["account_id"]) == set(scores["account_id"])

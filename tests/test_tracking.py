@@ -22,6 +22,7 @@ from churnml.modeling.registry import load_champion, promote, rollback
 from churnml.modeling.runs import log_training_run
 from churnml.modeling.tracking import (
     artifact_location,
+    content_version,
     data_version,
     flatten_params,
     redact_url,
@@ -359,3 +360,18 @@ def test_registration_can_be_turned_off(store, trained):
     run_id, version = _log(trained, "good", store, tracking=TrackingConfig(register=False))
     assert version is None and run_id
     assert _client().search_registered_models() == []
+
+
+def test_content_version_reads_the_bytes_where_data_version_reads_the_lock(tmp_path):
+    """A stage naming its own output must read the bytes: until it ends, dvc.lock names the previous output."""
+    model = tmp_path / "models" / "m"
+    model.mkdir(parents=True)
+    (model / "model.txt").write_text("trees v2")
+    (tmp_path / "dvc.lock").write_text(
+        "schema: '2.0'\nstages:\n  s:\n    outs:\n    - path: models/m\n      md5: previous.dir\n"
+    )
+    assert data_version(model, tmp_path) == "previous.dir"
+    now = content_version(model)
+    assert now.endswith(".dir") and now != "previous.dir"
+    (model / "model.txt").write_text("trees v3")
+    assert content_version(model) != now

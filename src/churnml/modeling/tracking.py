@@ -226,7 +226,17 @@ def data_version(path: Path, root: Path | None = None) -> str:
             for out in stage.get("outs", []) or []:
                 if out.get("path") == rel and out.get("md5"):
                     return str(out["md5"])
-    if path.is_dir():  # a folder outside dvc.lock (a stage run by hand): its files' names and bytes
+    return content_version(path)
+
+
+def content_version(path: Path) -> str:
+    """The md5 of a file, or of a folder's file names and bytes (``.dir`` suffix), from the bytes on disk.
+
+    For an output of the running stage itself: dvc.lock still describes that output's previous run until the
+    stage ends, so :func:`data_version` would name the model it replaces.
+    """
+    path = Path(path)
+    if path.is_dir():
         digest = hashlib.md5()
         for file in sorted(f for f in path.rglob("*") if f.is_file()):
             digest.update(file.relative_to(path).as_posix().encode())

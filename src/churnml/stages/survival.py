@@ -22,7 +22,7 @@ from churnml.contract.io import read_output, read_parquet, read_table, write_doc
 from churnml.contract.outputs import OUTPUTS
 from churnml.dataset.spine import as_of_day, data_end
 from churnml.modeling.registry_record import write_registry_record
-from churnml.modeling.tracking import data_version
+from churnml.modeling.tracking import content_version, data_version
 from churnml.survival.model import TARGET
 from churnml.survival.pipeline import account_survival_table, gap_to_churn_model, run_survival
 from churnml.survival.register import promotion_metric, register_survival
@@ -95,7 +95,7 @@ def survival(cfg: Config, root: Path) -> str:
     write_registry_record(
         root / paths.survival_registry,
         TARGET,
-        data_version(model_dir, root),
+        content_version(model_dir),  # this stage's own output: dvc.lock still names the previous model
         features_version,
         version is not None,
     )
