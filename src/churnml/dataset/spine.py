@@ -132,7 +132,9 @@ def scoring_cutoff(tables: Mapping[str, pd.DataFrame] | Path) -> pd.Timestamp:
     return data_end(tables)
 
 
-def as_of_day(as_of: pd.Timestamp | str | None, end: pd.Timestamp) -> pd.Timestamp:
+def as_of_day(
+    as_of: pd.Timestamp | str | None, end: pd.Timestamp, start: pd.Timestamp | None = None
+) -> pd.Timestamp:
     """The as-of day of a scoring, explain or report run: the given day, or by default the data end.
 
     The one place the as-of is resolved: scoring, the explain stage and the report all call it, so they
@@ -141,15 +143,21 @@ def as_of_day(as_of: pd.Timestamp | str | None, end: pd.Timestamp) -> pd.Timesta
     Args:
         as_of: a day (string, date or timestamp); None or "" means the data end.
         end: the data end (:func:`data_end`).
+        start: the data start; given, a day on or before it is refused (a batch job's check: no history).
 
     Raises:
-        ChurnmlError: when the day is after the data end (features would miss the days in between), or is
-            not a whole day.
+        ChurnmlError: when the day is after the data end (features would miss the days in between), on or
+            before ``start``, or is not a whole day.
     """
     day = to_cutoffs([as_of])[0] if as_of is not None and str(as_of) != "" else end
     if day > end:
         raise ChurnmlError(
             f"as-of {day.date()} is after the data end {end.date()}: features would miss the days in between"
+        )
+    if start is not None and day <= start:
+        raise ChurnmlError(
+            f"as-of {day.date()} is not after the data start {start.date()}: there is no history to build "
+            "features from (choose a later --as-of)"
         )
     return day
 

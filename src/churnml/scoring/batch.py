@@ -419,12 +419,7 @@ def score_accounts(
 
     root = root or repo_root()
     start, end = data_range(tables)
-    day = as_of_day(as_of, end)
-    if day <= start:
-        raise ChurnmlError(
-            f"as-of {day.date()} is not after the data start {start.date()}: there is no history to build "
-            "features from (choose a later --as-of)"
-        )
+    day = as_of_day(as_of, end, start)
     if prepared is None:
         prepared = prepare_scoring(
             cfg,
