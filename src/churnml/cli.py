@@ -349,19 +349,12 @@ def score(
 ) -> None:
     """Score every active account as of a date with the champion models; write scores and reasons."""
     day = parse_day(as_of, "--as-of") if as_of else None
-    from churnml.config import load_config, repo_root
     from churnml.scoring.batch import load_tables, prepare_scoring, progress_bar, score_accounts
 
-    _refuse_password_option(warehouse, "--warehouse", "CHURNML_WAREHOUSE_URL")
-    _refuse_password_option(source_url, "--source-url", "CHURNML_SOURCE_URL")
-    cfg = load_config(check_fresh=False)
-    url = warehouse or os.environ.get("CHURNML_WAREHOUSE_URL")
-    source_url = source_url or os.environ.get("CHURNML_SOURCE_URL") if data is None else source_url
+    cfg, url, source_url, data = _batch_inputs(warehouse, source_url, data)
     refs = _model_refs(churn_version, expansion_version)
     # Fail fast: warehouse and models are checked before minutes of reading and feature work.
     prepared = prepare_scoring(cfg, model_refs=refs, warehouse_url=url)
-    if data is None and source_url is None:
-        data = repo_root() / cfg.paths.validated
     interactive = sys.stderr.isatty()
     with progress_bar(interactive) as bar:
         task = None if bar is None else bar.add_task("reading and validating the input", total=1)
@@ -403,19 +396,12 @@ def forecast(
     """Survival curves and the revenue forecast as of a date with the champion survival model; write
     account_survival and revenue_forecast (a rerun of the as-of replaces its rows)."""
     day = parse_day(as_of, "--as-of") if as_of else None
-    from churnml.config import load_config, repo_root
     from churnml.scoring.batch import load_tables
     from churnml.survival.batch import forecast_accounts, prepare_forecast
 
-    _refuse_password_option(warehouse, "--warehouse", "CHURNML_WAREHOUSE_URL")
-    _refuse_password_option(source_url, "--source-url", "CHURNML_SOURCE_URL")
-    cfg = load_config(check_fresh=False)
-    url = warehouse or os.environ.get("CHURNML_WAREHOUSE_URL")
-    source_url = source_url or os.environ.get("CHURNML_SOURCE_URL") if data is None else source_url
+    cfg, url, source_url, data = _batch_inputs(warehouse, source_url, data)
     # Fail fast: the warehouse and the model are checked before minutes of reading and feature work.
     prepared = prepare_forecast(cfg, model_ref=survival_version, warehouse_url=url)
-    if data is None and source_url is None:
-        data = repo_root() / cfg.paths.validated
     tables = load_tables(data, source_url, cfg.data)
     result = forecast_accounts(
         tables, cfg, as_of=day, warehouse_url=url, run_kind=run_kind, prepared=prepared
@@ -433,6 +419,25 @@ def forecast(
         f"forecast {len(result.account_survival):,} accounts as of {result.as_of.date()} (survival model "
         f"v{result.version}): {len(fc):,} revenue_forecast rows{headline}; run {result.run.run_id}"
     )
+
+
+def _batch_inputs(
+    warehouse: str | None, source_url: str | None, data: Path | None
+) -> tuple[Config, str | None, str | None, Path | None]:
+    """A batch command's (score, forecast, backtest, monitor) config, warehouse URL, source URL and input folder:
+    passwords refused on the command line, the URLs from the environment when not given, the validated folder by
+    default."""
+    from churnml.config import load_config, repo_root
+
+    _refuse_password_option(warehouse, "--warehouse", "CHURNML_WAREHOUSE_URL")
+    _refuse_password_option(source_url, "--source-url", "CHURNML_SOURCE_URL")
+    cfg = load_config(check_fresh=False)
+    url = warehouse or os.environ.get("CHURNML_WAREHOUSE_URL")
+    if data is None and source_url is None:
+        source_url = os.environ.get("CHURNML_SOURCE_URL") or None
+    if data is None and source_url is None:
+        data = repo_root() / cfg.paths.validated
+    return cfg, url, source_url, data
 
 
 def _refuse_password_option(url: str | None, option: str, env: str) -> None:
@@ -486,18 +491,11 @@ def spark_score(
 
 
 def _score_inputs(data: Path | None, source_url: str | None, warehouse: str | None):
-    """Config, validated tables and warehouse URL, as the score, backtest and monitor commands read them."""
-    from churnml.config import load_config, repo_root
+    """Config, validated tables and warehouse URL, as the backtest and monitor commands read them."""
     from churnml.scoring.batch import load_tables
 
-    _refuse_password_option(warehouse, "--warehouse", "CHURNML_WAREHOUSE_URL")
-    _refuse_password_option(source_url, "--source-url", "CHURNML_SOURCE_URL")
-    cfg = load_config(check_fresh=False)
-    if data is None and source_url is None:
-        source_url = os.environ.get("CHURNML_SOURCE_URL") or None
-    if data is None and source_url is None:
-        data = repo_root() / cfg.paths.validated
-    return cfg, load_tables(data, source_url, cfg.data), warehouse or os.environ.get("CHURNML_WAREHOUSE_URL")
+    cfg, url, source_url, data = _batch_inputs(warehouse, source_url, data)
+    return cfg, load_tables(data, source_url, cfg.data), url
 
 
 @app.command()
