@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -16,15 +17,13 @@ from pathlib import Path
 TREE_SAMPLE_S = 0.1  # sampling interval of a process tree's memory
 
 
-def _tree_rss_kib(root: int) -> tuple[int, int]:
-    """(summed resident memory of a process and all its descendants now, the process's own peak), in KiB.
-
-    Read from Linux /proc (zeros elsewhere). The peak is ``VmHWM``: unlike wait4's ``ru_maxrss`` it starts
-    afresh at exec, while ``ru_maxrss`` carries the parent's resident size at fork over.
-    """
-    parents: dict[int, list[int]] = {}
+def _snapshot() -> tuple[dict[int, list[int]], dict[int, int], dict[int, int]]:
+    """(children of each pid, resident KiB of each pid, ``VmHWM`` KiB of each pid), from Linux /proc (empty
+    elsewhere). ``VmHWM`` is a process's own peak: unlike wait4's ``ru_maxrss`` it starts afresh at exec, while
+    ``ru_maxrss`` carries the parent's resident size at fork over."""
+    children: dict[int, list[int]] = {}
     rss: dict[int, int] = {}
-    root_hwm = 0
+    hwm: dict[int, int] = {}
     for entry in Path("/proc").iterdir() if Path("/proc/self/status").exists() else ():
         if not entry.name.isdigit():
             continue
@@ -34,36 +33,86 @@ def _tree_rss_kib(root: int) -> tuple[int, int]:
             continue
         fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
         pid, ppid = int(entry.name), int(fields.get("PPid", "0").strip() or 0)
-        parents.setdefault(ppid, []).append(pid)
+        children.setdefault(ppid, []).append(pid)
         rss[pid] = int(fields.get("VmRSS", "0 kB").split()[0])  # absent for zombies and kernel threads
-        if pid == root:
-            root_hwm = int(fields.get("VmHWM", "0 kB").split()[0])
-    total, stack = 0, [root]
+        hwm[pid] = int(fields.get("VmHWM", "0 kB").split()[0])
+    return children, rss, hwm
+
+
+def _subtree(children: dict[int, list[int]], root: int) -> list[int]:
+    out, stack = [], [root]
     while stack:
         pid = stack.pop()
-        total += rss.get(pid, 0)
-        stack.extend(parents.get(pid, ()))
-    return total, root_hwm
+        out.append(pid)
+        stack.extend(children.get(pid, ()))
+    return out
+
+
+def _tree_rss_kib(root: int) -> tuple[int, int]:
+    """(summed resident memory of a process and all its descendants now, the process's own peak), in KiB."""
+    children, rss, hwm = _snapshot()
+    return sum(rss.get(pid, 0) for pid in _subtree(children, root)), hwm.get(root, 0)
+
+
+# A DVC stage's process: `python pipelines/<stage>.py [--target <item>]` (dvc.yaml's commands)
+STAGE_CMD = re.compile(r"pipelines/(\w+)\.py(?:\s+--target\s+(\w+))?")
+
+
+def _stage_of(pid: int) -> str | None:
+    try:
+        cmd = (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return None
+    match = STAGE_CMD.search(cmd)
+    if match is None or "python" not in cmd.split(" ", 1)[0]:
+        return None
+    return match.group(1) + (f"@{match.group(2)}" if match.group(2) else "")
 
 
 class _TreeSampler(threading.Thread):
-    """Samples a process tree until stopped; ``peak_kib``: the largest summed RSS, or the root's own peak."""
+    """Samples a process tree until stopped; ``peak_kib``: the largest summed RSS, or the root's own peak.
 
-    def __init__(self, pid: int, interval_s: float) -> None:
+    With ``stages``, also each DVC stage's own figures (the subtree of the process running its command):
+    ``stage_peak_kib`` (largest summed RSS) and ``stage_span`` (first and last time it was seen, seconds from
+    the start), so one ``dvc repro`` tells which stage set its peak and how long each took.
+    """
+
+    def __init__(self, pid: int, interval_s: float, stages: bool = False) -> None:
         super().__init__(daemon=True)
-        self.pid, self.interval_s, self.peak_kib = pid, interval_s, 0
+        self.pid, self.interval_s, self.peak_kib, self.stages = pid, interval_s, 0, stages
+        self.stage_peak_kib: dict[str, int] = {}
+        self.stage_span: dict[str, list[float]] = {}
+        self.labels: dict[int, str | None] = {}  # pid -> stage, read once per process
         self.done = threading.Event()
+        self.start_t = time.perf_counter()
 
     def run(self) -> None:
         while not self.done.is_set():
-            self.peak_kib = max(self.peak_kib, *_tree_rss_kib(self.pid))
+            children, rss, hwm = _snapshot()
+            tree = _subtree(children, self.pid)
+            self.peak_kib = max(self.peak_kib, sum(rss.get(p, 0) for p in tree), hwm.get(self.pid, 0))
+            if self.stages:
+                self._sample_stages(children, rss, tree)
             self.done.wait(self.interval_s)
+
+    def _sample_stages(self, children: dict[int, list[int]], rss: dict[int, int], tree: list[int]) -> None:
+        now = time.perf_counter() - self.start_t
+        for pid in tree:
+            if pid not in self.labels:
+                self.labels[pid] = _stage_of(pid)
+            label = self.labels[pid]
+            if label is None:
+                continue
+            total = sum(rss.get(p, 0) for p in _subtree(children, pid))
+            self.stage_peak_kib[label] = max(self.stage_peak_kib.get(label, 0), total)
+            span = self.stage_span.setdefault(label, [now, now])
+            span[1] = now
 
 
 def _run_once(
-    argv: list[str], env: dict | None, cwd: str | Path | None, tree: bool = False
-) -> tuple[float, float, str]:
-    """Run argv once; return (wall seconds, peak RSS in MB, stdout).
+    argv: list[str], env: dict | None, cwd: str | Path | None, tree: bool = False, stages: bool = False
+) -> tuple[float, float, str, dict]:
+    """Run argv once; return (wall seconds, peak RSS in MB, stdout, each DVC stage's figures when ``stages``).
 
     The peak is the process's own (from wait4); with ``tree`` it is the largest summed RSS of the process
     and all its descendants, sampled every 0.1 s (a JVM or worker processes started by the command count
@@ -75,7 +124,7 @@ def _run_once(
     with tempfile.TemporaryFile() as out:
         start = time.perf_counter()
         proc = subprocess.Popen(argv, env=full_env, cwd=cwd, stdout=out, stderr=subprocess.PIPE)
-        sampler = _TreeSampler(proc.pid, TREE_SAMPLE_S) if tree else None
+        sampler = _TreeSampler(proc.pid, TREE_SAMPLE_S, stages) if tree or stages else None
         if sampler is not None:
             sampler.start()
         # stderr is drained meanwhile: a chatty child (a JVM's log) must not block on a full pipe
@@ -104,7 +153,16 @@ def _run_once(
             f"benchmark command failed ({proc.returncode}): {' '.join(argv)}\n{stderr[-2000:]}"
         )
     peak_kib = sampler.peak_kib if sampler is not None else usage.ru_maxrss
-    return wall, peak_kib / 1024.0, stdout
+    per_stage = (
+        {
+            label: {"peak_rss_mb": round(kib / 1024.0, 1), "seconds": round(span[1] - span[0], 1)}
+            for label in sampler.stage_peak_kib
+            for kib, span in [(sampler.stage_peak_kib[label], sampler.stage_span[label])]
+        }
+        if stages
+        else {}
+    )
+    return wall, peak_kib / 1024.0, stdout, per_stage
 
 
 def _timed_from_stdout(stdout: str, key: str = "timed_s") -> float | None:
@@ -123,6 +181,7 @@ def measure_command(
     cwd: str | Path | None = None,
     tree: bool = False,
     keys: Sequence[str] = (),
+    stages: bool = False,
 ) -> dict:
     """Run a command ``repeats`` times in fresh processes.
 
@@ -134,12 +193,15 @@ def measure_command(
         command printed last, when it prints one), every run, and the largest peak RSS seen; plus
         "median_cpu_s" and "cpu_runs_s" when that line also carries ``"cpu_s"`` (the timed section's CPU
         seconds, every thread: steadier than wall time on a shared machine); and, for each of ``keys`` (other
-        numbers on that line, such as the time of one step), "keys" (its median) and "key_runs" (every run).
+        numbers on that line, such as the time of one step), "keys" (its median) and "key_runs" (every run);
+        with ``stages`` (a ``dvc repro``; implies ``tree``), "stages": per run, each stage's peak RSS (its
+        own process tree) and seconds (sampled, to 0.1 s).
     """
-    runs, peaks, cpus = [], [], []
+    runs, peaks, cpus, per_stage = [], [], [], []
     key_runs: dict[str, list[float]] = {k: [] for k in keys}
     for _ in range(repeats):
-        wall, peak, stdout = _run_once(argv, env, cwd, tree)
+        wall, peak, stdout, stage_figures = _run_once(argv, env, cwd, tree, stages)
+        per_stage.append(stage_figures)
         timed = _timed_from_stdout(stdout)
         runs.append(round(timed if timed is not None else wall, 4))
         peaks.append(peak)
@@ -156,6 +218,8 @@ def measure_command(
         out |= {"median_cpu_s": statistics.median(cpus), "cpu_runs_s": cpus}
     if keys:
         out |= {"keys": {k: statistics.median(v) for k, v in key_runs.items()}, "key_runs": key_runs}
+    if stages:
+        out["stages"] = per_stage
     return out
 
 

@@ -52,3 +52,23 @@ def test_other_numbers_of_the_timed_line_are_collected_per_run():
         assert "absent_s" in str(exc)
     else:
         raise AssertionError("a key the command did not print must fail the measurement")
+
+
+def test_each_dvc_stage_gets_its_own_peak_and_time(tmp_path):
+    """A `dvc repro`'s stages are its children running `python pipelines/<stage>.py [--target T]`: each is
+    measured on its own subtree, so the big stage's peak is not charged to the small one."""
+    stage = tmp_path / "pipelines" / "alloc.py"
+    stage.parent.mkdir()
+    stage.write_text(
+        "import sys, time; n = int(sys.argv[-1]); a = bytearray(n * 1024 * 1024);"
+        "a[::4096] = b'x' * len(a[::4096]); time.sleep(0.6)"
+    )
+    py = sys.executable
+    script = f"{py} pipelines/alloc.py --target big 200; {py} pipelines/alloc.py --target small 20"
+    measured = harness.measure_command(["sh", "-c", script], repeats=1, cwd=tmp_path, stages=True)
+    (stages,) = measured["stages"]
+    assert set(stages) == {"alloc@big", "alloc@small"}
+    assert stages["alloc@big"]["peak_rss_mb"] > 190
+    assert stages["alloc@small"]["peak_rss_mb"] < 100
+    assert all(0.3 < s["seconds"] < 5 for s in stages.values())
+    assert measured["peak_rss_mb"] >= stages["alloc@big"]["peak_rss_mb"]
