@@ -222,6 +222,51 @@ def fitted():
     return tables, cfg, result, now
 
 
+def test_the_hazard_model_and_baselines_learn_from_at_most_the_capped_accounts(monkeypatch):
+    """survival.max_train_accounts caps the accounts whose spells train (whole accounts, every cutoff of
+    each); the out-of-time test still takes every account."""
+    from churnml.dataset.spine import as_of_day, build_spine, data_range, training_cutoffs
+    from churnml.features.engine import build_features
+    from churnml.sources.simulate import simulate
+    from churnml.survival import pipeline
+
+    tables = validate_tables(simulate(SimulatorConfig(accounts=120, months=24, seed=12))[0]).tables
+    cfg = small_config()
+    cfg.survival.max_train_accounts = 30
+    start, end = data_range(tables)
+    spine = build_spine(tables["subscriptions"], training_cutoffs(tables, cfg.spine))
+    features = build_features(tables, spine, cfg.features)
+    now = build_features(tables, build_spine(tables["subscriptions"], [as_of_day(None, end)]), cfg.features)
+    seen: dict[str, pd.DataFrame] = {}
+
+    class Stop(Exception):
+        pass
+
+    def cox_fit(self, train_spells):
+        seen["cox"] = train_spells
+        raise Stop
+
+    def train(rows, *args, **kwargs):
+        seen["rows"] = rows
+        return real_train(rows, *args, **kwargs)
+
+    real_train = pipeline.train_survival
+    monkeypatch.setattr(pipeline, "train_survival", train)
+    monkeypatch.setattr(pipeline.CoxBaseline, "fit", cox_fit)
+    with pytest.raises(Stop):
+        pipeline.run_survival(features, tables["subscriptions"], end, now, cfg, start=start)
+    from churnml.survival.model import sample_accounts
+
+    ids = features["account_id"].astype(str)
+    sample = set(ids[sample_accounts(ids, 30, cfg.model.seed)])
+    learned = set(seen["rows"]["account_id"].astype(str))
+    spells = set(seen["cox"]["account_id"].astype(str))
+    assert len(sample) == 30 and learned <= sample and spells <= sample
+    # far more accounts had spells before the test start: the cap is what left them out
+    before = ids[pd.to_datetime(features["cutoff"]) < seen["rows"]["cutoff"].max()]
+    assert before.nunique() > 2 * len(spells) and len(learned) >= 20
+
+
 def loader(result, calls: list | None = None):
     def load(ref: str):
         if calls is not None:

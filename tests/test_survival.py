@@ -694,3 +694,18 @@ def test_forecast_moves_follow_tenure_so_young_accounts_expansion_is_not_compoun
     arr0 = arr_on(subs, old["account_id"], as_of - DAY, G)
     pooled = simulate_book(arr0, np.ones((len(old), 12)), np.array(["smb"] * len(old)), moves, 12, 200, 1)
     assert pooled.sum(axis=0).mean() / arr0.sum() > 1.2
+
+
+def test_the_training_sample_keeps_whole_accounts_up_to_the_cap():
+    from churnml.survival.model import sample_accounts
+
+    ids = pd.Series([f"a{i % 50}" for i in range(500)])  # 50 accounts, 10 rows each, interleaved
+    mask = sample_accounts(ids, 20, seed=3)
+    chosen = set(ids[mask])
+    assert len(chosen) == 20 and mask.sum() == 200  # every row of a chosen account, none of the others
+    # reproducible, whatever the row order; another seed picks other accounts
+    assert set(ids[::-1][sample_accounts(ids[::-1], 20, seed=3)]) == chosen
+    assert set(ids[sample_accounts(ids, 20, seed=4)]) != chosen
+    assert sample_accounts(ids, 0, seed=3).all() and sample_accounts(ids, 50, seed=3).all()
+    with pytest.raises(ChurnmlError, match="max_train_accounts"):
+        sample_accounts(ids, -1, seed=3)

@@ -443,6 +443,13 @@ class SurvivalConfig:
     horizon_months: int = 12  # the curve: S(1..horizon) per account
     test_periods: int = 3  # the latest cutoffs whose whole horizon is observed
     holdout_share: float = 0.2  # accounts whose rows stop boosting (early stopping), not fit it
+    # At most this many accounts' spells train the hazard model and the Cox and Kaplan-Meier baselines (a
+    # seeded hash picks them; 0: every account). An account gives a spell at every cutoff and up to a row per
+    # month of each: the rows grow as accounts x cutoffs x months (5,000 accounts: about a million rows;
+    # 100,000 would need tens of GB), while its spells at consecutive cutoffs are near-copies of each other.
+    # A sample of whole accounts is an unbiased sample of the book; the test, the backtest, the
+    # right-customer analysis and the as-of curves still use every account.
+    max_train_accounts: int = 10_000
     cox_alpha: float = 1.0  # ridge penalty of the Cox baseline (scikit-survival's alpha)
     # The champion rule of the registered survival model (churnml.survival.registry): the integrated Brier
     # score over the horizon by default (lower is better), the one metric that judges the whole curve's

@@ -41,6 +41,20 @@ def holdout_accounts(accounts: pd.Series, share: float, seed: int) -> np.ndarray
     return accounts.astype(str).isin(chosen).to_numpy()
 
 
+def sample_accounts(accounts: pd.Series, cap: int, seed: int) -> np.ndarray:
+    """Mask of the rows whose account is among at most ``cap`` accounts (all when ``cap`` is 0 or not less
+    than the number of accounts), chosen by a seeded hash of the id: reproducible, independent of the row
+    order, and the same account on every cutoff (its spells stay together)."""
+    if cap < 0:
+        raise ChurnmlError(f"survival.max_train_accounts must be 0 (no cap) or positive (got {cap})")
+    ids = pd.Series(accounts.astype(str).unique())
+    if cap == 0 or len(ids) <= cap:
+        return np.ones(len(accounts), dtype=bool)
+    hashed = pd.util.hash_pandas_object(ids, index=False, hash_key=f"survsample{seed:06d}"[-16:]).to_numpy()
+    chosen = set(ids.iloc[np.argsort(hashed, kind="stable")[:cap]])
+    return accounts.astype(str).isin(chosen).to_numpy()
+
+
 def train_survival(
     rows: pd.DataFrame,
     categories: dict[str, list[str]],
@@ -119,6 +133,7 @@ __all__ = [
     "curve_frame",
     "hazards",
     "holdout_accounts",
+    "sample_accounts",
     "survival_from_hazards",
     "train_survival",
 ]

@@ -34,7 +34,7 @@ from churnml.survival.forecast import (
     forecast_book,
     with_csm,
 )
-from churnml.survival.model import curve_frame, train_survival
+from churnml.survival.model import curve_frame, sample_accounts, train_survival
 from churnml.survival.profiles import right_customers
 from churnml.survival.rows import month_end, outcomes, spells, training_rows
 
@@ -148,9 +148,12 @@ def run_survival(
     cats = _categories(feats, columns)
     chosen, follow = test_cutoffs(list(feats["cutoff"].unique()), end, grace, horizon, int(sc.test_periods))
     test_start = chosen[0]
+    # the accounts whose spells train (all of them up to survival.max_train_accounts)
+    sampled = sample_accounts(feats["account_id"], int(sc.max_train_accounts), int(cfg.model.seed))
+    learn = feats[sampled].reset_index(drop=True) if not sampled.all() else feats
 
     # learn with everything censored at the test start
-    past = feats[feats["cutoff"] < test_start].reset_index(drop=True)
+    past = learn[learn["cutoff"] < test_start].reset_index(drop=True)
     past_out = outcomes(past, subscriptions, grace, horizon, test_start)
     rows = training_rows(past, past_out, horizon)
     model = train_survival(
@@ -233,6 +236,8 @@ def run_survival(
             "test_cutoffs": [str(c.date()) for c in chosen],
             "test_spells": len(test_spells),
             "test_events": int(test_spells["event"].sum()),
+            "train_accounts": int(past["account_id"].nunique()),
+            "accounts": int(feats["account_id"].nunique()),
             "train_rows": len(rows),
             "train_events": int(rows["event"].sum()),
             "events_outside_contract_rule": rule_breaks,
@@ -262,9 +267,9 @@ def run_survival(
     metrics["findings"] = customers.findings
     lap("forecast_backtest")
     # the final model: every cutoff, censored at the data end
-    all_out = outcomes(feats, subscriptions, grace, horizon, end)
+    all_out = outcomes(learn, subscriptions, grace, horizon, end)
     final = train_survival(
-        training_rows(feats, all_out, horizon),
+        training_rows(learn, all_out, horizon),
         cats,
         cfg.model,
         sc.holdout_share,
