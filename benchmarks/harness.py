@@ -83,6 +83,7 @@ class _TreeSampler(threading.Thread):
         self.stage_peak_kib: dict[str, int] = {}
         self.stage_span: dict[str, list[float]] = {}
         self.labels: dict[int, str | None] = {}  # pid -> stage, read once per process
+        self.running: set[str] = set()
         self.done = threading.Event()
         self.start_t = time.perf_counter()
 
@@ -97,6 +98,7 @@ class _TreeSampler(threading.Thread):
 
     def _sample_stages(self, children: dict[int, list[int]], rss: dict[int, int], tree: list[int]) -> None:
         now = time.perf_counter() - self.start_t
+        running = set()
         for pid in tree:
             if pid not in self.labels:
                 self.labels[pid] = _stage_of(pid)
@@ -107,6 +109,16 @@ class _TreeSampler(threading.Thread):
             self.stage_peak_kib[label] = max(self.stage_peak_kib.get(label, 0), total)
             span = self.stage_span.setdefault(label, [now, now])
             span[1] = now
+            running.add(label)
+        # a stage that ended: one progress line (a run at scale takes hours; its figures so far survive a kill)
+        for label in self.running - running:
+            span = self.stage_span[label]
+            print(
+                f"  stage {label}: {span[1] - span[0]:.0f} s, peak {self.stage_peak_kib[label] / 1024:.0f} MB",
+                file=sys.stderr,
+                flush=True,
+            )
+        self.running = running
 
 
 def _run_once(
