@@ -913,3 +913,14 @@ def test_forecast_settings_refuse_a_bad_quantile_or_rate_draws():
         forecast_settings(SurvivalConfig(forecast_arr_quantiles=[0.5, 1.0]))
     with pytest.raises(ChurnmlError, match="forecast_rate_draws"):
         forecast_settings(SurvivalConfig(forecast_rate_draws=-1))
+
+
+def test_rate_draws_keep_a_cell_learned_from_one_account_where_a_resample_leaves_it_out():
+    """A cell of one account's months: a resample weighs it 0 about a third of the time, and then the cell
+    keeps its rates as learned (instead of none, or a draw that never ends): P(up) 0.5 either way."""
+    one = np.zeros(4, dtype=np.int64)
+    mv = Movement(0.5, 0.0, np.array([2.0, 2.0]), np.array([]), 4, one, one[:2], one[:0])
+    sim = simulate_book(
+        np.ones(20), np.ones((20, 1)), np.array(["all"] * 20), {"all": mv}, 1, 2000, 0, rate_draws=50
+    )
+    assert sim.mean() == pytest.approx(1.5, rel=0.02)

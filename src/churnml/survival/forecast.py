@@ -264,38 +264,48 @@ def monthly_movements(
 
 @dataclass
 class _Rates:
-    """A movement re-estimated under each bootstrap weighting of the learning accounts: P(up) and P(down)
-    per weighting, and each ratio's cumulative share of the weight (weighting x ratio)."""
+    """A movement re-estimated under each bootstrap weighting of the learning accounts (weighting x learning
+    account counts): P(up) and P(down) per weighting, and the largest weight among the up and the down
+    ratios' accounts (the bound of :func:`_pick`'s rejection step)."""
 
+    weights: np.ndarray
     p_up: np.ndarray
     p_down: np.ndarray
-    up_cum: np.ndarray
-    down_cum: np.ndarray
+    top_up: np.ndarray
+    top_down: np.ndarray
 
 
 def _rates(mv: Movement, weights: np.ndarray) -> _Rates:
     """The movement under each row of ``weights`` (weighting x learning account)."""
     acc, rows = np.unique(mv.row_account, return_counts=True)
     n = weights[:, acc].astype(np.float32) @ rows.astype(np.float32)  # float32: half the memory at scale
-    cums, ps = [], []
+    ps, tops = [], []
     for who, p in ((mv.up_account, mv.p_up), (mv.down_account, mv.p_down)):
-        w = weights[:, who].astype(np.float32)
-        total = w.sum(axis=1)
+        w = weights[:, who]
+        total = w.sum(axis=1, dtype=np.float64)
         ps.append(np.where(n > 0, total / np.where(n > 0, n, 1.0), p))
-        # a weighting without any of these moves gives them probability 0; its (unused) row stays sorted
-        cum = np.cumsum(w, axis=1) / np.where(total > 0, total, 1.0)[:, None]
-        cum[total == 0] = np.linspace(1.0 / max(w.shape[1], 1), 1.0, w.shape[1])
-        cums.append(cum)
-    return _Rates(ps[0], ps[1], cums[0], cums[1])
+        top = w.max(axis=1) if w.shape[1] else np.zeros(len(w), dtype=weights.dtype)
+        tops.append(np.where(n > 0, top, 0))  # a resample without the cell's accounts: the cell as learned
+    return _Rates(weights, ps[0], ps[1], tops[0], tops[1])
 
 
-def _pick(rng: np.random.Generator, cum: np.ndarray, which: np.ndarray) -> np.ndarray:
-    """Per event, the index of a ratio drawn with the weights of its weighting (``which``, a row of
-    ``cum``): one search over the rows laid end to end, row ``b`` shifted by ``b``."""
-    b, m = cum.shape
-    flat = (cum + np.arange(b)[:, None]).ravel()
-    hit = np.searchsorted(flat, which + rng.random(len(which)), side="right") - which * m
-    return np.clip(hit, 0, m - 1)
+def _pick(
+    rng: np.random.Generator, owner: np.ndarray, weights: np.ndarray, top: np.ndarray, which: np.ndarray
+) -> np.ndarray:
+    """Per event, the index of a ratio drawn with probability proportional to the weight of its account
+    (``owner``) under the event's weighting ``which``: a uniform index, kept with probability weight / top
+    (rejection sampling, exact; no per-weighting table of the ratios held in memory); ``top`` 0 (a resample
+    without any of the cell's accounts, which keeps the rates as learned): uniform. A weighting whose ratios
+    all weigh 0 while the cell's rows do not has probability 0 of the move, so it never comes here."""
+    out = np.empty(len(which), dtype=np.int64)
+    todo = np.arange(len(which))
+    while len(todo):
+        idx = rng.integers(0, len(owner), len(todo))
+        b = which[todo]
+        keep = (top[b] == 0) | (rng.random(len(todo)) * top[b] < weights[b, owner[idx]])
+        out[todo[keep]] = idx[keep]
+        todo = todo[~keep]
+    return out
 
 
 def _move(
@@ -312,13 +322,15 @@ def _move(
     p_up, p_down = (mv.p_up, mv.p_down) if rates is None else (rates.p_up[which], rates.p_down[which])
     up = u < p_up
     down = (u >= p_up) & (u < p_up + p_down)
-    for hit, ratios, cum in ((up, mv.up, "up_cum"), (down, mv.down, "down_cum")):
+    for hit, ratios, side in ((up, mv.up, "up"), (down, mv.down, "down")):
         if hit.any() and len(ratios):
             if rates is None:
                 factor[hit] = rng.choice(ratios, size=int(hit.sum()))
             else:
                 cols = np.broadcast_to(np.asarray(which)[None, :], shape)[hit]
-                factor[hit] = ratios[_pick(rng, getattr(rates, cum), cols)]
+                owner = getattr(mv, f"{side}_account")
+                pick = _pick(rng, owner, rates.weights, getattr(rates, f"top_{side}"), cols)
+                factor[hit] = ratios[pick]
     return factor
 
 
