@@ -9,13 +9,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churnml.config import ModelConfig
+from churnml.config import ModelConfig, SurvivalConfig
 from churnml.errors import ChurnmlError
 from churnml.survival.evaluation import CoxBaseline, kaplan_meier, km_by_group, survival_metrics
 from churnml.survival.forecast import (
     Movement,
+    arr_band,
+    arr_band_edges,
     arr_on,
     forecast_book,
+    forecast_settings,
     monthly_movements,
     movement_for,
     realised,
@@ -709,3 +712,230 @@ def test_the_training_sample_keeps_whole_accounts_up_to_the_cap():
     assert sample_accounts(ids, 0, seed=3).all() and sample_accounts(ids, 50, seed=3).all()
     with pytest.raises(ChurnmlError, match="max_train_accounts"):
         sample_accounts(ids, -1, seed=3)
+
+
+def _sized(seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Monthly subscriptions of 60 accounts of lognormal sizes and two segments, starting over 2023, each
+    month moving up (x1.2 .. x2), down (x0.5 .. x0.9) or not, and ending for good with probability 0.03;
+    the spine: every month start after an account's start."""
+    rng = np.random.default_rng(seed)
+    subs, first = [], {}
+    for a in range(60):
+        start = T("2023-01-01") + pd.DateOffset(months=int(rng.integers(0, 12)))
+        first[f"S{a}"] = start
+        mrr = float(np.exp(rng.normal(6, 1.2)))
+        day = start
+        while day < T("2025-01-01"):
+            subs.append(
+                {
+                    "account_id": f"S{a}",
+                    "start_date": day,
+                    "end_date": day + pd.DateOffset(months=1),
+                    "mrr": mrr,
+                }
+            )
+            day = day + pd.DateOffset(months=1)
+            u = rng.random()
+            if u < 0.03:
+                break
+            mrr *= (
+                float(rng.uniform(1.2, 2.0))
+                if u < 0.12
+                else float(rng.uniform(0.5, 0.9))
+                if u < 0.16
+                else 1.0
+            )
+    subs = pd.DataFrame(subs).assign(seats=5)
+    months = pd.date_range("2023-02-01", "2025-01-01", freq="MS")
+    pairs = [(a, c) for a in first for c in months if c > first[a]]
+    spine = pd.DataFrame(pairs, columns=["account_id", "cutoff"]).astype({"cutoff": "datetime64[us]"})
+    return subs, spine
+
+
+def _brute_moves(subs, spine, as_of, segment_of, edges) -> dict[str, tuple[int, int, int, list, list]]:
+    """Per cell key, (rows, ups, downs, sorted up ratios, sorted down ratios) by a plain loop over the
+    account-months whose month and grace ended before the as-of (no renewal gaps in :func:`_sized`: the ARR
+    of a day is 12 x the MRR of the subscription active on it)."""
+
+    def arr(account, day):
+        own = subs[subs["account_id"] == account]
+        on = own[(own["start_date"] <= day) & (own["end_date"] > day)]
+        return 12.0 * float(on["mrr"].sum())
+
+    cells: dict[str, list] = {}
+    for account, cutoff in spine.itertuples(index=False):
+        nxt = cutoff + pd.DateOffset(months=1)
+        if nxt + pd.Timedelta(days=G) > as_of:
+            continue
+        a0, a1 = arr(account, cutoff - DAY), arr(account, nxt - DAY)
+        if a0 <= 0 or a1 <= 0:
+            continue
+        own = subs[subs["account_id"] == account]
+        start = own["start_date"].min()
+        tenure = (cutoff.year - start.year) * 12 + cutoff.month - start.month - int(cutoff.day < start.day)
+        band = sum(tenure >= e for e in (3, 6, 12, 24))
+        size = sum(a0 >= e for e in edges)
+        seg = segment_of[account]
+        for key in (
+            "all",
+            seg,
+            f"all@tenure{band}",
+            f"{seg}@tenure{band}",
+            f"all@tenure{band}@arr{size}",
+            f"{seg}@tenure{band}@arr{size}",
+        ):
+            cells.setdefault(key, []).append(a1 / a0)
+    out = {}
+    for key, ratios in cells.items():
+        r = np.array(ratios)
+        up, down = np.sort(r[r > 1 + 1e-6]), np.sort(r[r < 1 - 1e-6])
+        out[key] = (len(r), len(up), len(down), up.tolist(), down.tolist())
+    return out
+
+
+def test_move_cells_by_segment_tenure_and_arr_band_match_a_brute_force_loop_and_ignore_later_months():
+    """Every cell (segment, tenure band, ARR band) of the monthly moves, against a plain loop over the
+    account-months before the as-of; then every subscription from the as-of on is tripled or removed, and no
+    cell changes (point in time)."""
+    subs, spine = _sized(3)
+    as_of = T("2024-07-01")
+    segment_of = {
+        a: ("big" if i % 2 else "small") for i, a in enumerate(sorted(spine["account_id"].unique()))
+    }
+    book_arr = arr_on(subs, pd.Series(sorted(segment_of)), as_of - DAY, G)
+    edges = arr_band_edges(book_arr, [0.25, 0.5, 0.75])
+    assert len(edges) == 3 and np.all(np.diff(edges) > 0)
+    seg = spine["account_id"].map(segment_of)
+    moves = monthly_movements(spine, subs, G, as_of, seg, by_tenure=True, arr_edges=edges)
+    brute = _brute_moves(subs, spine, as_of, segment_of, edges)
+    assert set(moves) == set(brute)
+    assert any("@arr" in key for key in moves) and brute["all"][0] > 300
+    for key, (n, n_up, n_down, up, down) in brute.items():
+        mv = moves[key]
+        assert (mv.n, round(mv.p_up * n), round(mv.p_down * n)) == (n, n_up, n_down), key
+        np.testing.assert_allclose(np.sort(mv.up), up, rtol=1e-12, err_msg=key)
+        np.testing.assert_allclose(np.sort(mv.down), down, rtol=1e-12, err_msg=key)
+    later = subs["start_date"] >= as_of
+    for changed in (subs.assign(mrr=np.where(later, subs["mrr"] * 3, subs["mrr"])), subs[~later]):
+        again = monthly_movements(spine, changed, G, as_of, seg, by_tenure=True, arr_edges=edges)
+        assert set(again) == set(moves)
+        for key, mv in moves.items():
+            assert (again[key].n, again[key].p_up, again[key].p_down) == (mv.n, mv.p_up, mv.p_down), key
+            np.testing.assert_array_equal(again[key].up, mv.up)
+
+
+def test_the_pool_holds_every_account_month_even_where_a_group_is_named_all():
+    """Accounts outside the book come as group "all": they count in the pools ("all", "all@tenure<b>"), and
+    never replace a pool with their own rows."""
+    subs, spine = _sized(4)
+    as_of = T("2024-07-01")
+    ids = sorted(spine["account_id"].unique())
+    seg = spine["account_id"].map({a: ("all" if i < 10 else "smb") for i, a in enumerate(ids)})
+    moves = monthly_movements(spine, subs, G, as_of, seg, by_tenure=True)
+    plain = monthly_movements(spine, subs, G, as_of, pd.Series(["smb"] * len(spine)), by_tenure=True)
+    assert moves["all"].n == plain["all"].n > moves["smb"].n
+    for key in [k for k in plain if k.startswith("all@")]:
+        assert moves[key].n == plain[key].n, key
+
+
+def test_arr_bands_choose_the_moves_of_the_accounts_size():
+    """Two sizes that move differently: with ARR bands each account draws its own size's moves (the book's
+    expected ARR follows each), without them both draw the pooled moves."""
+    small = Movement(0.2, 0.0, np.array([2.0]), np.array([]), 100)
+    large = Movement(0.2, 0.0, np.array([1.1]), np.array([]), 100)
+    pooled = Movement(0.2, 0.0, np.array([1.55]), np.array([]), 200)
+    moves = {"all": pooled, "all@tenure4": pooled, "all@tenure4@arr0": small, "all@tenure4@arr1": large}
+    arr0 = np.array([100.0] * 50 + [10_000.0] * 50)
+    edges = arr_band_edges(arr0, [0.5])
+    size = arr_band(arr0, edges)
+    assert size.tolist() == [0] * 50 + [1] * 50
+    assert (
+        movement_for(moves, "smb", 4, 1) is large and movement_for(moves, "smb", 2, 1) is large
+    )  # nearest band
+    assert movement_for(moves, "smb", 4) is pooled
+    ones = np.ones((100, 1))
+    tenure = np.full(100, 60)
+    sized = simulate_book(arr0, ones, np.array(["smb"] * 100), moves, 1, 4000, 0, tenure=tenure, size=size)
+    blind = simulate_book(arr0, ones, np.array(["smb"] * 100), moves, 1, 4000, 0, tenure=tenure)
+    assert sized[50:].mean() == pytest.approx(10_000 * 1.02, rel=0.005)
+    assert sized[:50].mean() == pytest.approx(100 * 1.2, rel=0.02)
+    assert blind[50:].mean() == pytest.approx(10_000 * 1.11, rel=0.01)
+
+
+def _learned(rng: np.random.Generator, accounts: int, months: int, truth: Movement) -> Movement:
+    """The movement learned from ``accounts`` x ``months`` account-months drawn from ``truth``, with each
+    row's and ratio's account."""
+    who = np.repeat(np.arange(accounts), months)
+    u = rng.random(len(who))
+    up, down = u < truth.p_up, (u >= truth.p_up) & (u < truth.p_up + truth.p_down)
+    ups, downs = rng.choice(truth.up, int(up.sum())), rng.choice(truth.down, int(down.sum()))
+    return Movement(
+        up.mean(),
+        down.mean(),
+        ups,
+        downs,
+        len(who),
+        row_account=who,
+        up_account=who[up],
+        down_account=who[down],
+    )
+
+
+def test_rate_draws_make_intervals_cover_when_the_moves_are_learned_from_a_short_history():
+    """The moves are learned from 40 accounts x 3 months, the book is 200 accounts for 6 months: the error
+    of the learned rates dominates. Over 150 such histories the 80% interval of the book's NRR covers the
+    truth (a book drawn from the true moves) at about 80% with rate draws, and far less without them."""
+    truth = Movement(0.08, 0.04, np.array([1.2, 1.5, 2.0]), np.array([0.5, 0.8]), 10_000)
+    rng = np.random.default_rng(8)
+    n, trials, h = 200, 150, 6
+    arr0, ones = np.ones(n), np.ones((n, h))
+    groups = np.array(["all"] * n)
+    covered = {0: 0, 100: 0}
+    for t in range(trials):
+        moves = {"all": _learned(rng, 40, 3, truth)}
+        real = simulate_book(arr0, ones, groups, {"all": truth}, h, 1, seed=10_000 + t)[:, 0].sum() / n
+        for rate_draws in covered:
+            sim = simulate_book(arr0, ones, groups, moves, h, 300, seed=t, rate_draws=rate_draws)
+            nrr = sim.sum(axis=0) / n
+            covered[rate_draws] += bool(np.quantile(nrr, 0.1) <= real <= np.quantile(nrr, 0.9))
+    share = {k: v / trials for k, v in covered.items()}
+    assert abs(share[100] - 0.8) <= 3 * math.sqrt(0.8 * 0.2 / trials), share
+    assert share[0] < 0.5, share
+
+
+def test_rate_draws_leave_the_accounts_draws_and_the_mean_alone():
+    """Rate draws change which rates a draw uses, not the accounts' own random numbers: without the
+    accounts of the learning rows the forecast is the same draw for draw, and with them the mean moves by
+    no more than the Monte Carlo error."""
+    rng = np.random.default_rng(2)
+    mv = _learned(rng, 200, 6, Movement(0.05, 0.02, np.array([1.3, 1.6]), np.array([0.6]), 1))
+    bare = Movement(mv.p_up, mv.p_down, mv.up, mv.down, mv.n)
+    arr0 = np.exp(rng.normal(8, 1, 80))
+    surv = survival_from_hazards(rng.uniform(0, 0.04, (80, 12)))
+    g = np.array(["all"] * 80)
+    base = simulate_book(arr0, surv, g, {"all": bare}, 12, 2000, seed=5)
+    np.testing.assert_array_equal(
+        simulate_book(arr0, surv, g, {"all": bare}, 12, 2000, seed=5, rate_draws=50), base
+    )
+    drawn = simulate_book(arr0, surv, g, {"all": mv}, 12, 2000, seed=5, rate_draws=50)
+    assert drawn.sum(axis=0).mean() == pytest.approx(base.sum(axis=0).mean(), rel=0.01)
+    assert drawn.sum(axis=0).std() > base.sum(axis=0).std()
+
+
+def test_forecast_settings_refuse_a_bad_quantile_or_rate_draws():
+    assert forecast_settings(SurvivalConfig()) == {"arr_quantiles": (0.25, 0.5, 0.75), "rate_draws": 200}
+    with pytest.raises(ChurnmlError, match="forecast_arr_quantiles"):
+        forecast_settings(SurvivalConfig(forecast_arr_quantiles=[0.5, 1.0]))
+    with pytest.raises(ChurnmlError, match="forecast_rate_draws"):
+        forecast_settings(SurvivalConfig(forecast_rate_draws=-1))
+
+
+def test_rate_draws_keep_a_cell_learned_from_one_account_where_a_resample_leaves_it_out():
+    """A cell of one account's months: a resample weighs it 0 about a third of the time, and then the cell
+    keeps its rates as learned (instead of none, or a draw that never ends): P(up) 0.5 either way."""
+    one = np.zeros(4, dtype=np.int64)
+    mv = Movement(0.5, 0.0, np.array([2.0, 2.0]), np.array([]), 4, one, one[:2], one[:0])
+    sim = simulate_book(
+        np.ones(20), np.ones((20, 1)), np.array(["all"] * 20), {"all": mv}, 1, 2000, 0, rate_draws=50
+    )
+    assert sim.mean() == pytest.approx(1.5, rel=0.02)

@@ -458,6 +458,14 @@ class SurvivalConfig:
     # default data's 0.071, a tenth of the survival model's lead over Kaplan-Meier there).
     promotion_metric: str = "integrated_brier"
     promotion_margin: float = 0.0005
+    # The revenue forecast's monthly ARR moves (churnml.survival.forecast): learned and drawn per ARR band as
+    # well as segment and tenure band, the bands' edges being these quantiles of the book's ARR at the as-of
+    # (larger accounts move more often by smaller ratios; empty: no ARR bands); and the uncertainty of the
+    # learned moves themselves: each Monte Carlo draw takes its rates from one of this many bootstrap
+    # resamples of the learning accounts (0: the rates as estimated, intervals carry the accounts' own
+    # randomness only).
+    forecast_arr_quantiles: list[float] = field(default_factory=lambda: [0.25, 0.5, 0.75])
+    forecast_rate_draws: int = 200
 
 
 @dataclass

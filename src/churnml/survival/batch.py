@@ -25,7 +25,7 @@ from churnml.dataset.spine import as_of_day, build_spine, data_range, training_c
 from churnml.errors import ChurnmlError
 from churnml.features.engine import build_features, usage_window_start
 from churnml.modeling.registry import CHAMPION, load_champion
-from churnml.survival.forecast import DRAWS, forecast_book, with_csm
+from churnml.survival.forecast import DRAWS, forecast_book, forecast_settings, with_csm
 from churnml.survival.model import TARGET, curve_frame
 from churnml.survival.pipeline import account_survival_table
 from churnml.survival.rows import month_design
@@ -155,7 +155,16 @@ def forecast_accounts(
     history = build_spine(subscriptions, training_cutoffs((start, day), cfg.spine))
     s = curves[[f"s_{t}" for t in range(1, horizon + 1)]].to_numpy(dtype=np.float64)
     book = with_csm(features.reset_index(drop=True), accounts)
-    revenue = forecast_book(book, s, subscriptions, history, day, int(cfg.labels.grace_days), draws=draws)
+    revenue = forecast_book(
+        book,
+        s,
+        subscriptions,
+        history,
+        day,
+        int(cfg.labels.grace_days),
+        draws=draws,
+        **forecast_settings(cfg.survival),
+    )
     revenue = revenue.assign(as_of=day)
     result = ForecastResult(day, version, survival, revenue)
     if not write:

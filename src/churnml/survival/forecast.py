@@ -5,16 +5,25 @@ The model of one account over h months from the as-of:
 
 - **Churn**: the month of churn is drawn from the account's survival curve (P(churn by month t) = 1 - S(t)).
 - **Amounts**: while it stays, each month its ARR moves by a factor drawn from the monthly distribution
-  of its segment and tenure band (months since its first subscription at that month of the horizon, so
-  an account moves into older bands as the horizon runs), estimated point in time from every
-  account-month that ended before the as-of: P(up), P(down), and the size of the move given up or down
-  (the empirical ratios, resampled: no shape assumed). Why tenure: expansion is concentrated early in a
-  customer's life (on ChurnSim crm6 10% of account-months under 3 months of tenure move up, 1% of those
-  past 6 months); pooled over tenure, a short history made mostly of young accounts learns their rate and
-  compounds it over the whole book for a year. A (segment, band) cell with fewer than
-  ``MIN_MOVE_ROWS`` account-months uses the band over all segments, then the nearest band observed.
-  Months are independent given segment and band: the forecast knows no account's own expansion propensity
+  of its segment, tenure band (months since its first subscription at that month of the horizon, so
+  an account moves into older bands as the horizon runs) and ARR band (quantiles of the book's ARR at the
+  as-of, ``survival.forecast_arr_quantiles``), estimated point in time from every account-month that ended
+  before the as-of: P(up), P(down), and the size of the move given up or down (the empirical ratios,
+  resampled: no shape assumed). Why tenure: expansion is concentrated early in a customer's life (on
+  ChurnSim crm6 10% of account-months under 3 months of tenure move up, 1% of those past 6 months); pooled
+  over tenure, a short history made mostly of young accounts learns their rate and compounds it over the
+  whole book for a year. Why size: larger accounts move more often by smaller ratios (on the default data
+  the top ARR quartile's expansions average +34%, the bottom's +58%), so ratios pooled over sizes give a
+  large account a small one's growth. A (segment, band, ARR band) cell with fewer than ``MIN_MOVE_ROWS``
+  account-months uses the (band, ARR band) over all segments, then the ARR band in the nearest tenure band
+  observed, then the tenure cells alone (:func:`movement_for`).
+  Months are independent given the cell: the forecast knows no account's own expansion propensity
   (a stated simplification; the backtest's interval coverage says what it costs).
+- **Uncertainty of the moves**: the learned rates are estimates. Each draw takes them from one of
+  ``survival.forecast_rate_draws`` bootstrap resamples of the learning accounts (Poisson weights per
+  account, so an account's months stay together), shared by every account of the draw: the intervals carry
+  the error of the rates (which moves whole segments together) besides each account's own randomness.
+  The curves' own error is not carried (the backtest shows what that costs).
 - **Book**: ARR_h summed over the book. GRR = sum(min(ARR_h, ARR_0)) / sum(ARR_0) (churn and contraction;
   expansion capped), NRR = sum(ARR_h) / sum(ARR_0). No new logos: the as-of book only.
 
@@ -29,6 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from churnml.config import SurvivalConfig
 from churnml.contract.outputs import OUTPUTS
 from churnml.dataset.labels import churn_events
 from churnml.errors import ChurnmlError
@@ -72,13 +82,21 @@ def arr_on(
 
 @dataclass
 class Movement:
-    """Monthly ARR moves of surviving accounts of one group: P(up), P(down) and the ratios given each."""
+    """Monthly ARR moves of surviving accounts of one group: P(up), P(down) and the ratios given each.
+
+    The ``*_account`` arrays, when set, name the learning account (an index shared by every movement of one
+    :func:`monthly_movements` call) of each account-month (``row_account``) and of each ratio, so the rates
+    can be re-estimated under a bootstrap of the accounts (:func:`simulate_book`'s ``rate_draws``).
+    """
 
     p_up: float
     p_down: float
     up: np.ndarray  # ratios > 1
     down: np.ndarray  # ratios < 1
     n: int
+    row_account: np.ndarray | None = None
+    up_account: np.ndarray | None = None
+    down_account: np.ndarray | None = None
 
 
 TENURE_BAND_MONTHS = (3, 6, 12, 24)  # band edges: < 3, 3-6, 6-12, 12-24, 24+ months since the first start
@@ -114,14 +132,42 @@ def tenure_band(months: np.ndarray) -> np.ndarray:
     return np.searchsorted(np.asarray(TENURE_BAND_MONTHS), np.asarray(months), side="right")
 
 
-def _band_key(group: str, band: int) -> str:
-    return f"{group}@tenure{int(band)}"
+def _band_key(group: str, band: int, size: int | None = None) -> str:
+    key = f"{group}@tenure{int(band)}"
+    return key if size is None else f"{key}@arr{int(size)}"
 
 
-def movement_for(moves: dict[str, Movement], group: str, band: int | None) -> Movement:
-    """The movement of a group (and tenure band): the (group, band) cell when it holds ``MIN_MOVE_ROWS``
-    account-months, else the band over all groups, else the nearest band observed (younger first), else
-    the group's, else all rows'."""
+def arr_band(arr: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """The ARR band index (0 .. len(edges)) of each ARR, ``edges`` ascending (:func:`arr_band_edges`)."""
+    return np.searchsorted(np.asarray(edges, dtype=float), np.asarray(arr, dtype=float), side="right")
+
+
+def arr_band_edges(arr0: np.ndarray, quantiles: tuple[float, ...] | list[float]) -> np.ndarray:
+    """The ARR band edges of a book: the ``quantiles`` of its accounts' ARR at the as-of (known then)."""
+    arr = np.asarray(arr0, dtype=float)
+    arr = arr[arr > 0]
+    if not len(quantiles) or not len(arr):
+        return np.array([], dtype=float)
+    return np.unique(np.quantile(arr, np.asarray(quantiles, dtype=float)))
+
+
+def movement_for(
+    moves: dict[str, Movement], group: str, band: int | None, size: int | None = None
+) -> Movement:
+    """The movement of a group, tenure band and ARR band (``size``): the (group, band, size) cell when it
+    holds ``MIN_MOVE_ROWS`` account-months, else the (band, size) cell over all groups, else ``size`` in the
+    nearest tenure band observed (younger first); without a size (or none of those cells) the (group,
+    band) cell, else the band over all groups, else the nearest band observed, else the group's, else all
+    rows'."""
+    if band is not None and size is not None:
+        for cell in (_band_key(group, band, size), _band_key("all", band, size)):
+            if cell in moves and moves[cell].n >= MIN_MOVE_ROWS:
+                return moves[cell]
+        for d in range(1, len(TENURE_BAND_MONTHS) + 1):
+            for b in (band - d, band + d):
+                cell = _band_key("all", b, size)
+                if cell in moves and moves[cell].n >= MIN_MOVE_ROWS:
+                    return moves[cell]
     if band is not None:
         for cell in (_band_key(group, band), _band_key("all", band)):
             if cell in moves and moves[cell].n >= MIN_MOVE_ROWS:
@@ -141,6 +187,7 @@ def monthly_movements(
     as_of: pd.Timestamp,
     group: pd.Series,
     by_tenure: bool = False,
+    arr_edges: np.ndarray | None = None,
 ) -> dict[str, Movement]:
     """Per group, the monthly ARR moves of account-months that ended (plus grace) before ``as_of`` with the
     account still a customer: point in time for a forecast made at ``as_of``.
@@ -153,6 +200,8 @@ def monthly_movements(
         group: the group of each key row (e.g. its segment); ``"all"`` pools every row.
         by_tenure: also per (group, tenure band at the month start) and (all, band), for
             :func:`movement_for`.
+        arr_edges: with ``by_tenure``, also per (group, tenure band, ARR band at the month start) and (all,
+            tenure band, ARR band) (:func:`arr_band`); None or empty: no ARR bands.
     """
     cut = pd.to_datetime(keys["cutoff"]).astype("datetime64[us]")
     nxt = cut + pd.DateOffset(months=1)
@@ -172,39 +221,116 @@ def monthly_movements(
     a1 = arr_on(subscriptions, k["account_id"], n1 - pd.Timedelta(days=1), grace_days)
     keep = (a0 > 0) & ~np.isin(np.arange(len(k)), churned) & (a1 > 0)
     ratio = np.where(keep, a1 / np.where(a0 > 0, a0, 1.0), np.nan)
+    # "all" pools every row; rows whose group is "all" (accounts outside the book) count there only: as a
+    # group of their own they would replace the pool
+    named = [v for v in g.unique() if v != "all"]
     cells = [
         ("all", np.flatnonzero(keep)),
-        *[(v, np.flatnonzero(keep & (g == v).to_numpy())) for v in g.unique()],
+        *[(v, np.flatnonzero(keep & (g == v).to_numpy())) for v in named],
     ]
     if by_tenure:
         band = tenure_band(tenure_months(subscriptions, k["account_id"], c))
         for b in np.unique(band):
             cells.append((_band_key("all", b), np.flatnonzero(keep & (band == b))))
             cells += [
-                (_band_key(v, b), np.flatnonzero(keep & (band == b) & (g == v).to_numpy()))
-                for v in g.unique()
+                (_band_key(v, b), np.flatnonzero(keep & (band == b) & (g == v).to_numpy())) for v in named
             ]
+            if arr_edges is not None and len(arr_edges):
+                size = arr_band(a0, arr_edges)
+                for q in np.unique(size[keep & (band == b)]):
+                    in_q = keep & (band == b) & (size == q)
+                    cells.append((_band_key("all", b, q), np.flatnonzero(in_q)))
+                    cells += [(_band_key(v, b, q), np.flatnonzero(in_q & (g == v).to_numpy())) for v in named]
+    account = pd.factorize(k["account_id"].astype(str))[0]
     out = {}
     for name, idx in cells:
-        r = ratio[idx]
-        up, down = r[r > 1 + TOLERANCE], r[r < 1 - TOLERANCE]
+        r, who = ratio[idx], account[idx]
+        is_up, is_down = r > 1 + TOLERANCE, r < 1 - TOLERANCE
         if len(r):
-            out[name] = Movement(len(up) / len(r), len(down) / len(r), up, down, len(r))
+            out[name] = Movement(
+                is_up.sum() / len(r),
+                is_down.sum() / len(r),
+                r[is_up],
+                r[is_down],
+                len(r),
+                row_account=who,
+                up_account=who[is_up],
+                down_account=who[is_down],
+            )
     if "all" not in out:
         raise ChurnmlError(f"forecast: no account-month before {as_of.date()} to learn ARR moves from")
     return out
 
 
-def _move(rng: np.random.Generator, mv: Movement, shape: tuple[int, int]) -> np.ndarray:
-    """One month's ARR factors of ``shape`` (accounts x draws) drawn from a movement."""
+@dataclass
+class _Rates:
+    """A movement re-estimated under each bootstrap weighting of the learning accounts (weighting x learning
+    account counts): P(up) and P(down) per weighting, and the largest weight among the up and the down
+    ratios' accounts (the bound of :func:`_pick`'s rejection step)."""
+
+    weights: np.ndarray
+    p_up: np.ndarray
+    p_down: np.ndarray
+    top_up: np.ndarray
+    top_down: np.ndarray
+
+
+def _rates(mv: Movement, weights: np.ndarray) -> _Rates:
+    """The movement under each row of ``weights`` (weighting x learning account)."""
+    acc, rows = np.unique(mv.row_account, return_counts=True)
+    n = weights[:, acc].astype(np.float32) @ rows.astype(np.float32)  # float32: half the memory at scale
+    ps, tops = [], []
+    for who, p in ((mv.up_account, mv.p_up), (mv.down_account, mv.p_down)):
+        w = weights[:, who]
+        total = w.sum(axis=1, dtype=np.float64)
+        ps.append(np.where(n > 0, total / np.where(n > 0, n, 1.0), p))
+        top = w.max(axis=1) if w.shape[1] else np.zeros(len(w), dtype=weights.dtype)
+        tops.append(np.where(n > 0, top, 0))  # a resample without the cell's accounts: the cell as learned
+    return _Rates(weights, ps[0], ps[1], tops[0], tops[1])
+
+
+def _pick(
+    rng: np.random.Generator, owner: np.ndarray, weights: np.ndarray, top: np.ndarray, which: np.ndarray
+) -> np.ndarray:
+    """Per event, the index of a ratio drawn with probability proportional to the weight of its account
+    (``owner``) under the event's weighting ``which``: a uniform index, kept with probability weight / top
+    (rejection sampling, exact; no per-weighting table of the ratios held in memory); ``top`` 0 (a resample
+    without any of the cell's accounts, which keeps the rates as learned): uniform. A weighting whose ratios
+    all weigh 0 while the cell's rows do not has probability 0 of the move, so it never comes here."""
+    out = np.empty(len(which), dtype=np.int64)
+    todo = np.arange(len(which))
+    while len(todo):
+        idx = rng.integers(0, len(owner), len(todo))
+        b = which[todo]
+        keep = (top[b] == 0) | (rng.random(len(todo)) * top[b] < weights[b, owner[idx]])
+        out[todo[keep]] = idx[keep]
+        todo = todo[~keep]
+    return out
+
+
+def _move(
+    rng: np.random.Generator,
+    mv: Movement,
+    shape: tuple[int, int],
+    rates: _Rates | None = None,
+    which: np.ndarray | None = None,
+) -> np.ndarray:
+    """One month's ARR factors of ``shape`` (accounts x draws) drawn from a movement; with ``rates``, draw
+    ``j`` uses the movement under weighting ``which[j]``."""
     u = rng.random(shape)
     factor = np.ones(shape)
-    up = u < mv.p_up
-    down = (u >= mv.p_up) & (u < mv.p_up + mv.p_down)
-    if up.any() and len(mv.up):
-        factor[up] = rng.choice(mv.up, size=int(up.sum()))
-    if down.any() and len(mv.down):
-        factor[down] = rng.choice(mv.down, size=int(down.sum()))
+    p_up, p_down = (mv.p_up, mv.p_down) if rates is None else (rates.p_up[which], rates.p_down[which])
+    up = u < p_up
+    down = (u >= p_up) & (u < p_up + p_down)
+    for hit, ratios, side in ((up, mv.up, "up"), (down, mv.down, "down")):
+        if hit.any() and len(ratios):
+            if rates is None:
+                factor[hit] = rng.choice(ratios, size=int(hit.sum()))
+            else:
+                cols = np.broadcast_to(np.asarray(which)[None, :], shape)[hit]
+                owner = getattr(mv, f"{side}_account")
+                pick = _pick(rng, owner, rates.weights, getattr(rates, f"top_{side}"), cols)
+                factor[hit] = ratios[pick]
     return factor
 
 
@@ -217,6 +343,8 @@ def simulate_book(
     draws: int,
     seed: int,
     tenure: np.ndarray | None = None,
+    rate_draws: int = 0,
+    size: np.ndarray | None = None,
 ) -> np.ndarray:
     """Simulated ARR at ``months`` per account and draw (accounts x draws).
 
@@ -231,6 +359,13 @@ def simulate_book(
         tenure: each account's tenure in months at the as-of: month ``m`` of the horizon then draws from
             the (group, tenure band) movement of ``tenure + m - 1`` (:func:`movement_for`); None: the
             group's movement every month.
+        rate_draws: the uncertainty of the moves themselves: the learning accounts are resampled
+            ``rate_draws`` times (a Poisson bootstrap: each account's account-months weighted by a Poisson(1)
+            count) and draw ``j`` uses the rates and ratios of resample ``j % rate_draws`` for every account,
+            so the accounts of one draw share its error of the rates. 0, or movements without their
+            accounts: the rates as estimated (the intervals carry the accounts' own randomness only).
+        size: with ``tenure``, each account's ARR band at the as-of (:func:`arr_band`): the moves come from
+            the (group, tenure band, ARR band) cell; None: no ARR bands.
     """
     if survival.shape[1] < months:
         raise ChurnmlError(f"forecast: curves cover {survival.shape[1]} months, not {months}")
@@ -239,20 +374,39 @@ def simulate_book(
     alive = rng.random((n, draws)) < survival[:, months - 1][:, None]
     arr = np.repeat(np.asarray(arr0, dtype=float)[:, None], draws, axis=1)
     groups = np.asarray(groups).astype(str)
+    known = [mv.row_account for mv in moves.values() if mv.row_account is not None and len(mv.row_account)]
+    weights, which, cache = None, None, {}
+    if rate_draws > 0 and known:
+        # its own stream: the accounts' draws are the same with and without rate draws
+        boot = np.random.default_rng([seed, 1])
+        weights = boot.poisson(1.0, (rate_draws, max(int(a.max()) for a in known) + 1)).astype(np.uint8)
+        which = np.arange(draws) % rate_draws
+
+    def move(mv: Movement, rows: int) -> np.ndarray:
+        if weights is None or mv.row_account is None:
+            return _move(rng, mv, (rows, draws))
+        if id(mv) not in cache:
+            cache[id(mv)] = _rates(mv, weights)
+        return _move(rng, mv, (rows, draws), cache[id(mv)], which)
+
     if tenure is None:
         for name in np.unique(groups):
             mv = moves.get(str(name), moves["all"])
             idx = np.flatnonzero(groups == name)
             for _ in range(months):
-                arr[idx] *= _move(rng, mv, (len(idx), draws))
+                arr[idx] *= move(mv, len(idx))
         return np.where(alive, arr, 0.0)
     tenure = np.asarray(tenure, dtype=np.int64)
+    sized = size is not None
+    size = np.asarray(size, dtype=np.int64) if sized else np.zeros(n, dtype=np.int64)
     for m in range(months):
         band = tenure_band(tenure + m)
         for name in np.unique(groups):
             for b in np.unique(band[groups == name]):
-                idx = np.flatnonzero((groups == name) & (band == b))
-                arr[idx] *= _move(rng, movement_for(moves, name, int(b)), (len(idx), draws))
+                for q in np.unique(size[(groups == name) & (band == b)]):
+                    idx = np.flatnonzero((groups == name) & (band == b) & (size == q))
+                    mv = movement_for(moves, name, int(b), int(q) if sized else None)
+                    arr[idx] *= move(mv, len(idx))
     return np.where(alive, arr, 0.0)
 
 
@@ -373,6 +527,8 @@ def forecast_book(
     months: tuple[int, ...] = FORECAST_MONTHS,
     draws: int = DRAWS,
     seed: int = 0,
+    rate_draws: int = 0,
+    arr_quantiles: tuple[float, ...] = (),
 ) -> pd.DataFrame:
     """The forecast of a book (feature rows of the accounts active at ``as_of``) with their curves.
 
@@ -386,6 +542,9 @@ def forecast_book(
         months: the horizons.
         draws: Monte Carlo draws.
         seed: random seed.
+        rate_draws: bootstrap resamples of the moves' learning accounts (:func:`simulate_book`); 0: none.
+        arr_quantiles: the ARR bands' edges as quantiles of the book's ARR at the as-of
+            (:func:`arr_band_edges`): the moves are learned and drawn per ARR band too; empty: no ARR bands.
 
     Returns:
         :func:`summarise` rows with ``horizon_months``, per horizon.
@@ -394,16 +553,40 @@ def forecast_book(
     seg_of = spine.merge(
         book[["account_id", "account_segment"]].drop_duplicates("account_id"), on="account_id", how="left"
     )["account_segment"].fillna("all")
-    moves = monthly_movements(spine, subscriptions, grace_days, as_of, seg_of, by_tenure=True)
+    edges = arr_band_edges(arr0, arr_quantiles)
+    moves = monthly_movements(
+        spine, subscriptions, grace_days, as_of, seg_of, by_tenure=True, arr_edges=edges
+    )
     groups = book["account_segment"].astype("object").fillna("all").astype(str).to_numpy()
     tenure = tenure_months(subscriptions, book["account_id"], as_of)
+    size = arr_band(arr0, edges) if len(edges) else None
     parts = []
     for h in months:
         if h > survival.shape[1]:
             continue
-        sim = simulate_book(arr0, survival, groups, moves, h, draws, seed + h, tenure=tenure)
+        sim = simulate_book(
+            arr0, survival, groups, moves, h, draws, seed + h, tenure=tenure, rate_draws=rate_draws, size=size
+        )
         parts.append(summarise(arr0, sim, _groups(book)).assign(horizon_months=h))
     return pd.concat(parts, ignore_index=True)
+
+
+def forecast_settings(survival: SurvivalConfig) -> dict:
+    """The keyword arguments of :func:`forecast_book` and :func:`backtest` that the configuration sets.
+
+    Raises:
+        ChurnmlError: on a quantile outside (0, 1) or a negative number of rate draws.
+    """
+    quantiles = [float(q) for q in survival.forecast_arr_quantiles]
+    if any(not 0 < q < 1 for q in quantiles) or int(survival.forecast_rate_draws) < 0:
+        raise ChurnmlError(
+            f"survival: forecast_arr_quantiles must lie in (0, 1) (got {quantiles}) and forecast_rate_draws "
+            f"be 0 or more (got {survival.forecast_rate_draws})"
+        )
+    return {
+        "arr_quantiles": tuple(float(q) for q in survival.forecast_arr_quantiles),
+        "rate_draws": int(survival.forecast_rate_draws),
+    }
 
 
 def naive_rates(
@@ -433,9 +616,11 @@ def backtest(
     grace_days: int,
     months: tuple[int, ...] = FORECAST_MONTHS,
     draws: int = DRAWS,
+    rate_draws: int = 0,
+    arr_quantiles: tuple[float, ...] = (),
 ) -> tuple[pd.DataFrame, dict]:
     """Forecasts made at past as-of dates (each with curves from a model that saw nothing after it) against
-    what happened, and against the naive forecast.
+    what happened, and against the naive forecast (``rate_draws`` and ``arr_quantiles``: :func:`forecast_book`).
 
     Returns:
         (rows: one per as-of, horizon, dimension and group with forecast, realised and naive values;
@@ -444,7 +629,18 @@ def backtest(
     """
     parts = []
     for as_of, (book, surv) in books.items():
-        fc = forecast_book(book, surv, subscriptions, spine, as_of, grace_days, months, draws)
+        fc = forecast_book(
+            book,
+            surv,
+            subscriptions,
+            spine,
+            as_of,
+            grace_days,
+            months,
+            draws,
+            rate_draws=rate_draws,
+            arr_quantiles=arr_quantiles,
+        )
         arr0 = arr_on(subscriptions, book["account_id"], as_of - pd.Timedelta(days=1), grace_days)
         for h in sorted(fc["horizon_months"].unique()):
             day = as_of + pd.DateOffset(months=int(h)) - pd.Timedelta(days=1)

@@ -32,6 +32,7 @@ from churnml.survival.forecast import (
     FORECAST_MONTHS,
     backtest,
     forecast_book,
+    forecast_settings,
     with_csm,
 )
 from churnml.survival.model import curve_frame, sample_accounts, train_survival
@@ -255,7 +256,9 @@ def run_survival(
         for c in chosen
     }
     if months:
-        bt_rows, bt_summary = backtest(books, subscriptions, spine, first, grace, months)
+        bt_rows, bt_summary = backtest(
+            books, subscriptions, spine, first, grace, months, **forecast_settings(sc)
+        )
     else:  # the test follows its spells for less than the shortest forecast horizon: nothing matured
         bt_rows, bt_summary = (
             pd.DataFrame(columns=list(BACKTEST_COLUMNS)),
@@ -281,7 +284,7 @@ def run_survival(
     day = pd.Timestamp(as_of) if as_of is not None else end
     s_now = curves_now[[f"s_{t}" for t in range(1, horizon + 1)]].to_numpy()
     book = with_csm(as_of_features.reset_index(drop=True), accounts)
-    fc = forecast_book(book, s_now, subscriptions, spine, day, grace)
+    fc = forecast_book(book, s_now, subscriptions, spine, day, grace, **forecast_settings(sc))
     lap("forecast")
     return SurvivalResult(
         model=final,
