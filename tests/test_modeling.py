@@ -647,7 +647,12 @@ def test_refit_keeps_the_train_period_choice_and_calibration_and_off_is_the_old_
     # the validation period decided with train-period fits either way: same trees, choice and calibration
     assert unrefit_model.info["selection"] == churn_model.info["selection"]
     assert unrefit_model.calibrator == churn_model.calibrator
-    assert unrefit_model.distributions["score"] == churn_model.distributions["score"]
+    # the score reference (drift, tiers) is the served model's own: the refit's probabilities on validation
+    from churnml.modeling.drift import _numeric_reference
+
+    valid = _period_rows(churn_model, features, labels, "validation")
+    assert churn_model.distributions["score"] == _numeric_reference(churn_model.predict_proba(valid), 10)
+    assert unrefit_model.distributions["score"] == _numeric_reference(unrefit_model.predict_proba(valid), 10)
     assert unrefit_model.booster.num_trees() == churn_model.info["refit"]["trees_before"]
     # off: the train period's early-stopped booster and logistic part, as before the refit existed
     train = _period_rows(unrefit_model, features, labels, "train")

@@ -67,8 +67,9 @@ class TrainedModel:
         calibrator: raw log-odds -> calibrated probability.
         distributions: training reference for drift checks: ``features`` (per feature: numeric decile
             edges and shares, or categorical level shares; computed on the train period) and ``score``
-            (decile edges and shares of the calibrated probability on the validation period, out of
-            sample).
+            (decile edges and shares of the calibrated probability on the validation period: out of
+            sample, except for a model refit on it, ``info["refit"]``, whose own probabilities there are
+            taken so that the reference is on the served model's scale).
         params: the LightGBM parameters used, tuned ones included.
         info: split, row counts, best iteration, class weighting, the model selection
             (``info["selection"]``), the explanations' reference (``info["reference"]``), the nested search's
@@ -795,6 +796,10 @@ def _finish(
 
     model.weights = dict(selection["weights"])
     model.calibrator = Calibrator.fit(cfg.calibration, raw_held_out, y_held_out)
+    # the score reference (drift checks, risk tiers' cut-offs) must be on the served model's scale: a refit on
+    # train + validation has more trees than the fit the calibration saw, so its own log-odds on the
+    # calibration rows are taken (in sample for it; the held-out ones would understate its spread)
+    score_raw = model.predict_raw(reference_rows) if info.get("refit") else raw_held_out
     model.distributions = {
         "features": {
             c: _categorical_reference(x_train[c].astype("object"))
@@ -802,7 +807,7 @@ def _finish(
             else _numeric_reference(x_train[c].to_numpy(float), _DRIFT_BINS)
             for c in model.features
         },
-        "score": _numeric_reference(model.calibrator.transform(raw_held_out), _DRIFT_BINS),
+        "score": _numeric_reference(model.calibrator.transform(score_raw), _DRIFT_BINS),
     }
     model.params = {**params, "num_boost_round": cfg.lgbm.n_estimators, "best_iteration": trees}
     model.info = {
