@@ -22,7 +22,8 @@ and the quality table of benchmarks/README.md (between the quality markers).
 Yardsticks, in the same run on the same folds or split: ``plain_lgbm`` (``LGBMClassifier()`` with its defaults)
 and ``plain_logistic`` (median-imputed standardised numbers, one-hot text, ``LogisticRegression()``), fitted on every
 training row of the fold (crm6: the train and validation periods) without calibration. ``chosen`` is churnml's
-served model (LightGBM, the logistic regression or their blend, chosen per fold or seed); each target's
+served model (LightGBM, the logistic regression or their blend, chosen per fold or seed; on a time split refit on
+the train and validation periods, ``model.refit_on_validation``, its trees in ``selection``); each target's
 ``verdict`` says whether it is at least as good as the better yardstick (mean ROC-AUC over folds, and in all
 folds but at most one; on a time split the test ROC-AUC).
 
@@ -77,6 +78,8 @@ MODELS = (
 PLAIN = ("plain_lgbm", "plain_logistic")
 SHOWN = ("roc_auc", "pr_auc", "log_loss", "brier")
 THREADS = 2
+# what a time split's served model records of its refit on train + validation (model.info["refit"])
+REFIT_KEYS = ("trees_before", "trees_refit", "rows", "rows_train")
 
 # Reference numbers, copied from each folder's SOURCE.md ("Benchmarks"); None where SOURCE.md gives none.
 REFERENCE = {
@@ -517,7 +520,8 @@ def event_targets(cfg, features, labels, seeds: int, n_boot: int, name: str, tru
                 model = train_model(features, labels, target, model_cfg, cfg.split, cfg.labels.horizon_days)
                 evaluation = evaluate_model(model, features, labels, cfg.evaluation, truth=truth)
             split = model.split
-            picks.append({"seed": seed, **model.info["selection"]})
+            refit = model.info.get("refit") or {}
+            picks.append({"seed": seed, **model.info["selection"]} | {k: refit.get(k) for k in REFIT_KEYS})
             per_seed.append(_test_metrics(evaluation))
             s = evaluation.scores[evaluation.scores["split"] == "test"]
             if base is None:
@@ -551,7 +555,8 @@ def event_targets(cfg, features, labels, seeds: int, n_boot: int, name: str, tru
             "models": models,
             "verdict": verdict(models),
             "selection": [
-                {k: v for k, v in c.items() if k in ("seed", "chosen", "roc_auc", "margin")} for c in picks
+                {k: v for k, v in c.items() if k in ("seed", "chosen", "roc_auc", "margin", *REFIT_KEYS)}
+                for c in picks
             ],
             # the features the last seed's model groups as one reason (|r| > model.redundancy_threshold)
             "redundant_groups": model.info.get("redundant_groups"),

@@ -581,3 +581,127 @@ def test_health_score_without_most_of_its_signals_is_left_out_in_one_line(tables
         baselines = fit_baselines(churn_model, features, labels, cfg)
     assert baselines.health is None
     assert len(caplog.records) == 1 and "left out of the comparison" in caplog.records[0].getMessage()
+
+
+# ------------------------------------------------------------------ refit on train + validation (out of time)
+
+
+def _period_rows(
+    model: TrainedModel, features: pd.DataFrame, labels: pd.DataFrame, period: str
+) -> pd.DataFrame:
+    """The labeled rows of one period, in the order train_model reads them."""
+    from churnml.modeling.split import labeled_frame
+
+    data = labeled_frame(features[[*KEYS, *model.features]], labels, model.label_column)
+    return data[model.split.assign(data["cutoff"]) == period]
+
+
+@pytest.fixture(scope="module")
+def unrefit_model(tables):
+    features, labels, _ = tables
+    return train_model(
+        features, labels, "churn", fast_config(refit_on_validation=False), SplitConfig(), HORIZON
+    )
+
+
+def test_served_model_is_refit_on_train_and_validation_with_trees_scaled(tables, churn_model):
+    import lightgbm as lgb
+
+    from churnml.modeling.model import _class_weights, fit_linear
+
+    features, labels, _ = tables
+    refit = churn_model.info["refit"]
+    train = _period_rows(churn_model, features, labels, "train")
+    valid = _period_rows(churn_model, features, labels, "validation")
+    assert refit["rows_train"] == len(train) == churn_model.info["n_train"]
+    assert refit["rows"] == len(train) + len(valid) and len(valid) == churn_model.info["n_validation"] > 0
+    assert refit["trees_before"] == churn_model.params["best_iteration"]
+    assert refit["trees_refit"] == round(refit["trees_before"] * refit["rows"] / refit["rows_train"])
+    assert refit["trees_refit"] > refit["trees_before"]
+    assert churn_model.booster.num_trees() == refit["trees_refit"]
+    # the served parts are exactly a fit on the train and validation rows, nothing else
+    x = churn_model.prepare(pd.concat([train, valid]))
+    y = np.concatenate([train["y"].to_numpy(), valid["y"].to_numpy()])
+    w = _class_weights(y, "balanced")
+    params = {k: v for k, v in churn_model.params.items() if k not in ("num_boost_round", "best_iteration")}
+    expected = lgb.train(
+        params,
+        lgb.Dataset(x, label=y, weight=w, categorical_feature=list(churn_model.categories)),
+        num_boost_round=refit["trees_refit"],
+    )
+    test = churn_model.prepare(_test_rows(churn_model, features))
+    np.testing.assert_allclose(
+        churn_model.booster.predict(test, raw_score=True), expected.predict(test, raw_score=True), atol=1e-12
+    )
+    linear = fit_linear(x, y, w, churn_model.categories)
+    np.testing.assert_allclose(churn_model.linear["coef"], linear["coef"], atol=1e-12)
+
+
+def test_refit_keeps_the_train_period_choice_and_calibration_and_off_is_the_old_model(
+    tables, churn_model, unrefit_model
+):
+    from churnml.modeling.model import _class_weights, fit_linear
+
+    features, labels, _ = tables
+    assert unrefit_model.info["refit"] is None
+    # the validation period decided with train-period fits either way: same trees, choice and calibration
+    assert unrefit_model.info["selection"] == churn_model.info["selection"]
+    assert unrefit_model.calibrator == churn_model.calibrator
+    # the score reference (drift, tiers) is the served model's own: the refit's probabilities on validation
+    from churnml.modeling.drift import _numeric_reference
+
+    valid = _period_rows(churn_model, features, labels, "validation")
+    assert churn_model.distributions["score"] == _numeric_reference(churn_model.predict_proba(valid), 10)
+    assert unrefit_model.distributions["score"] == _numeric_reference(unrefit_model.predict_proba(valid), 10)
+    assert unrefit_model.booster.num_trees() == churn_model.info["refit"]["trees_before"]
+    # off: the train period's early-stopped booster and logistic part, as before the refit existed
+    train = _period_rows(unrefit_model, features, labels, "train")
+    y = train["y"].to_numpy()
+    linear = fit_linear(
+        unrefit_model.prepare(train), y, _class_weights(y, "balanced"), unrefit_model.categories
+    )
+    np.testing.assert_allclose(unrefit_model.linear["coef"], linear["coef"], atol=1e-12)
+    rows = _test_rows(churn_model, features)
+    assert not np.allclose(unrefit_model.predict_raw(rows), churn_model.predict_raw(rows))
+
+
+def test_refit_never_sees_the_test_period(tables, churn_model):
+    features, labels, _ = tables
+    test_cutoffs = churn_model.split.test
+    in_test = labels["cutoff"].isin(test_cutoffs)
+    flipped = labels.assign(
+        churned_within_90d=labels["churned_within_90d"].where(~in_test, 1 - labels["churned_within_90d"])
+    )
+    rng = np.random.default_rng(1)
+    moved = features.copy()
+    tf = features["cutoff"].isin(test_cutoffs)
+    for col in (
+        "adoption_license_utilisation_30d",
+        "usage_logins_trend_30d",
+        "support_high_priority_count_30d",
+    ):
+        moved.loc[tf, col] = rng.permutation(moved.loc[tf, col].to_numpy())
+    again = train_model(moved, flipped, "churn", fast_config(), SplitConfig(), HORIZON)
+    assert again.split.to_dict() == churn_model.split.to_dict()
+    assert again.info["refit"] == churn_model.info["refit"]
+    assert again.booster.model_to_string() == churn_model.booster.model_to_string()
+    assert again.linear == churn_model.linear and again.calibrator == churn_model.calibrator
+
+
+def test_evaluation_leaves_out_the_refit_models_in_sample_validation_scores(
+    tables, churn_model, unrefit_model
+):
+    from churnml.modeling.metrics import metrics_json
+
+    features, labels, _ = tables
+    refit_ev = evaluate_model(churn_model, features, labels, EvaluationConfig())
+    plain_ev = evaluate_model(unrefit_model, features, labels, EvaluationConfig())
+    served = refit_ev.scores[refit_ev.scores["model"] == "lightgbm"]
+    assert set(served["split"]) == {"test"}
+    assert {"validation", "test"} <= set(refit_ev.scores[refit_ev.scores["model"] == "logistic"]["split"])
+    assert set(plain_ev.scores[plain_ev.scores["model"] == "lightgbm"]["split"]) == {"validation", "test"}
+    doc, plain_doc = metrics_json(refit_ev), metrics_json(plain_ev)
+    assert all(v is None for v in doc["validation"].values())
+    assert plain_doc["validation"]["roc_auc"] is not None
+    assert doc["n"]["validation"] == plain_doc["n"]["validation"] == churn_model.info["n_validation"]
+    assert doc["test"]["roc_auc"] > 0.65 and doc["n"]["test"] == plain_doc["n"]["test"]

@@ -181,6 +181,13 @@ def test_logged_model_from_the_registry_predicts_the_same_probabilities(store, t
     assert run.data.tags["chosen_model"] == selection["chosen"]
     assert run.data.metrics["selection.roc_auc.logistic"] == pytest.approx(selection["roc_auc"]["logistic"])
     assert run.data.metrics["selection.margin"] == pytest.approx(selection["margin"])
+    # the served model's refit on train + validation: rows, trees before and after; no in-sample validation
+    refit = model.info["refit"]
+    assert run.data.tags["refit"] == "train+validation"
+    assert run.data.metrics["refit.trees_refit"] == refit["trees_refit"] == model.booster.num_trees()
+    assert run.data.metrics["refit.trees_before"] == refit["trees_before"] < refit["trees_refit"]
+    assert run.data.metrics["refit.rows"] == refit["rows"]
+    assert not any(k.startswith("validation.") for k in run.data.metrics)
     artifacts = {a.path for a in _client().list_artifacts(run_id, "plots")}
     assert {
         f"plots/{n}.{ext}" for n in ("roc", "pr", "calibration", "gains") for ext in ("csv", "png")

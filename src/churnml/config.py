@@ -239,6 +239,11 @@ class ModelConfig:
     blend_margin: float = 0.001
     # tabular mode without dates: inner folds that pick the trees, the model and fit the calibration
     crossfit_folds: int = 5
+    # out of time: after the validation period has stopped the trees, chosen the model and fitted the calibration
+    # (all on train-period fits), serve a refit on train + validation (trees scaled by the row ratio). The
+    # validation months are the latest labeled ones, the closest to what is scored; without the refit churnml
+    # lost to plain models fitted on them (churnml.modeling.model.fit_rows)
+    refit_on_validation: bool = True
     # numeric features whose |correlation| on the training rows exceeds this are one reason (their points
     # summed; churnml.modeling.redundancy); 1.0 turns the grouping off
     redundancy_threshold: float = 0.95

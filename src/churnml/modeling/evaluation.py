@@ -107,5 +107,10 @@ def evaluate_model(
     scores = pd.concat(
         [base.assign(model=name, score=p) for name, p in predictions.items()], ignore_index=True
     )
+    if "validation" in (model.info.get("refit") or {}).get("periods", []):
+        # the served model was refit on the validation period (model.refit_on_validation): its scores there
+        # are in sample, so they are left out rather than reported beside the out-of-sample test figures; the
+        # validation period's out-of-sample ROC-AUC of the train-period fits is model.info["selection"]
+        scores = scores[~((scores["model"] == "lightgbm") & (scores["split"] == "validation"))]
     scores = scores[["model", "split", "account_id", "cutoff", "y", "score", "arr", "segment", "touch_model"]]
     return build_evaluation(scores, cfg, model.target, model.label_column, int(model.info["n_train"]))

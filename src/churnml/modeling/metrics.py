@@ -461,7 +461,8 @@ def build_evaluation(
 ) -> Evaluation:
     """Compute the metrics and curve tables of a long scores frame, once."""
     test = scores[(scores["split"] == "test") & (scores["model"] == "lightgbm")]
-    validation = scores[(scores["split"] == "validation") & (scores["model"] == "lightgbm")]
+    # the validation rows any model scored: a served model refit on them leaves its own scores out there
+    validation = scores[scores["split"] == "validation"].drop_duplicates(["account_id", "cutoff"])
     return Evaluation(
         target=target,
         label_column=label_column,

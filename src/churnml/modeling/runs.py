@@ -121,9 +121,15 @@ def log_training_run(
                     if searched[k] == searched[k]
                 }
             )
+        refit = model.info.get("refit") or {}
+        if refit:  # the served model refit on train + validation: rows and trees before and after
+            mlflow.log_metrics(
+                {f"refit.{k}": float(refit[k]) for k in ("rows", "trees_before", "trees_refit")}
+            )
         mlflow.set_tags(
             {
                 "chosen_model": selection.get("chosen", "lightgbm"),
+                "refit": "train+validation" if refit else "off",
                 "tuning": "off" if not searched else "kept" if searched["kept"] else "defaults kept",
                 "target": model.target,
                 "label_column": model.label_column,
