@@ -732,6 +732,33 @@ def fit_rows(
     )
 
 
+def _scaled_trees(trees: float, rows: int, rows_stopped_on: float) -> int:
+    """The early-stopped number of trees for more rows: scaled by rows / the rows the stopping fit had."""
+    return max(1, round(trees * rows / rows_stopped_on))
+
+
+def _fit_served(
+    model: TrainedModel,
+    params: dict[str, Any],
+    data: tuple[pd.DataFrame, np.ndarray, np.ndarray],
+    categorical: list[str],
+    trees: int,
+    *,
+    linear: bool,
+) -> None:
+    """Fit the served parts on all the given rows (x, y, weights), in place: LightGBM with ``trees`` trees,
+    and the logistic part when ``linear`` (the refits of :func:`fit_crossfit` and :func:`_refit_on_validation`)."""
+    import lightgbm as lgb
+
+    x, y, w = data
+    full = lgb.train(
+        params, lgb.Dataset(x, label=y, weight=w, categorical_feature=categorical), num_boost_round=trees
+    )
+    model.booster = lgb.Booster(model_str=full.model_to_string())
+    if linear:
+        model.linear = fit_linear(x, y, w, model.categories)
+
+
 def _refit_on_validation(
     model: TrainedModel,
     params: dict[str, Any],
@@ -753,20 +780,13 @@ def _refit_on_validation(
     model that saw it). Both parts are refit whatever was chosen, so every part of the saved model has seen
     the same rows. The caller passes train and validation rows only: the test period never reaches a fit.
     """
-    import lightgbm as lgb
-
     x_all = pd.concat([train[0], valid[0]])
     y_all = np.concatenate([train[1], valid[1]])
     w_all = _class_weights(y_all, cfg.class_weight)
-    refit_trees = max(1, round(trees * len(y_all) / len(train[1])))
-    full = lgb.train(
-        params,
-        lgb.Dataset(x_all, label=y_all, weight=w_all, categorical_feature=categorical),
-        num_boost_round=refit_trees,
+    refit_trees = _scaled_trees(trees, len(y_all), len(train[1]))
+    _fit_served(
+        model, params, (x_all, y_all, w_all), categorical, refit_trees, linear=model.linear is not None
     )
-    model.booster = lgb.Booster(model_str=full.model_to_string())
-    if model.linear is not None:
-        model.linear = fit_linear(x_all, y_all, w_all, model.categories)
     return {
         "periods": ["train", "validation"],
         "rows": len(y_all),
@@ -844,7 +864,6 @@ def fit_crossfit(
     (cross-fitting: no row calibrates a model that saw it). The served model is then refit on all rows,
     LightGBM with the inner folds' mean best number of trees scaled by all rows / inner training rows.
     """
-    import lightgbm as lgb
     from sklearn.model_selection import StratifiedKFold
 
     model = TrainedModel(None, target, label, columns, categories, Calibrator("none"), {}, {}, {})
@@ -911,15 +930,8 @@ def fit_crossfit(
         tree_oof[va] = booster.predict(x.iloc[va], raw_score=True, num_iteration=it)
         if "logistic" in cfg.candidates:
             linear_oof[va] = linear_raw(fit_linear(x.iloc[tr], y[tr], w[tr], categories), x.iloc[va])
-    trees = max(1, round(float(np.mean(best)) * len(y) / float(np.mean(inner_rows))))
-    full = lgb.train(
-        params,
-        lgb.Dataset(x, label=y, weight=w, categorical_feature=categorical),
-        num_boost_round=trees,
-    )
-    model.booster = lgb.Booster(model_str=full.model_to_string())
-    if "logistic" in cfg.candidates:
-        model.linear = fit_linear(x, y, w, categories)
+    trees = _scaled_trees(float(np.mean(best)), len(y), float(np.mean(inner_rows)))
+    _fit_served(model, params, (x, y, w), categorical, trees, linear="logistic" in cfg.candidates)
     selection = select_candidate(
         y, tree_oof, linear_oof, cfg, f"{cfg.crossfit_folds} inner folds, out of fold"
     )
