@@ -48,12 +48,6 @@ def _subtree(children: dict[int, list[int]], root: int) -> list[int]:
     return out
 
 
-def _tree_rss_kib(root: int) -> tuple[int, int]:
-    """(summed resident memory of a process and all its descendants now, the process's own peak), in KiB."""
-    children, rss, hwm = _snapshot()
-    return sum(rss.get(pid, 0) for pid in _subtree(children, root)), hwm.get(root, 0)
-
-
 # A DVC stage's process: `python pipelines/<stage>.py [--target <item>]` (dvc.yaml's commands)
 STAGE_CMD = re.compile(r"pipelines/(\w+)\.py(?:\s+--target\s+(\w+))?")
 
