@@ -54,11 +54,22 @@ class Page:
         return result["result"].get("value")
 
     async def wait_for(self, expression: str, timeout: float = 20.0) -> None:
+        """Poll ``expression`` until true; an evaluation cut off by a navigation in flight counts as not yet."""
         end = time.monotonic() + timeout
-        while not await self.js(expression):
+        while not await self._settled(expression):
             if time.monotonic() > end:
                 raise TimeoutError(expression)
             await asyncio.sleep(0.1)
+
+    async def _settled(self, expression: str) -> Any:
+        try:
+            return await self.js(expression)
+        except RuntimeError as exc:
+            # Chromium answers -32000 "Inspected target navigated or closed" (or "Execution context was
+            # destroyed") when the page being waited for replaces the one the expression started in.
+            if "navigated or closed" in str(exc) or "context was destroyed" in str(exc):
+                return False
+            raise
 
     async def type(self, selector: str, text: str) -> None:
         """Focus an element and type ``text`` key by key (each key fires the page's input handlers)."""
