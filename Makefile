@@ -53,6 +53,7 @@ mlflow-ui: $(STAMP)
 ## Each worker single-threaded (OpenMP, OpenBLAS, MKL): two workers on two cores are already one process per core,
 ## and a second thread per LightGBM or BLAS call makes every parallel region wait for a descheduled thread (a
 ## small survival fit took 7x longer so; benchmarks/README.md). LightGBM follows OMP_NUM_THREADS (model.lgbm.n_jobs=0).
+## The pipelines' stage scripts run in a warm interpreter per worker (tests/warm; CHURNML_TEST_WARM=0 turns it off).
 TEST_WORKERS ?= 2
 TEST_THREADS ?= 1
 test: $(STAMP)

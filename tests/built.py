@@ -9,6 +9,7 @@ on :func:`clone_built`, a copy whose MLflow store points at the copy's own artif
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -24,6 +25,7 @@ from tables import SMALL_PIPELINE
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+WARM = ROOT / "tests" / "warm"
 REPRO_TIMEOUT_S = 1800
 
 
@@ -46,11 +48,19 @@ def run(cmd: list[str], cwd: Path, env: dict, check: bool = True, timeout: float
     return proc
 
 
+def stage_env(**extra: str) -> dict[str, str]:
+    """The isolated environment for commands in a copy (:func:`churnml.checkout.isolated_env`); while the
+    session's warm interpreter runs (tests/conftest.py), its ``python`` shim first on PATH, so the stage scripts
+    DVC starts skip the imports (tests/warm/server.py)."""
+    env = isolated_env(BIN, **extra)
+    if env.get("CHURNML_WARM_SOCKET"):
+        env["PATH"] = f"{WARM / 'bin'}{os.pathsep}{env['PATH']}"
+    return env
+
+
 def guarded_env(netguard_log: Path) -> dict[str, str]:
     """The isolated environment with the network guard (tests/netguard) loaded into every Python process."""
-    return isolated_env(
-        BIN, PYTHONPATH=str(ROOT / "tests" / "netguard"), CHURNML_NETGUARD_LOG=str(netguard_log)
-    )
+    return stage_env(PYTHONPATH=str(ROOT / "tests" / "netguard"), CHURNML_NETGUARD_LOG=str(netguard_log))
 
 
 def build_once(shared: Path) -> Built:

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+
 import pandas as pd
 import pytest
 
 from churnml.config import SimulatorConfig
 
-from built import Built, build_once
+from built import WARM, Built, build_once
 
 # The files that take minutes (a whole `dvc repro`, a Spark session, backtests), in the order they should start.
 # `make test` hands whole files to two xdist workers in this order (a worker takes the next file when two or fewer
@@ -35,6 +42,44 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         return LONG_FILES.index(name) if name in LONG_FILES else len(LONG_FILES)
 
     items.sort(key=rank)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def warm_python(tmp_path_factory):
+    """One warm interpreter per test process for the stage scripts of the tests' pipelines (tests/warm): the
+    commands built by tests/built.py's environments find its shim first on PATH. ``CHURNML_TEST_WARM=0`` runs
+    every stage in a cold interpreter, as `dvc repro` outside the tests does."""
+    if os.environ.get("CHURNML_TEST_WARM", "1") == "0":
+        yield None
+        return
+    folder = tmp_path_factory.mktemp("warm")
+    path = folder / "socket"
+    log = (folder / "server.log").open("w")
+    server = subprocess.Popen(
+        [sys.executable, str(WARM / "server.py"), str(path)],
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its process group: the scripts it runs go with it at the end
+    )
+    os.environ["CHURNML_WARM_SOCKET"], os.environ["CHURNML_WARM_PYTHON"] = str(path), sys.executable
+    try:
+        yield path
+    finally:
+        del os.environ["CHURNML_WARM_SOCKET"], os.environ["CHURNML_WARM_PYTHON"]
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+        log.close()
+
+
+def wait_for_warm(path, timeout_s: float = 60) -> None:
+    """Until the warm server accepts (its imports take a few seconds; the shim runs cold meanwhile)."""
+    deadline = time.monotonic() + timeout_s
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the warm server did not start: {path.parent / 'server.log'}")
+        time.sleep(0.1)
 
 
 @pytest.fixture(scope="session")

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from churnml.checkout import copy_checkout, isolated_env
+from churnml.checkout import copy_checkout
 
-from built import run
+from built import run, stage_env
 from tables import SMALL_PIPELINE as SMALL
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,7 +38,7 @@ def _committed_outputs(repo: Path) -> dict[str, bytes]:
 
 
 def test_two_clean_runs_write_the_same_committed_outputs(built_pipeline, tmp_path):
-    env = isolated_env(BIN)
+    env = stage_env()
     dest = tmp_path / "second"
     copy_checkout(ROOT, dest, env, overrides=SMALL)
     run(["dvc", "repro"], dest, env)
