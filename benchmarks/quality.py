@@ -17,7 +17,8 @@ and the quality table of benchmarks/README.md (between the quality markers).
 - telco, bankchurners (one row per customer): tabular mode (:mod:`churnml.tabular`), stratified 5-fold
   with out-of-fold metrics, seed 0 (the SOURCE.md protocol).
 - ravenstack: ingest, validation with quarantine (counts reported), then the event pipeline end to end
-  with ``data=ravenstack``: a run-through; SOURCE.md says the tables carry no signal.
+  with ``data=ravenstack``: a run-through; SOURCE.md says the tables carry no signal, so its verdicts are
+  reported and not judged, each with the 95% interval of the gap to the better yardstick (:func:`unjudged`).
 
 Yardsticks, in the same run on the same folds or split: ``plain_lgbm`` (``LGBMClassifier()`` with its defaults)
 and ``plain_logistic`` (median-imputed standardised numbers, one-hot text, ``LogisticRegression()``), fitted on every
@@ -197,6 +198,47 @@ def cluster_bootstrap(scores: pd.DataFrame, n_boot: int, seed: int = 0) -> dict[
     return {m: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] for m, v in draws.items() if v}
 
 
+def gap_interval(rows: pd.DataFrame, mine: str, theirs: str, n_boot: int, seed: int = 0) -> list[float]:
+    """95% interval of ROC-AUC(``mine``) - ROC-AUC(``theirs``) on the same rows, resampling accounts (all their
+    rows) with replacement: whether a gap between two models could be chance on this many rows.
+
+    Args:
+        rows: account_id, y and the two score columns, one row per scored account-cutoff.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    accounts, inverse = np.unique(rows["account_id"].astype(str).to_numpy(), return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    starts = np.searchsorted(inverse[order], np.arange(len(accounts)))
+    ends = np.append(starts[1:], len(order))
+    y, a, b = (rows[c].to_numpy() for c in ("y", mine, theirs))
+    rng = np.random.default_rng(seed)
+    gaps = []
+    for _ in range(n_boot):
+        drawn = rng.integers(0, len(accounts), len(accounts))
+        pick = np.concatenate([order[starts[i] : ends[i]] for i in drawn])
+        if 0 < y[pick].sum() < len(pick):
+            gaps.append(roc_auc_score(y[pick], a[pick]) - roc_auc_score(y[pick], b[pick]))
+    return [float(np.percentile(gaps, 2.5)), float(np.percentile(gaps, 97.5))]
+
+
+def unjudged(found: dict | None, rows: pd.DataFrame, why: str, n_boot: int) -> dict | None:
+    """A verdict on data that cannot judge a model: the comparison stays reported, with the interval of the gap
+    to the better yardstick (``rows``: account_id, y, ``chosen`` and each yardstick's scores), and is not
+    counted as holding or failing."""
+    if found is None:
+        return None
+    if rows[["chosen", found["better_yardstick"]]].isna().any().any():
+        raise ValueError("the chosen model's and the yardstick's scores are not on the same rows")
+    gap = gap_interval(rows, "chosen", found["better_yardstick"], n_boot)
+    return found | {
+        "judged": False,
+        "why": why,
+        "gap_ci95": gap,
+        "gap_could_be_chance": gap[0] <= 0 <= gap[1],
+    }
+
+
 # ------------------------------------------------------------------------------------------- yardsticks
 
 
@@ -291,14 +333,19 @@ def verdict(models: dict[str, dict]) -> dict | None:
     return out
 
 
-def plain_split(features: pd.DataFrame, labels: pd.DataFrame, label: str, split) -> dict[str, dict]:
-    """The yardsticks on the pipeline's own split: fitted on the train and validation periods, tested on test."""
+def plain_split(
+    features: pd.DataFrame, labels: pd.DataFrame, label: str, split, scores: list | None = None
+) -> dict[str, dict]:
+    """The yardsticks on the pipeline's own split: fitted on the train and validation periods, tested on test.
+    ``scores``, when given, receives the test rows (account_id, cutoff, y) with each yardstick's scores."""
     from churnml.modeling.split import feature_columns, labeled_frame
 
     data = labeled_frame(features, labels, label)
     period = split.assign(data["cutoff"])
     train, test = data[period.isin(["train", "validation"])], data[period == "test"]
     p = plain_scores(train, train["y"].to_numpy(), test, feature_columns(features))
+    if scores is not None:
+        scores.append(test[["account_id", "cutoff", "y"]].reset_index(drop=True).assign(**p))
     return {k: _metrics_of(test["y"].to_numpy(), p[k]) for k in PLAIN}
 
 
@@ -622,22 +669,29 @@ def run_tabular(name: str, shared: Path, optuna_seconds: float = 0.0) -> dict:
     }
 
 
-def tabular_metrics(result, data, spec) -> dict[str, dict]:
+def tabular_metrics(result, data, spec, scores: list | None = None) -> dict[str, dict]:
     """Per model the pooled out-of-fold metrics, per-fold ROC-AUC and its mean; the served model as ``chosen``;
-    the yardsticks on the same folds."""
+    the yardsticks on the same folds (``scores``: as :func:`plain_folds`, with the chosen model's beside)."""
     metrics = _test_metrics(result.evaluation)
     for model, part in result.folds.groupby("model"):
         metrics[model]["roc_auc_per_fold"] = [float(v) for v in part.sort_values("fold")["roc_auc"]]
     metrics["chosen"] = metrics.pop("lightgbm")  # tabular mode's served model: the one it chose per fold
-    metrics |= plain_folds(data, spec)
+    metrics |= plain_folds(data, spec, scores)
+    if scores is not None:
+        served = result.evaluation.scores
+        served = served[served["model"] == "lightgbm"][["account_id", "score"]].rename(
+            columns={"score": "chosen"}
+        )
+        scores[-1] = scores[-1].merge(served, on="account_id", how="left", validate="one_to_one")
     for m in metrics.values():
         if "roc_auc_per_fold" in m:
             m["roc_auc_fold_mean"] = float(np.mean(m["roc_auc_per_fold"]))
     return metrics
 
 
-def plain_folds(data, spec) -> dict[str, dict]:
-    """The yardsticks on tabular mode's own folds (same StratifiedKFold, same seed): pooled and per fold."""
+def plain_folds(data, spec, scores: list | None = None) -> dict[str, dict]:
+    """The yardsticks on tabular mode's own folds (same StratifiedKFold, same seed): pooled and per fold.
+    ``scores``, when given, receives every row (account_id, y) with each yardstick's out-of-fold score."""
     from sklearn.model_selection import StratifiedKFold
 
     kfold = StratifiedKFold(n_splits=spec.folds, shuffle=True, random_state=spec.seed)
@@ -648,13 +702,24 @@ def plain_folds(data, spec) -> dict[str, dict]:
         for k in PLAIN:
             pooled[k][test] = p[k]
             per_fold[k].append(_metrics_of(data.y[test], p[k])["roc_auc"])
+    if scores is not None:
+        scores.append(
+            pd.DataFrame({"account_id": data.features["account_id"].to_numpy(), "y": data.y, **pooled})
+        )
     return {k: _metrics_of(data.y, pooled[k]) | {"roc_auc_per_fold": per_fold[k]} for k in PLAIN}
 
 
 # ------------------------------------------------------------------------------------------- ravenstack
 
 
-def run_ravenstack(shared: Path, work: Path) -> dict:
+# Why RavenStack's comparisons are reported and not judged (its SOURCE.md, measured when the data was chosen)
+NO_SIGNAL = (
+    "SOURCE.md: the tables are generated nearly independently, no recoverable signal (LightGBM 0.512 on all-time "
+    "aggregates); for plumbing, not to judge model quality"
+)
+
+
+def run_ravenstack(shared: Path, work: Path, n_boot: int = 1000) -> dict:
     from churnml.contract.io import read_folder, read_table, write_folder
     from churnml.contract.validate import REASON, validate_tables
     from churnml.dataset.labels import build_labels
@@ -692,12 +757,33 @@ def run_ravenstack(shared: Path, work: Path) -> dict:
         split = model.split
         models = _test_metrics(evaluation)
         models["chosen"] = models.pop("lightgbm")  # the served model (LightGBM, logistic or blend)
-        models |= plain_split(features, labels, column, split)
+        rows: list[pd.DataFrame] = []
+        models |= plain_split(features, labels, column, split, rows)
+        served = evaluation.scores[
+            (evaluation.scores["model"] == "lightgbm") & (evaluation.scores["split"] == "test")
+        ]
+        keys = ["account_id", "cutoff"]
+        test_rows = rows[0].assign(
+            account_id=rows[0]["account_id"].astype(str), cutoff=pd.to_datetime(rows[0]["cutoff"])
+        )
+        chosen_rows = pd.DataFrame(
+            {
+                "account_id": served["account_id"].astype(str).to_numpy(),
+                "cutoff": pd.to_datetime(served["cutoff"]).to_numpy(),
+                "chosen": served["score"].to_numpy(),
+            }
+        )
+        test_rows = test_rows.merge(
+            chosen_rows.assign(cutoff=chosen_rows["cutoff"].astype(test_rows["cutoff"].dtype)),
+            on=keys,
+            how="left",
+            validate="one_to_one",
+        )
         targets[target] = {
             "label": column,
             **counts,
             "models": models,
-            "verdict": verdict(models),
+            "verdict": unjudged(verdict(models), test_rows, NO_SIGNAL, n_boot),
             "selection": [{"seed": cfg.model.seed, **model.info["selection"]}],
         }
     # the account table's own churn_flag (SOURCE.md's label candidate) through tabular mode
@@ -711,12 +797,13 @@ def run_ravenstack(shared: Path, work: Path) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         flat = evaluate_table(data, spec, cfg.model, cfg.evaluation)
-    flat_metrics = tabular_metrics(flat, data, spec)
+    flat_rows: list[pd.DataFrame] = []
+    flat_metrics = tabular_metrics(flat, data, spec, flat_rows)
     targets["churn_flag_tabular"] = {
         "label": "accounts.churn_flag (tabular mode, stratified 5-fold on the account table)",
         "protocol": "5-fold CV (tabular mode, accounts table)",
         "models": flat_metrics,
-        "verdict": verdict(flat_metrics),
+        "verdict": unjudged(verdict(flat_metrics), flat_rows[0], NO_SIGNAL, n_boot),
         "selection": [{"fold": c["fold"], "chosen": c["chosen"]} for c in flat.protocol["selection"]],
     }
     return {
@@ -829,7 +916,13 @@ def render_table(results_dir: Path) -> str:
                 f" {'mean fold ' if v['compared_on'] == 'roc_auc_fold_mean' else ''}ROC-AUC "
                 f"{chosen[v['compared_on']]:.4f} against the better yardstick, {v['better_yardstick']}, "
                 f"{best[v['compared_on']]:.4f} (margin {v['margin_roc_auc']:+.4f}){folds}: "
-                f"{'holds' if v['holds'] else 'DOES NOT HOLD'}."
+                + (
+                    f"{'holds' if v['holds'] else 'DOES NOT HOLD'}."
+                    if v.get("judged", True)
+                    else f"not judged ({v['why']}); the gap's 95% interval over resampled accounts "
+                    f"[{v['gap_ci95'][0]:+.3f}, {v['gap_ci95'][1]:+.3f}] "
+                    f"{'holds zero: chance' if v['gap_could_be_chance'] else 'excludes zero'}."
+                )
             )
         for target, t in data["targets"].items():
             tu = t.get("tuning")
@@ -933,7 +1026,7 @@ def main(argv: list[str] | None = None) -> int:
             if name.startswith("crm6_"):
                 out = run_crm6(name.removeprefix("crm6_"), shared, Path(tmp), args.seeds, args.bootstrap)
             elif name == "ravenstack":
-                out = run_ravenstack(shared, Path(tmp))
+                out = run_ravenstack(shared, Path(tmp), args.bootstrap)
             elif name == "simulator":
                 out = run_simulator(Path(tmp), args.seeds, args.bootstrap)
             else:

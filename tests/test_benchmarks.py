@@ -72,3 +72,32 @@ def test_each_dvc_stage_gets_its_own_peak_and_time(tmp_path):
     assert stages["alloc@small"]["peak_rss_mb"] < 100
     assert all(0.3 < s["seconds"] < 5 for s in stages.values())
     assert measured["peak_rss_mb"] >= stages["alloc@big"]["peak_rss_mb"]
+
+
+def test_the_gap_interval_separates_a_real_gap_from_chance():
+    """quality.gap_interval: a model that ranks by the outcome is ahead beyond chance; two draws of noise are not
+    told apart; a model against itself has no gap."""
+    import numpy as np
+    import pandas as pd
+    import quality
+
+    rng = np.random.default_rng(0)
+    n = 600
+    y = rng.integers(0, 2, n)
+    rows = pd.DataFrame(
+        {
+            "account_id": np.repeat(np.arange(n // 3), 3),
+            "y": y,
+            "good": y + rng.normal(size=n),
+            "noise": rng.normal(size=n),
+            "more_noise": rng.normal(size=n),
+        }
+    )
+    real = quality.gap_interval(rows, "good", "noise", 300)
+    assert 0 < real[0] < real[1]
+    chance = quality.gap_interval(rows, "noise", "more_noise", 300)
+    assert chance[0] < 0 < chance[1]
+    assert quality.gap_interval(rows, "noise", "noise", 50) == [0.0, 0.0]
+    found = {"better_yardstick": "noise", "margin_roc_auc": -0.01, "holds": False}
+    verdict = quality.unjudged(found, rows.rename(columns={"more_noise": "chosen"}), "no signal", 200)
+    assert verdict["judged"] is False and verdict["gap_could_be_chance"] and verdict["why"] == "no signal"

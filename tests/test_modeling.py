@@ -633,14 +633,24 @@ def test_served_model_is_refit_on_train_and_validation_with_trees_scaled(tables,
     np.testing.assert_allclose(
         churn_model.booster.predict(test, raw_score=True), expected.predict(test, raw_score=True), atol=1e-12
     )
-    linear = fit_linear(x, y, w, churn_model.categories)
+    linear = fit_linear(x, y, churn_model.categories)
     np.testing.assert_allclose(churn_model.linear["coef"], linear["coef"], atol=1e-12)
+    # the logistic part is unweighted whatever model.class_weight says (LightGBM's): the plain logistic
+    # regression on the same standardised design, no sample weights
+    from sklearn.linear_model import LogisticRegression
+
+    from churnml.modeling.model import _linear_design
+
+    plain = LogisticRegression(C=1.0, solver="newton-cholesky", max_iter=200).fit(
+        _linear_design(linear, x), y
+    )
+    np.testing.assert_allclose(churn_model.linear["coef"], plain.coef_[0], atol=1e-9)
 
 
 def test_refit_keeps_the_train_period_choice_and_calibration_and_off_is_the_old_model(
     tables, churn_model, unrefit_model
 ):
-    from churnml.modeling.model import _class_weights, fit_linear
+    from churnml.modeling.model import fit_linear
 
     features, labels, _ = tables
     assert unrefit_model.info["refit"] is None
@@ -657,9 +667,7 @@ def test_refit_keeps_the_train_period_choice_and_calibration_and_off_is_the_old_
     # off: the train period's early-stopped booster and logistic part, as before the refit existed
     train = _period_rows(unrefit_model, features, labels, "train")
     y = train["y"].to_numpy()
-    linear = fit_linear(
-        unrefit_model.prepare(train), y, _class_weights(y, "balanced"), unrefit_model.categories
-    )
+    linear = fit_linear(unrefit_model.prepare(train), y, unrefit_model.categories)
     np.testing.assert_allclose(unrefit_model.linear["coef"], linear["coef"], atol=1e-12)
     rows = _test_rows(churn_model, features)
     assert not np.allclose(unrefit_model.predict_raw(rows), churn_model.predict_raw(rows))
