@@ -671,18 +671,12 @@ def run_tabular(name: str, shared: Path, optuna_seconds: float = 0.0) -> dict:
 
 def tabular_metrics(result, data, spec, scores: list | None = None) -> dict[str, dict]:
     """Per model the pooled out-of-fold metrics, per-fold ROC-AUC and its mean; the served model as ``chosen``;
-    the yardsticks on the same folds (``scores``: as :func:`plain_folds`, with the chosen model's beside)."""
+    the yardsticks on the same folds (``scores``: as :func:`plain_folds`)."""
     metrics = _test_metrics(result.evaluation)
     for model, part in result.folds.groupby("model"):
         metrics[model]["roc_auc_per_fold"] = [float(v) for v in part.sort_values("fold")["roc_auc"]]
     metrics["chosen"] = metrics.pop("lightgbm")  # tabular mode's served model: the one it chose per fold
     metrics |= plain_folds(data, spec, scores)
-    if scores is not None:
-        served = result.evaluation.scores
-        served = served[served["model"] == "lightgbm"][["account_id", "score"]].rename(
-            columns={"score": "chosen"}
-        )
-        scores[-1] = scores[-1].merge(served, on="account_id", how="left", validate="one_to_one")
     for m in metrics.values():
         if "roc_auc_per_fold" in m:
             m["roc_auc_fold_mean"] = float(np.mean(m["roc_auc_per_fold"]))
@@ -717,6 +711,22 @@ NO_SIGNAL = (
     "SOURCE.md: the tables are generated nearly independently, no recoverable signal (LightGBM 0.512 on all-time "
     "aggregates); for plumbing, not to judge model quality"
 )
+
+
+def _beside_chosen(rows: pd.DataFrame, evaluation, keys: list[str]) -> pd.DataFrame:
+    """The yardsticks' test rows (``keys``, y and their scores) with the served model's test score as ``chosen``
+    (the evaluation's ``lightgbm`` rows), matched on ``keys`` as text and datetime."""
+    served = evaluation.scores
+    served = served[(served["model"] == "lightgbm") & (served["split"] == "test")]
+
+    def keyed(frame: pd.DataFrame) -> pd.DataFrame:
+        frame = frame.assign(account_id=frame["account_id"].astype(str).to_numpy())
+        if "cutoff" in keys:
+            frame["cutoff"] = pd.to_datetime(frame["cutoff"]).astype("datetime64[us]")
+        return frame
+
+    chosen = keyed(served[[*keys, "score"]].rename(columns={"score": "chosen"}))
+    return keyed(rows).merge(chosen, on=keys, how="left", validate="one_to_one")
 
 
 def run_ravenstack(shared: Path, work: Path, n_boot: int = 1000) -> dict:
@@ -759,31 +769,16 @@ def run_ravenstack(shared: Path, work: Path, n_boot: int = 1000) -> dict:
         models["chosen"] = models.pop("lightgbm")  # the served model (LightGBM, logistic or blend)
         rows: list[pd.DataFrame] = []
         models |= plain_split(features, labels, column, split, rows)
-        served = evaluation.scores[
-            (evaluation.scores["model"] == "lightgbm") & (evaluation.scores["split"] == "test")
-        ]
-        keys = ["account_id", "cutoff"]
-        test_rows = rows[0].assign(
-            account_id=rows[0]["account_id"].astype(str), cutoff=pd.to_datetime(rows[0]["cutoff"])
-        )
-        chosen_rows = pd.DataFrame(
-            {
-                "account_id": served["account_id"].astype(str).to_numpy(),
-                "cutoff": pd.to_datetime(served["cutoff"]).to_numpy(),
-                "chosen": served["score"].to_numpy(),
-            }
-        )
-        test_rows = test_rows.merge(
-            chosen_rows.assign(cutoff=chosen_rows["cutoff"].astype(test_rows["cutoff"].dtype)),
-            on=keys,
-            how="left",
-            validate="one_to_one",
-        )
         targets[target] = {
             "label": column,
             **counts,
             "models": models,
-            "verdict": unjudged(verdict(models), test_rows, NO_SIGNAL, n_boot),
+            "verdict": unjudged(
+                verdict(models),
+                _beside_chosen(rows[0], evaluation, ["account_id", "cutoff"]),
+                NO_SIGNAL,
+                n_boot,
+            ),
             "selection": [{"seed": cfg.model.seed, **model.info["selection"]}],
         }
     # the account table's own churn_flag (SOURCE.md's label candidate) through tabular mode
@@ -803,7 +798,12 @@ def run_ravenstack(shared: Path, work: Path, n_boot: int = 1000) -> dict:
         "label": "accounts.churn_flag (tabular mode, stratified 5-fold on the account table)",
         "protocol": "5-fold CV (tabular mode, accounts table)",
         "models": flat_metrics,
-        "verdict": unjudged(verdict(flat_metrics), flat_rows[0], NO_SIGNAL, n_boot),
+        "verdict": unjudged(
+            verdict(flat_metrics),
+            _beside_chosen(flat_rows[0], flat.evaluation, ["account_id"]),
+            NO_SIGNAL,
+            n_boot,
+        ),
         "selection": [{"fold": c["fold"], "chosen": c["chosen"]} for c in flat.protocol["selection"]],
     }
     return {

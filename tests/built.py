@@ -14,6 +14,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +57,15 @@ def stage_env(**extra: str) -> dict[str, str]:
     if env.get("CHURNML_WARM_SOCKET"):
         env["PATH"] = f"{WARM / 'bin'}{os.pathsep}{env['PATH']}"
     return env
+
+
+def wait_for_warm(path: Path, timeout_s: float = 60) -> None:
+    """Until the warm server accepts (its imports take a few seconds; the shim runs cold meanwhile)."""
+    deadline = time.monotonic() + timeout_s
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the warm server did not start: {path.parent / 'server.log'}")
+        time.sleep(0.1)
 
 
 def guarded_env(netguard_log: Path) -> dict[str, str]:

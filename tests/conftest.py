@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pandas as pd
 import pytest
@@ -71,15 +70,6 @@ def warm_python(tmp_path_factory):
             os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
         log.close()
-
-
-def wait_for_warm(path, timeout_s: float = 60) -> None:
-    """Until the warm server accepts (its imports take a few seconds; the shim runs cold meanwhile)."""
-    deadline = time.monotonic() + timeout_s
-    while not path.exists():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"the warm server did not start: {path.parent / 'server.log'}")
-        time.sleep(0.1)
 
 
 @pytest.fixture(scope="session")

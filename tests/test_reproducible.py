@@ -21,7 +21,6 @@ from built import run, stage_env
 from tables import SMALL_PIPELINE as SMALL
 
 ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 
 pytestmark = pytest.mark.slow
 

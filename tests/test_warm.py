@@ -15,9 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import wait_for_warm
 
-from built import ROOT, WARM, guarded_env, stage_env
+from built import ROOT, WARM, guarded_env, stage_env, wait_for_warm
 
 SCRIPT = """
 import json, os, sys
