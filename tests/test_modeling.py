@@ -246,6 +246,30 @@ def test_isotonic_calibrator_is_monotone_and_bounded():
         Calibrator.fit("isotonic", raw, np.zeros(500))
 
 
+def test_platt_keeps_the_models_order_when_held_out_scores_rank_below_chance(caplog):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(2)
+    raw = rng.normal(size=400)
+    # with signal: exactly Platt's unconstrained fit
+    y = (rng.random(400) < 1 / (1 + np.exp(-1.5 * raw))).astype(int)
+    lr = LogisticRegression(C=np.inf).fit(raw.reshape(-1, 1), y)
+    cal = Calibrator.fit("sigmoid", raw, y)
+    assert (cal.a, cal.b) == (float(lr.coef_[0, 0]), float(lr.intercept_[0])) and cal.a > 0
+    # reversed: the unconstrained slope is negative and would serve the riskiest-ranked account as the safest
+    flipped = 1 - y
+    assert LogisticRegression(C=np.inf).fit(raw.reshape(-1, 1), flipped).coef_[0, 0] < 0
+    with caplog.at_level("WARNING"):
+        cal = Calibrator.fit("sigmoid", raw, flipped)
+    assert "no better than chance" in caplog.text and "base rate" in caplog.text
+    p = cal.transform(raw)
+    assert cal.a > 0 and roc_auc_score(flipped, p) == roc_auc_score(flipped, raw)  # the order is kept
+    assert abs(p.mean() - flipped.mean()) < 1e-9  # ... and every probability is the base rate
+    assert np.ptp(p) < 1e-5
+    assert Calibrator.from_dict(json.loads(json.dumps(cal.to_dict()))).transform(raw).tolist() == p.tolist()
+
+
 def test_monotone_constraint_holds_for_the_churn_model(tables):
     features, labels, _ = tables
     cfg = fast_config(monotone_churn={"adoption_license_utilisation_30d": -1})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -11,6 +12,11 @@ from churnml.errors import ChurnmlError
 
 # An isotonic step of exactly 0 or 1 is overconfident (infinite log loss on one surprise): keep a floor.
 PROB_FLOOR = 1e-4
+# Platt's slope when the held-out scores rank no better than chance: small enough that every probability is the
+# base rate to about 1e-6, positive so that the model's order is kept (see Calibrator.fit)
+FLAT_SLOPE = 1e-6
+
+log = logging.getLogger(__name__)
 
 
 # -------------------------------------------------------------------------------------------- calibration
@@ -18,6 +24,15 @@ PROB_FLOOR = 1e-4
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=float)))
+
+
+def _intercept_for(offset: np.ndarray, rate: float) -> float:
+    """The intercept b whose mean ``sigmoid(offset + b)`` is ``rate`` (the logistic likelihood's optimum for b
+    with the slope fixed)."""
+    from scipy.optimize import brentq
+
+    lo, hi = -50.0 - float(offset.max()), 50.0 - float(offset.min())
+    return float(brentq(lambda b: float(_sigmoid(offset + b).mean()) - rate, lo, hi, xtol=1e-14))
 
 
 @dataclass
@@ -57,7 +72,23 @@ class Calibrator:
         from sklearn.linear_model import LogisticRegression
 
         lr = LogisticRegression(C=np.inf).fit(raw.reshape(-1, 1), y.astype(int))
-        return cls("sigmoid", a=float(lr.coef_[0, 0]), b=float(lr.intercept_[0]))
+        a, b = float(lr.coef_[0, 0]), float(lr.intercept_[0])
+        if not a > 0:
+            # A calibration is a non-decreasing map (isotonic is one by construction). Platt's unconstrained
+            # slope turns negative when the held-out scores rank below chance, which on data without signal
+            # is noise, and it then reverses the model's order: the account ranked riskiest is served as the
+            # safest (RavenStack's churn_flag: held-out ROC-AUC 0.586 served as 0.415). The likelihood's best
+            # non-negative slope is then 0 (every probability the base rate); a tiny positive one keeps the
+            # order as the tie-break, and the intercept is refitted for it (the base rate is kept exactly).
+            a = FLAT_SLOPE
+            b = _intercept_for(a * raw, float(y.mean()))
+            log.warning(
+                "calibration: the held-out scores rank no better than chance (Platt slope <= 0 on %d rows); "
+                "the probabilities are the base rate %.4f, the model's order kept",
+                len(y),
+                float(y.mean()),
+            )
+        return cls("sigmoid", a=a, b=b)
 
     def transform(self, raw: np.ndarray) -> np.ndarray:
         """Calibrated probabilities of raw scores."""
