@@ -162,3 +162,25 @@ def test_valid_rows_keep_their_file_order(tmp_path):
     validate_folder(tmp_path / "in", tmp_path / "out", bounds=BOUNDS)
     got = pd.read_parquet(tmp_path / "out" / "usage.parquet")
     assert list(got["date"].astype(str).str[:10]) == list(usage["date"])
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_a_truncated_export_fails_in_one_line_naming_table_and_file(fmt, tmp_path):
+    """A file cut short (a copy killed mid-way) or not of its format: one line naming the table and the file,
+    from the out-of-core reader as from pandas' (contract.io), and nothing is written."""
+    from churnml.contract.sqlcheck import check_usage_rows
+
+    _write(tiny_tables(), tmp_path / "in", fmt)
+    usage = tmp_path / "in" / f"usage.{fmt}"
+    data = usage.read_bytes()
+    # Parquet without its footer; a CSV whose bytes are not text
+    usage.write_bytes(
+        data[: len(data) // 2] if fmt == "parquet" else b"\xff\xfe\x00" + bytes(range(256)) * 40
+    )
+    with pytest.raises(ChurnmlError) as got:
+        validate_folder(tmp_path / "in", tmp_path / "out", bounds=BOUNDS)
+    line = str(got.value)
+    assert line.startswith("usage: cannot read (") and str(usage) in line and "\n" not in line
+    assert not (tmp_path / "out" / "usage.parquet").exists()
+    with pytest.raises(ChurnmlError, match=r"^usage: cannot read \(.*usage\."):
+        check_usage_rows(usage, BOUNDS)

@@ -333,9 +333,13 @@ def check_table(
             the rows that pass every other rule, as the pandas path does).
 
     Raises:
-        ChurnmlError: a declared column is missing from the source.
+        ChurnmlError: the source cannot be read (a truncated or foreign file: DuckDB's first line, which
+            names the file), or a declared column is missing from it.
     """
-    types = {str(r[0]): str(r[1]) for r in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
+    try:  # the first read of the file: a truncated export fails here, as pandas' reader does in contract.io
+        types = {str(r[0]): str(r[1]) for r in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
+    except duckdb.Error as exc:
+        raise ChurnmlError(f"{name}: cannot read ({str(exc).strip().splitlines()[0]})") from None
     missing = [c for c in TABLES[name].schema.columns if c not in types]
     if missing:
         raise ChurnmlError(
