@@ -229,6 +229,25 @@ def test_scores_carry_tiers_and_reasons_that_raise_risk(final):
     assert all(len(r) <= 2 and all(x["probability_points"] > 0 for x in r) for r in reasons)
 
 
+def test_scoring_text_in_a_numeric_column_is_named_blanks_are_missing(final):
+    spec, data, model = final
+    new = snapshot(40, seed=5)
+    clean = prepare_table(new, spec, model=model, require_label=False)
+    assert clean.features["charges"].isna().sum() == 5  # the blank cells: missing, as in training
+    as_text = new.assign(usage=new["usage"].astype(str), tenure=new["tenure"].astype(str))
+    again = prepare_table(as_text, spec, model=model, require_label=False)
+    np.testing.assert_array_equal(again.features["usage"], clean.features["usage"])
+    bad = as_text.copy()
+    bad.loc[[3, 7], "usage"] = ["n/a", "12,5"]
+    with pytest.raises(ChurnmlError) as got:
+        prepare_table(bad, spec, model=model, require_label=False)
+    line = str(got.value)
+    assert line.startswith("column 'usage': 2 cell(s) are not numbers, e.g. 'n/a' (account 'C00003')")
+    assert "\n" not in line
+    with pytest.raises(ChurnmlError, match=r"--arr 'usage': 2 cell\(s\) are not numbers"):
+        prepare_table(bad, dataclasses.replace(spec, arr="usage"), require_label=False)
+
+
 def test_shortening_tenure_raises_risk(final):
     _, data, model = final
     longer = data.features.assign(tenure=60.0)

@@ -211,6 +211,26 @@ def map_label(values: pd.Series, name: str, positive: str | None) -> pd.Series:
     return out
 
 
+def _numbers(series: pd.Series, what: str, ids: pd.Series) -> pd.Series:
+    """A column that must hold numbers, as float64: blank cells are missing (Telco's TotalCharges of new
+    customers), ``true``/``false`` are 1/0; any other text is an error naming the column, the count and an
+    account, not a silent missing value."""
+    if pd.api.types.is_bool_dtype(series.dtype) or pd.api.types.is_numeric_dtype(series.dtype):
+        return series.astype("float64")
+    text = series.astype("str").where(series.notna()).str.strip()
+    text = text.where(text != "")
+    flags = text.str.lower().map({"true": 1.0, "false": 0.0})
+    numbers = pd.to_numeric(text.where(flags.isna()), errors="coerce").fillna(flags)
+    bad = text.notna() & numbers.isna()
+    if bad.any():
+        first = int(np.flatnonzero(bad.to_numpy())[0])
+        raise ChurnmlError(
+            f"{what}: {int(bad.sum())} cell(s) are not numbers, e.g. {text.iloc[first]!r} "
+            f"(account {ids.iloc[first]!r}); a number or an empty cell is expected"
+        )
+    return numbers.astype("float64")
+
+
 def _feature_column(series: pd.Series, name: str, forced_categorical: bool) -> tuple[pd.Series, bool]:
     """(the column as float64 or text, whether it is categorical)."""
     if forced_categorical:
@@ -319,7 +339,7 @@ def prepare_table(
         columns = list(model.features)
     for col in columns:
         if model is not None and col not in model.categories:
-            values, is_cat = pd.to_numeric(table[col], errors="coerce").astype("float64"), False
+            values, is_cat = _numbers(table[col], f"column {col!r}", ids), False
         else:
             forced = col in spec.categorical or (model is not None and col in model.categories)
             values, is_cat = _feature_column(table[col], col, forced)
@@ -333,7 +353,7 @@ def prepare_table(
             raise ChurnmlError(f"--health {col!r} is a categorical column; a health signal must be numeric")
     features = pd.DataFrame(out)
     arr = (
-        pd.to_numeric(table[spec.arr], errors="coerce").to_numpy(float)
+        _numbers(table[spec.arr], f"--arr {spec.arr!r}", ids).to_numpy(float)
         if spec.arr
         else np.full(len(table), np.nan)
     )
