@@ -5,6 +5,8 @@ What DVC runs; the work is :func:`churnml.stages.labels.labels`.
 
 import logging
 
+import _require  # noqa: F401  (first: one line when churnml cannot be imported)
+
 from churnml.config import load_config, repo_root
 from churnml.stages import run_stage
 from churnml.stages.labels import labels

@@ -69,3 +69,17 @@ def test_a_cycle_inside_a_subpackage_is_caught(copy):
     assert result.returncode != 0
     assert "No cycles are allowed in churnml.modeling" in result.stdout, result.stdout
     assert ".split -> .model" in result.stdout or ".model -> .split" in result.stdout, result.stdout
+
+
+def test_a_stage_script_under_a_python_without_churnml_says_so_in_one_line():
+    """DVC runs `python pipelines/<stage>.py` with whatever `python` is first on PATH; without the project's
+    environment each stage stops with one line (pipelines/_require.py), not an import traceback."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    scripts = sorted(p for p in (ROOT / "pipelines").glob("*.py") if not p.name.startswith("_"))
+    assert len(scripts) > 10
+    for script in scripts:
+        # -S: no site-packages, so neither the installed churnml nor its dependencies
+        done = subprocess.run([sys.executable, "-S", str(script)], env=env, capture_output=True, text=True)
+        assert done.returncode == 1, (script.name, done.stderr)
+        assert done.stderr.startswith("error: this python (") and done.stderr.count("\n") == 1, done.stderr
+        assert "cannot import churnml" in done.stderr and "source .venv/bin/activate" in done.stderr
