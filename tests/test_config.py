@@ -218,6 +218,16 @@ def test_a_mistyped_override_is_refused_with_the_closest_key_and_nothing_written
     check_overrides(repo / CONF_DIR, ["+scoring.tiers.thresholds.severe=0.95", "~scoring.as_of"])
 
 
+def test_a_value_of_the_wrong_type_says_why_in_one_line_and_nothing_written(repo):
+    before = (repo / "params.yaml").read_text()
+    with pytest.raises(ChurnmlError) as got:
+        write_params(repo, ["model.lgbm.num_leaves=abc"])
+    assert str(got.value).endswith(
+        "override model.lgbm.num_leaves=abc: Value 'abc' of type 'str' could not be converted to Integer"
+    )
+    assert "\n" not in str(got.value) and (repo / "params.yaml").read_text() == before
+
+
 def test_an_unknown_key_in_params_yaml_names_the_closest_key(repo):
     with pytest.raises(ChurnmlError, match=r"num_leafs.*did you mean 'model.lgbm.num_leaves'"):
         validate_config({"model": {"lgbm": {"num_leafs": 63}}})
