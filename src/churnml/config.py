@@ -605,15 +605,13 @@ def _compose(conf_dir: Path, overrides: list[str] | None) -> Any:
             cfg = hydra_compose(config_name="config", overrides=list(overrides or []))
         OmegaConf.resolve(cfg)
     except (HydraException, OmegaConfBaseException) as exc:
-        # Hydra's line names the override, its cause says what is wrong with it ("Value 'abc' of type 'str'
-        # could not be converted to Integer"): the first line of each
-        lines, cause = [], exc
-        while cause is not None and len(lines) < 3:
-            first = str(cause).strip().splitlines()[:1]
-            if first and first[0] not in lines:
-                lines.append(first[0])
-            cause = cause.__cause__
-        raise ChurnmlError(f"cannot compose {conf_dir}: {': '.join(lines)}") from None
+        # Hydra's line names the override, its direct cause says what is wrong with it ("Value 'abc' of type
+        # 'str' could not be converted to Integer"): the first line of both (deeper causes hold OmegaConf's
+        # unformatted templates, "Value '$VALUE' ...")
+        lines = [
+            str(e).strip().splitlines()[0] for e in (exc, exc.__cause__) if e is not None and str(e).strip()
+        ]
+        raise ChurnmlError(f"cannot compose {conf_dir}: {': '.join(dict.fromkeys(lines))}") from None
     finally:
         GlobalHydra.instance().clear()
     return cfg
