@@ -51,6 +51,7 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -168,6 +169,20 @@ def _test_metrics(evaluation) -> dict[str, dict[str, float]]:
     }
 
 
+def account_resamples(accounts: np.ndarray, y: np.ndarray, n_boot: int, seed: int) -> Iterator[np.ndarray]:
+    """The row indices of ``n_boot`` resamples of accounts with replacement (every row of each drawn account, in
+    row order); a resample whose rows hold one outcome only is drawn and skipped (no ROC-AUC on it)."""
+    keys, inverse = np.unique(accounts, return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    starts = np.searchsorted(inverse[order], np.arange(len(keys)))
+    ends = np.append(starts[1:], len(order))
+    rng = np.random.default_rng(seed)
+    for _ in range(n_boot):
+        pick = np.concatenate([order[starts[i] : ends[i]] for i in rng.integers(0, len(keys), len(keys))])
+        if 0 < y[pick].sum() < len(pick):
+            yield pick
+
+
 def cluster_bootstrap(scores: pd.DataFrame, n_boot: int, seed: int = 0) -> dict[str, list[float]]:
     """95% interval of the seed-mean ROC-AUC per model, resampling accounts (all their test rows) with replacement.
 
@@ -178,20 +193,11 @@ def cluster_bootstrap(scores: pd.DataFrame, n_boot: int, seed: int = 0) -> dict[
     """
     from sklearn.metrics import roc_auc_score
 
-    accounts, inverse = np.unique(scores["account_id"].to_numpy(), return_inverse=True)
-    rows_of = [[] for _ in accounts]
-    for i, a in enumerate(inverse):
-        rows_of[a].append(i)
-    rows_of = [np.asarray(r) for r in rows_of]
     y = scores["y"].to_numpy()
     cols = [c for c in scores.columns if "|" in c]
     models = sorted({c.split("|")[0] for c in cols})
-    rng = np.random.default_rng(seed)
     draws: dict[str, list[float]] = {m: [] for m in models}
-    for _ in range(n_boot):
-        pick = np.concatenate([rows_of[a] for a in rng.integers(0, len(accounts), len(accounts))])
-        if not 0 < y[pick].sum() < len(pick):
-            continue
+    for pick in account_resamples(scores["account_id"].to_numpy(), y, n_boot, seed):
         for m in models:
             aucs = [roc_auc_score(y[pick], scores[c].to_numpy()[pick]) for c in cols if c.startswith(m + "|")]
             draws[m].append(float(np.mean(aucs)))
@@ -207,18 +213,11 @@ def gap_interval(rows: pd.DataFrame, mine: str, theirs: str, n_boot: int, seed: 
     """
     from sklearn.metrics import roc_auc_score
 
-    accounts, inverse = np.unique(rows["account_id"].astype(str).to_numpy(), return_inverse=True)
-    order = np.argsort(inverse, kind="stable")
-    starts = np.searchsorted(inverse[order], np.arange(len(accounts)))
-    ends = np.append(starts[1:], len(order))
     y, a, b = (rows[c].to_numpy() for c in ("y", mine, theirs))
-    rng = np.random.default_rng(seed)
-    gaps = []
-    for _ in range(n_boot):
-        drawn = rng.integers(0, len(accounts), len(accounts))
-        pick = np.concatenate([order[starts[i] : ends[i]] for i in drawn])
-        if 0 < y[pick].sum() < len(pick):
-            gaps.append(roc_auc_score(y[pick], a[pick]) - roc_auc_score(y[pick], b[pick]))
+    gaps = [
+        roc_auc_score(y[pick], a[pick]) - roc_auc_score(y[pick], b[pick])
+        for pick in account_resamples(rows["account_id"].astype(str).to_numpy(), y, n_boot, seed)
+    ]
     return [float(np.percentile(gaps, 2.5)), float(np.percentile(gaps, 97.5))]
 
 
