@@ -211,14 +211,19 @@ def map_label(values: pd.Series, name: str, positive: str | None) -> pd.Series:
     return out
 
 
+def _cells(series: pd.Series) -> pd.Series:
+    """The cells as stripped text, blank cells missing."""
+    text = series.astype("str").where(series.notna()).str.strip()
+    return text.where(text != "")
+
+
 def _numbers(series: pd.Series, what: str, ids: pd.Series) -> pd.Series:
     """A column that must hold numbers, as float64: blank cells are missing (Telco's TotalCharges of new
     customers), ``true``/``false`` are 1/0; any other text is an error naming the column, the count and an
     account, not a silent missing value."""
     if pd.api.types.is_bool_dtype(series.dtype) or pd.api.types.is_numeric_dtype(series.dtype):
         return series.astype("float64")
-    text = series.astype("str").where(series.notna()).str.strip()
-    text = text.where(text != "")
+    text = _cells(series)
     flags = text.str.lower().map({"true": 1.0, "false": 0.0})
     numbers = pd.to_numeric(text.where(flags.isna()), errors="coerce").fillna(flags)
     bad = text.notna() & numbers.isna()
@@ -243,8 +248,7 @@ def _feature_column(series: pd.Series, name: str, forced_categorical: bool) -> t
         raise ChurnmlError(f"column {name!r} holds dates: pass it as --date or --drop it")
     if not _is_text(series) and not isinstance(series.dtype, pd.CategoricalDtype):
         raise ChurnmlError(f"column {name!r} has dtype {series.dtype}: expected numbers or text")
-    text = series.astype("str").where(series.notna()).str.strip()
-    text = text.where(text != "")
+    text = _cells(series)
     numbers = pd.to_numeric(text, errors="coerce")
     if text.notna().any() and numbers[text.notna()].notna().all():
         return numbers.astype("float64"), False
