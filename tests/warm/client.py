@@ -83,7 +83,7 @@ def main() -> None:
     reply = b""
     pid = None
     while True:
-        chunk = conn.recv(STATUS.size - len(reply) if len(reply) < STATUS.size else STATUS.size)
+        chunk = conn.recv(STATUS.size - len(reply))  # reply holds less than one status here
         if not chunk:
             print("warm python: the server went away while running " + " ".join(argv), file=sys.stderr)
             os._exit(1)
