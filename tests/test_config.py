@@ -235,6 +235,42 @@ def test_an_unknown_key_in_params_yaml_names_the_closest_key(repo):
         validate_config({"data": {"source": "folder"}})  # the simulator would still run
 
 
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("simulator.accounts=-5", "'simulator.accounts': -5 must be >= 1"),
+        ("model.calibration=platt", "'model.calibration': 'platt' must be one of sigmoid, isotonic, none"),
+        ("scoring.as_of=2025-13-01", "'scoring.as_of': '2025-13-01' must be a date (YYYY-MM-DD) or empty"),
+        ("simulator.start_date=''", "'simulator.start_date': '' must be a date (YYYY-MM-DD)"),
+        ("features.windows_days=[7,0]", "'features.windows_days': 0 (in [7, 0]) must be >= 1"),
+        ("model.targets=[churn,upsell]", "'model.targets': 'upsell' (in ['churn', 'upsell']) must be one of"),
+        ("survival.holdout_share=1", "'survival.holdout_share': 1.0 must be in (0, 1)"),
+        ("model.lgbm.learning_rate=0", "'model.lgbm.learning_rate': 0.0 must be > 0"),
+        ("scoring.tiers.top_shares.critical=1.5", "'scoring.tiers.top_shares': 1.5 (in {"),
+    ],
+)
+def test_a_value_no_stage_can_use_is_refused_in_one_line_naming_the_key_and_nothing_written(
+    repo, override, message
+):
+    """The values each field may hold are declared on the field (churnml.config.param) and checked wherever
+    params are validated: `churnml params`, every stage's load, and the check_params gate that runs first."""
+    before = (repo / "params.yaml").read_text()
+    with pytest.raises(ChurnmlError) as got:
+        write_params(repo, [override])
+    assert f"invalid configuration at {message}" in str(got.value) and "\n" not in str(got.value)
+    assert (repo / "params.yaml").read_text() == before
+
+
+def test_every_default_and_every_group_option_is_within_its_bounds():
+    """A bound that refused a shipped default would stop every run; the options are checked by
+    test_every_option_composes_and_validates, the dataclass defaults here."""
+    from churnml.config import check_bounds
+
+    check_bounds(Config())
+    bounded = [f.name for f in dataclasses.fields(Config().simulator) if "bounds" in f.metadata]
+    assert {"accounts", "months", "start_date"} <= set(bounded)
+
+
 def test_missing_params_says_what_to_run(repo):
     (repo / "params.yaml").unlink()
     with pytest.raises(StaleParamsError, match="make params"):

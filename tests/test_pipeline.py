@@ -262,7 +262,7 @@ def test_a_secret_in_the_warehouse_query_string_appears_nowhere(repo):
         engine.dispose()
 
 
-def test_a_mistyped_key_is_refused_with_a_suggestion_and_deletes_nothing(repo):
+def test_a_mistyped_key_or_a_bad_value_is_refused_and_deletes_nothing(repo):
     dest, env = repo
     committed = [p for d in ("metrics", "plots") for p in sorted((dest / d).rglob("*")) if p.is_file()]
     before = {p: p.read_bytes() for p in committed}
@@ -273,6 +273,17 @@ def test_a_mistyped_key_is_refused_with_a_suggestion_and_deletes_nothing(repo):
         assert proc.returncode != 0 and "nonexistent" in out and "check_params" in out, out[-3000:]
         assert {p: p.read_bytes() for p in committed if p.exists()} == before
         assert all(p.exists() for p in committed)
+        # a known key with a value no stage can use: refused by the gate before DVC removes the simulator's
+        # outputs (generate's check came after DVC had deleted data/raw and data/truth)
+        raw = sorted(p.relative_to(dest) for p in (dest / "data" / "raw").rglob("*") if p.is_file())
+        proc = _run(["dvc", "exp", "run", "-S", "simulator.accounts=-5"], dest, env, check=False)
+        out = proc.stdout + proc.stderr
+        assert proc.returncode != 0 and "'simulator.accounts': -5 must be >= 1" in out, out[-3000:]
+        assert (
+            raw
+            and sorted(p.relative_to(dest) for p in (dest / "data" / "raw").rglob("*") if p.is_file()) == raw
+        )
+        assert (dest / "data" / "truth").is_dir()
         proc = _run(["churnml", "params", "model.lgbm.num_leafs=63"], dest, env, check=False)
         assert proc.returncode == 1
         assert "did you mean 'model.lgbm.num_leaves'?" in proc.stderr and "Traceback" not in proc.stderr

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,80 @@ _SIBLING = re.compile(r"\$\{\.(\w+)\}")  # a relative interpolation of a sibling
 SCHEMA_NAME = (
     "churnml_schema"  # the dataclasses in Hydra's ConfigStore: the head of conf/config.yaml's defaults
 )
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """What a parameter may hold beyond its type, declared on its field (:func:`param`).
+
+    The type is the schema's (OmegaConf refuses ``accounts=abc``); these are the values no stage can use
+    (``simulator.accounts=-5``, ``model.calibration=platt``, ``scoring.as_of=2025-13-01``). They are checked
+    by :func:`validate_config`, so by every stage's load and by the check_params gate, which runs first: a bad
+    value stops ``dvc repro`` / ``dvc exp run`` before DVC has deleted any stage's outputs. A list's items
+    and a mapping's values are each checked.
+    """
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False  # ``low`` itself is refused
+    high_open: bool = False
+    choices: tuple[str, ...] = ()
+    date: bool = False  # an ISO date (YYYY-MM-DD)
+    empty: bool = False  # "" is allowed too (a date whose default is empty: "the data's own")
+
+    def problem(self, value: Any) -> str:
+        """Why ``value`` is refused, or ``""``."""
+        if self.choices:
+            return "" if value in self.choices else f"must be one of {', '.join(self.choices)}"
+        if self.date:
+            import datetime
+
+            if value == "" and self.empty:
+                return ""
+            try:
+                datetime.date.fromisoformat(str(value))
+            except ValueError:
+                return f"must be a date (YYYY-MM-DD){' or empty' if self.empty else ''}"
+            return ""
+        low_ok = self.low is None or (value > self.low if self.low_open else value >= self.low)
+        high_ok = self.high is None or (value < self.high if self.high_open else value <= self.high)
+        return "" if low_ok and high_ok else f"must be {self}"
+
+    def __str__(self) -> str:
+        if self.low is not None and self.high is not None:
+            return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+        if self.low is not None:
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        return f"{'<' if self.high_open else '<='} {self.high:g}"
+
+
+def param(default: Any = None, *, factory: Any = None, **bounds: Any) -> Any:
+    """A schema field with its default (or ``factory``) and its :class:`Bounds`."""
+    if bounds.get("date"):
+        bounds["empty"] = default == ""
+    meta = {"bounds": Bounds(**bounds)}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def check_bounds(section: Any, prefix: str = "") -> None:
+    """Raise, naming the key, at the first parameter of ``section`` (a config dataclass, walked into its
+    sections) whose value its :class:`Bounds` refuse."""
+    for f in fields(section):
+        value, key = getattr(section, f.name), f"{prefix}{f.name}"
+        if is_dataclass(value):
+            check_bounds(value, f"{key}.")
+            continue
+        bounds = f.metadata.get("bounds")
+        if bounds is None:
+            continue
+        items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else [value]
+        for item in items:
+            problem = bounds.problem(item)
+            if problem:
+                shown = repr(item) if item is value else f"{item!r} (in {value!r})"
+                raise ChurnmlError(f"invalid configuration at {key!r}: {shown} {problem}")
 
 
 @dataclass
@@ -116,11 +190,12 @@ class PathsConfig:
 class DataConfig:
     """Where the input tables come from: the simulator, or a folder the user brings."""
 
-    source: str = "simulator"  # simulator | folder
+    source: str = param("simulator", choices=("simulator", "folder"))
     input_dir: str = "data/raw"  # read by validate when source=folder
     quarantine: bool = False  # write bad rows aside (counts reported) instead of failing
-    min_date: str = "1990-01-01"  # earlier dates are bad rows (a 1900 start date is a placeholder)
-    max_date: str = ""  # later dates are bad rows; empty: the run's wall-clock date (UTC)
+    # earlier dates are bad rows (a 1900 start date is a placeholder)
+    min_date: str = param("1990-01-01", date=True)
+    max_date: str = param("", date=True)  # later dates are bad rows; empty: the run's wall-clock date (UTC)
     memory_limit: str = "4GB"  # DuckDB's, when validating and when scoring reads the input (out of core)
     # dvc.yaml's generate stage is `foreach: ${data.generate}`: [simulator] runs it (generate@simulator),
     # [] (every folder source) leaves the simulator out of the DAG
@@ -134,17 +209,16 @@ class DataConfig:
 class SimulatorConfig:
     """The synthetic SaaS portfolio written by ``churnml generate`` (the default data)."""
 
-    accounts: int = 5000
-    seed: int = 42
-    start_date: str = (
-        "2023-12-01"  # the data then ends in November: scoring as of a normal week, not the holidays
-    )
-    months: int = 24
+    accounts: int = param(5000, low=1)
+    seed: int = param(42, low=0)
+    # the data then ends in November: scoring as of a normal week, not the holidays
+    start_date: str = param("2023-12-01", date=True)
+    months: int = param(24, low=1)
     # Horizon of the true probabilities written to data/truth/; composed as ${labels.horizon_days}.
-    label_horizon_days: int = 90
+    label_horizon_days: int = param(90, low=1)
     # A behaviour shift after this date (concept drift); empty = none.
-    drift_date: str = ""
-    drift_strength: float = 0.0
+    drift_date: str = param("", date=True)
+    drift_strength: float = param(0.0, low=0)
 
 
 @dataclass
@@ -152,93 +226,98 @@ class SpineConfig:
     """Observation dates of the training spine."""
 
     frequency: str = "MS"  # pandas offset alias: MS monthly, W-MON weekly
-    start: str = ""  # empty: first full frequency period after the data starts plus min_history_days
-    end: str = ""  # empty: the day after the data ends
-    min_history_days: int = 90
+    # empty: first full frequency period after the data starts plus min_history_days
+    start: str = param("", date=True)
+    end: str = param("", date=True)  # empty: the day after the data ends
+    min_history_days: int = param(90, low=0)
 
 
 @dataclass
 class LabelsConfig:
     """Label definitions (DESIGN.md, Interfaces)."""
 
-    horizon_days: int = 90
-    grace_days: int = 30
-    expansion_threshold: float = 0.10
-    contraction_threshold: float = 0.10
+    horizon_days: int = param(90, low=1)
+    grace_days: int = param(30, low=0)
+    expansion_threshold: float = param(0.10, low=0, low_open=True)
+    contraction_threshold: float = param(0.10, low=0, high=1, low_open=True, high_open=True)
 
 
 @dataclass
 class FeaturesConfig:
     """Feature families and windows."""
 
-    engine: str = "duckdb"  # duckdb | spark
-    windows_days: list[int] = field(default_factory=lambda: [7, 30, 90])
-    trend_window_days: int = 30
-    baseline_weeks: int = 12
+    engine: str = param("duckdb", choices=("duckdb", "spark"))
+    windows_days: list[int] = param(factory=lambda: [7, 30, 90], low=1)
+    trend_window_days: int = param(30, low=1)
+    baseline_weeks: int = param(12, low=2)
     active_users_metric: str = "active_users"
     key_feature_prefix: str = "feature_"
-    onboarding_days: int = 90
-    sponsor_left_window_days: int = 90
-    families: list[str] = field(default_factory=lambda: list(FEATURE_FAMILIES))
+    onboarding_days: int = param(90, low=1)
+    sponsor_left_window_days: int = param(90, low=1)
+    families: list[str] = param(factory=lambda: list(FEATURE_FAMILIES), choices=FEATURE_FAMILIES)
     memory_limit: str = "4GB"
-    threads: int = 0  # 0: DuckDB's default (all cores)
+    threads: int = param(0, low=0)  # 0: DuckDB's default (all cores)
 
 
 @dataclass
 class SplitConfig:
     """Out-of-time split: train < validation < test, purged by one label horizon."""
 
-    test_periods: int = 3
-    validation_periods: int = 3
-    purge_days: int = 90  # composed as ${labels.horizon_days}
+    test_periods: int = param(3, low=1)
+    validation_periods: int = param(3, low=1)
+    purge_days: int = param(90, low=0)  # composed as ${labels.horizon_days}
     # Fixed dates instead of "the latest periods" (a published protocol to reproduce); empty = unused.
-    test_start: str = ""  # test = the labeled cutoffs on or after this day (not the latest test_periods)
-    test_end: str = ""  # ... and before this day
-    train_end: str = ""  # train and validation cutoffs lie before this day (validation = its last periods)
+    # test = the labeled cutoffs on or after this day (not the latest test_periods)
+    test_start: str = param("", date=True)
+    test_end: str = param("", date=True)  # ... and before this day
+    # train and validation cutoffs lie before this day (validation = its last periods)
+    train_end: str = param("", date=True)
 
 
 @dataclass
 class LightGBMConfig:
     """LightGBM hyperparameters (sweepable with ``dvc exp run -S model.lgbm.x=...``)."""
 
-    n_estimators: int = 600
-    learning_rate: float = 0.03
-    num_leaves: int = 31
-    min_child_samples: int = 50
-    subsample: float = 0.8
-    subsample_freq: int = 1
-    colsample_bytree: float = 0.8
-    reg_lambda: float = 1.0
-    early_stopping_rounds: int = 50
+    n_estimators: int = param(600, low=1)
+    learning_rate: float = param(0.03, low=0, low_open=True)
+    num_leaves: int = param(31, low=2)
+    min_child_samples: int = param(50, low=1)
+    subsample: float = param(0.8, low=0, high=1, low_open=True)
+    subsample_freq: int = param(1, low=0)
+    colsample_bytree: float = param(0.8, low=0, high=1, low_open=True)
+    reg_lambda: float = param(1.0, low=0)
+    early_stopping_rounds: int = param(50, low=0)  # 0: no early stopping
     # LightGBM's threads; 0: OpenMP's default, OMP_NUM_THREADS if set (a scheduler's or Spark task's limit,
     # `make test`'s one per worker), else every core. deterministic=True keeps the model the same either way.
-    n_jobs: int = 0
+    n_jobs: int = param(0, low=0)
 
 
 @dataclass
 class ModelConfig:
     """Training of both targets."""
 
-    targets: list[str] = field(default_factory=lambda: list(TARGETS))
-    seed: int = 42
-    class_weight: str = "balanced"  # balanced | none
+    targets: list[str] = param(factory=lambda: list(TARGETS), choices=TARGETS)
+    seed: int = param(42, low=0)
+    class_weight: str = param("balanced", choices=("balanced", "none"))
     # sigmoid (Platt) by default: isotonic's flat steps give many accounts zero probability points,
     # and so no reasons to show a CSM (see churnml.explain.contributions)
-    calibration: str = "sigmoid"  # sigmoid | isotonic | none
+    calibration: str = param("sigmoid", choices=("sigmoid", "isotonic", "none"))
     lgbm: LightGBMConfig = field(default_factory=LightGBMConfig)
     # feature name -> +1 (risk rises with it) / -1; applied to the churn model only
     monotone_churn: dict[str, int] = field(default_factory=dict)
     # Optuna search of the LightGBM parameters, nested (churnml.modeling.tuning): off while both are 0; a budget
     # of trials and/or seconds (whichever ends first) turns it on
-    optuna_trials: int = 0
-    optuna_seconds: float = 0.0
+    optuna_trials: int = param(0, low=0)
+    optuna_seconds: float = param(0.0, low=0)
     # the candidates the served model is chosen from, by ROC-AUC on the validation period (or on inner
     # folds in tabular mode): lightgbm always; logistic (a plain L2 logistic regression); blend (their mean
     # log-odds, chosen only when it beats the better single model by more than blend_margin)
-    candidates: list[str] = field(default_factory=lambda: ["lightgbm", "logistic", "blend"])
-    blend_margin: float = 0.001
+    candidates: list[str] = param(
+        factory=lambda: ["lightgbm", "logistic", "blend"], choices=("lightgbm", "logistic", "blend")
+    )
+    blend_margin: float = param(0.001, low=0)
     # tabular mode without dates: inner folds that pick the trees, the model and fit the calibration
-    crossfit_folds: int = 5
+    crossfit_folds: int = param(5, low=2)
     # out of time: after the validation period has stopped the trees, chosen the model and fitted the calibration
     # (all on train-period fits), serve a refit on train + validation (trees scaled by the row ratio). The
     # validation months are the latest labeled ones, the closest to what is scored; without the refit churnml
@@ -246,7 +325,7 @@ class ModelConfig:
     refit_on_validation: bool = True
     # numeric features whose |correlation| on the training rows exceeds this are one reason (their points
     # summed; churnml.modeling.redundancy); 1.0 turns the grouping off
-    redundancy_threshold: float = 0.95
+    redundancy_threshold: float = param(0.95, low=0, high=1, low_open=True)
 
 
 @dataclass
@@ -269,14 +348,14 @@ class HealthScoreConfig:
 class EvaluationConfig:
     """Metrics and their business parameters."""
 
-    top_fraction: float = 0.10
-    csm_capacity_k: int = 100
+    top_fraction: float = param(0.10, low=0, high=1, low_open=True)
+    csm_capacity_k: int = param(100, low=1)
     # Expected maximum profit (Verbraken et al. 2013): retention offer cost, contact cost,
     # acceptance rate gamma ~ Beta(alpha, beta)
-    emp_offer_cost_fraction: float = 0.1
-    emp_contact_cost: float = 50.0
-    emp_alpha: float = 6.0
-    emp_beta: float = 14.0
+    emp_offer_cost_fraction: float = param(0.1, low=0)
+    emp_contact_cost: float = param(50.0, low=0)
+    emp_alpha: float = param(6.0, low=0, low_open=True)
+    emp_beta: float = param(14.0, low=0, low_open=True)
     promotion_metric: str = "roc_auc"
     # the new model must beat the champion by more than this: a tie, or noise in the 4th decimal, keeps it
     promotion_margin: float = 0.002
@@ -296,10 +375,14 @@ class TiersConfig:
     (tabular mode).
     """
 
-    top_shares: dict[str, float] = field(
-        default_factory=lambda: {"critical": 0.10, "high": 0.25, "medium": 0.50}
+    top_shares: dict[str, float] = param(
+        factory=lambda: {"critical": 0.10, "high": 0.25, "medium": 0.50},
+        low=0,
+        high=1,
+        low_open=True,
+        high_open=True,
     )
-    expansion_top_share: float = 0.10
+    expansion_top_share: float = param(0.10, low=0, high=1, low_open=True, high_open=True)
     thresholds: dict[str, float] = field(
         default_factory=lambda: {"critical": 0.5, "high": 0.25, "medium": 0.1, "low": 0.0}
     )
@@ -339,27 +422,32 @@ class DriftConfig:
     feed (a metric renamed, a unit changed) moves them far past it.
     """
 
-    psi_warn: float = 0.1
-    psi_fail: float = 0.5
-    feature_psi_fail: float = 2.0
+    psi_warn: float = param(0.1, low=0, low_open=True)
+    psi_fail: float = param(0.5, low=0, low_open=True)
+    feature_psi_fail: float = param(2.0, low=0, low_open=True)
     # Input bounds per feature family or glob of feature names (the most specific match wins over
     # feature_psi_fail). Baseline-deviation features (z-scores of a short window against the account's own
     # trailing weeks) move with the calendar: a year-end or holiday dip shifts every account at once, so
     # their PSI against a training period of ordinary weeks runs far past the input bound on a sound feed.
-    feature_psi_fail_by: dict[str, float] = field(default_factory=lambda: {"usage_*_zscore_*": 10.0})
-    bins: int = 10
+    feature_psi_fail_by: dict[str, float] = param(
+        factory=lambda: {"usage_*_zscore_*": 10.0}, low=0, low_open=True
+    )
+    bins: int = param(10, low=2)
 
 
 @dataclass
 class CallListConfig:
     """This week's call list: who each CSM calls, ranked by the rule in the README, within capacity."""
 
-    capacity_per_csm: int = 8  # calls per named CSM per week
-    pooled_capacity: int = 20  # calls per week for accounts without a named CSM (the pooled team)
-    renewal_soon_days: int = 30  # a term end this close makes a renewal urgent
-    renewal_window_days: int = 90  # "renewals that matter": annual/multi-year term ends this close
-    rise_points: float = 0.02  # a risk rise of at least this (probability) since the last scoring counts
-    due_days: int = 7  # a call is due this many days after the as-of
+    capacity_per_csm: int = param(8, low=0)  # calls per named CSM per week
+    # calls per week for accounts without a named CSM (the pooled team)
+    pooled_capacity: int = param(20, low=0)
+    renewal_soon_days: int = param(30, low=0)  # a term end this close makes a renewal urgent
+    # "renewals that matter": annual/multi-year term ends this close
+    renewal_window_days: int = param(90, low=0)
+    # a risk rise of at least this (probability) since the last scoring counts
+    rise_points: float = param(0.02, low=0, high=1)
+    due_days: int = param(7, low=0)  # a call is due this many days after the as-of
     renewal_rescue_play: str = (
         "Renewal rescue: call the sponsor this week, confirm the renewal decision and clear what blocks it"
     )
@@ -369,15 +457,14 @@ class CallListConfig:
 class ScoringConfig:
     """Batch scoring."""
 
-    as_of: str = ""  # empty: the day after the data ends
+    as_of: str = param("", date=True)  # empty: the day after the data ends
     model_alias: str = "champion"
-    chunk_size: int = 50000
-    top_reasons: int = 3
+    chunk_size: int = param(50000, low=1)
+    top_reasons: int = param(3, low=1)
     tiers: TiersConfig = field(default_factory=TiersConfig)
     calls: CallListConfig = field(default_factory=CallListConfig)
-    min_reason_points: float = (
-        0.005  # a driver moving the probability less than this is not shown as a reason
-    )
+    # a driver moving the probability less than this is not shown as a reason
+    min_reason_points: float = param(0.005, low=0, high=1)
     drift: DriftConfig = field(default_factory=DriftConfig)
 
 
@@ -397,27 +484,30 @@ class WarehouseConfig:
     account_survival_table: str = "account_survival"
     revenue_forecast_table: str = "revenue_forecast"
     forecast_runs_table: str = "forecast_runs"
-    lock_timeout_s: float = (
-        60.0  # how long a writer waits for another writer of the same file/as-of (0: fail)
-    )
+    # how long a writer waits for another writer of the same file/as-of (0: fail)
+    lock_timeout_s: float = param(60.0, low=0)
 
 
 @dataclass
 class MonitorConfig:
     """Realised-performance monitoring and its retrain advice (reported, never acted on)."""
 
-    auc_drop_warn: float = 0.03  # realised ROC-AUC this far below the test ROC-AUC at training: warn
-    auc_drop_retrain: float = 0.05  # ... this far below: recommend retraining
-    ece_warn: float = 0.05
-    ece_retrain: float = 0.10
-    psi_warn: float = 0.25  # score PSI against the training reference
-    min_labeled: int = 200  # matured rows needed (pooled) before judging
-    min_positives: int = 10
-    decision_periods: int = 3  # latest matured as-ofs pooled for the advice (the test period's length)
-    calibration_bins: int = 10
-    bootstrap: int = 200  # resamples of the ROC-AUC interval and of the ECE reached by chance
-    significance_z: float = 1.96  # a drop must also exceed z standard errors (test and realised); 0: off
-    seed: int = 0
+    # realised ROC-AUC this far below the test ROC-AUC at training: warn
+    auc_drop_warn: float = param(0.03, low=0)
+    auc_drop_retrain: float = param(0.05, low=0)  # ... this far below: recommend retraining
+    ece_warn: float = param(0.05, low=0)
+    ece_retrain: float = param(0.10, low=0)
+    psi_warn: float = param(0.25, low=0, low_open=True)  # score PSI against the training reference
+    min_labeled: int = param(200, low=1)  # matured rows needed (pooled) before judging
+    min_positives: int = param(10, low=1)
+    # latest matured as-ofs pooled for the advice (the test period's length)
+    decision_periods: int = param(3, low=1)
+    calibration_bins: int = param(10, low=2)
+    # resamples of the ROC-AUC interval and of the ECE reached by chance
+    bootstrap: int = param(200, low=1)
+    # a drop must also exceed z standard errors (test and realised); 0: off
+    significance_z: float = param(1.96, low=0)
+    seed: int = param(0, low=0)
 
 
 @dataclass
@@ -437,25 +527,26 @@ class TrackingConfig:
 class ReportConfig:
     """The portfolio report's history: how far back its KPI and usage charts look."""
 
-    kpi_months: int = 24  # complete months of KPIs (churn, GRR, NRR, ARR) before the as-of
-    usage_weeks: int = 26  # full weeks of the portfolio's usage chart before the as-of
+    kpi_months: int = param(24, low=1)  # complete months of KPIs (churn, GRR, NRR, ARR) before the as-of
+    usage_weeks: int = param(26, low=1)  # full weeks of the portfolio's usage chart before the as-of
 
 
 @dataclass
 class SurvivalConfig:
     """Time to churn: the discrete-time hazard model's horizon, its out-of-time test and the baselines."""
 
-    horizon_months: int = 12  # the curve: S(1..horizon) per account
-    test_periods: int = 3  # the latest cutoffs whose whole horizon is observed
-    holdout_share: float = 0.2  # accounts whose rows stop boosting (early stopping), not fit it
+    horizon_months: int = param(12, low=1)  # the curve: S(1..horizon) per account
+    test_periods: int = param(3, low=1)  # the latest cutoffs whose whole horizon is observed
+    # accounts whose rows stop boosting (early stopping), not fit it
+    holdout_share: float = param(0.2, low=0, high=1, low_open=True, high_open=True)
     # At most this many accounts' spells train the hazard model and the Cox and Kaplan-Meier baselines (a
     # seeded hash picks them; 0: every account). An account gives a spell at every cutoff and up to a row per
     # month of each: the rows grow as accounts x cutoffs x months (5,000 accounts: about a million rows;
     # 100,000 would need tens of GB), while its spells at consecutive cutoffs are near-copies of each other.
     # A sample of whole accounts is an unbiased sample of the book; the test, the backtest, the
     # right-customer analysis and the as-of curves still use every account.
-    max_train_accounts: int = 10_000
-    cox_alpha: float = 1.0  # ridge penalty of the Cox baseline (scikit-survival's alpha)
+    max_train_accounts: int = param(10_000, low=0)
+    cox_alpha: float = param(1.0, low=0)  # ridge penalty of the Cox baseline (scikit-survival's alpha)
     # The champion rule of the registered survival model (churnml.survival.registry): the integrated Brier
     # score over the horizon by default (lower is better), the one metric that judges the whole curve's
     # probabilities, which the revenue forecast consumes; Harrell's or Uno's C (harrell_c, uno_c) judge only
@@ -469,8 +560,10 @@ class SurvivalConfig:
     # learned moves themselves: each Monte Carlo draw takes its rates from one of this many bootstrap
     # resamples of the learning accounts (0: the rates as estimated, intervals carry the accounts' own
     # randomness only).
-    forecast_arr_quantiles: list[float] = field(default_factory=lambda: [0.25, 0.5, 0.75])
-    forecast_rate_draws: int = 200
+    forecast_arr_quantiles: list[float] = param(
+        factory=lambda: [0.25, 0.5, 0.75], low=0, high=1, low_open=True, high_open=True
+    )
+    forecast_rate_draws: int = param(200, low=0)
 
 
 @dataclass
@@ -571,6 +664,7 @@ def validate_config(raw: dict[str, Any] | Any) -> Config:
             near = difflib.get_close_matches(key, list(_schema_keys()), n=1, cutoff=0.6)
             hint = f"; did you mean {near[0]!r}?" if near else ""
         raise ChurnmlError(f"invalid configuration{f' at {key!r}' if key else ''}: {msg}{hint}") from None
+    check_bounds(cfg)
     if (cfg.data.source == "simulator") != bool(cfg.data.generate):
         raise ChurnmlError(
             f"invalid configuration at 'data.generate': {cfg.data.generate} with data.source={cfg.data.source!r} "

@@ -63,7 +63,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from churnml.config import FeaturesConfig
+from churnml.config import FeaturesConfig, check_bounds
 from churnml.contract.schemas import BILLING_PERIOD_MONTHS
 from churnml.contract.tables import CATEGORICAL_FEATURES
 from churnml.errors import ChurnmlError
@@ -116,14 +116,13 @@ class Windows:
     @classmethod
     def from_config(cls, cfg: FeaturesConfig) -> Windows:
         """Validate and derive the windows."""
+        check_bounds(cfg, "features.")  # the schema's bounds (also checked where params.yaml is loaded)
         sums = tuple(sorted({int(w) for w in cfg.windows_days}))
         trend, weeks = int(cfg.trend_window_days), int(cfg.baseline_weeks)
-        if not sums or sums[0] < 1:
-            raise ChurnmlError(f"features.windows_days must be positive days, got {cfg.windows_days}")
-        if not 1 <= trend <= MAX_ACTIVE_DAY_WINDOW:
+        if not sums:
+            raise ChurnmlError("features.windows_days: at least one window is needed")
+        if trend > MAX_ACTIVE_DAY_WINDOW:
             raise ChurnmlError(f"features.trend_window_days must be 1..{MAX_ACTIVE_DAY_WINDOW}, got {trend}")
-        if weeks < 2:
-            raise ChurnmlError(f"features.baseline_weeks must be at least 2, got {weeks}")
         lookback = max(max(sums), 2 * trend, ZSCORE_WINDOW_DAYS * (weeks + 1))
         return cls(sums, trend, weeks, lookback)
 

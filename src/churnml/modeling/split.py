@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from churnml.config import SplitConfig
+from churnml.config import SplitConfig, check_bounds
 from churnml.errors import ChurnmlError
 from churnml.names import KEYS, LABEL_PREFIXES
 
@@ -77,8 +77,7 @@ def split_periods(cutoffs: Iterable, cfg: SplitConfig, horizon_days: int) -> Spl
         with ``cutoff + purge_days <= first validation cutoff``.
     """
     days = sorted({pd.Timestamp(c).as_unit("us") for c in pd.to_datetime(pd.Series(list(cutoffs))).dropna()})
-    if cfg.test_periods < 1 or cfg.validation_periods < 1:
-        raise ChurnmlError("split: test_periods and validation_periods must be at least 1")
+    check_bounds(cfg, "split.")  # the schema's bounds (also checked where params.yaml is loaded)
     if cfg.test_start:
         first = _day(cfg.test_start, "test_start")
         stop = _day(cfg.test_end, "test_end") if cfg.test_end else None

@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from churnml.config import SimulatorConfig
+from churnml.config import SimulatorConfig, check_bounds
 from churnml.contract.schemas import CONTACT_ROLES, PRIORITIES, SEGMENTS, TABLES, TOUCH_MODELS
 from churnml.errors import ChurnmlError
 
@@ -223,20 +223,13 @@ class _Calendar:
 
 
 def _calendar(cfg: SimulatorConfig) -> _Calendar:
+    check_bounds(cfg, "simulator.")  # the schema's bounds (also checked where params.yaml is loaded)
     try:
         origin = np.datetime64(cfg.start_date, "D")
     except ValueError:
         raise ChurnmlError(f"simulator.start_date: {cfg.start_date!r} is not a date (YYYY-MM-DD)") from None
     if origin != origin.astype("datetime64[M]").astype("datetime64[D]"):
         raise ChurnmlError(f"simulator.start_date: {cfg.start_date} must be the first day of a month")
-    if cfg.months < 1:
-        raise ChurnmlError(f"simulator.months: {cfg.months} must be at least 1")
-    if cfg.accounts < 1:
-        raise ChurnmlError(f"simulator.accounts: {cfg.accounts} must be at least 1")
-    if cfg.seed < 0:
-        raise ChurnmlError(f"simulator.seed: {cfg.seed} must be >= 0")
-    if cfg.label_horizon_days < 1:
-        raise ChurnmlError(f"simulator.label_horizon_days: {cfg.label_horizon_days} must be at least 1")
     first = -_BURN_IN_MONTHS - 2
     month0 = origin.astype("datetime64[M]")
     months = month0 + np.arange(first, cfg.months + 30)
