@@ -39,13 +39,17 @@ def test_data_end_is_the_first_day_without_data(edge_tables, tmp_path):
     assert data_end(edge_tables) == T("2025-07-01")
     assert scoring_cutoff(edge_tables) == T("2025-07-01")
     assert data_range(edge_tables) == (T("2024-01-01"), T("2025-07-01"))
-    # a subscription starting after the last usage day moves the end; a future end date does not
-    later = edge_tables["subscriptions"].copy()
-    later.loc[len(later)] = ["S9", "E7", "pro", "annual", T("2025-08-03"), T("2027-01-01"), 1.0, 1]
-    assert data_end({**edge_tables, "subscriptions": later}) == T("2025-08-04")
-    for name in ("usage", "subscriptions"):
-        edge_tables[name].to_parquet(tmp_path / f"{name}.parquet")
+    # a pre-booked renewal (the contract allows start dates ahead of the export) and a future end date do not
+    # move the end: it would carry the default as-of and the labels' maturity into days nobody has observed
+    booked = edge_tables["subscriptions"].copy()
+    booked.loc[len(booked)] = ["S9", "E7", "pro", "annual", T("2026-02-01"), T("2027-02-01"), 1.0, 1]
+    assert data_range({**edge_tables, "subscriptions": booked}) == (T("2024-01-01"), T("2025-07-01"))
+    edge_tables["usage"].to_parquet(tmp_path / "usage.parquet")
+    booked.to_parquet(tmp_path / "subscriptions.parquet")
     assert data_range(tmp_path) == (T("2024-01-01"), T("2025-07-01"))
+    (tmp_path / "subscriptions.parquet").unlink()
+    with pytest.raises(ChurnmlError, match="subscriptions"):
+        data_range(tmp_path)  # still a required table
 
 
 def test_training_cutoffs_monthly_after_min_history(edge_tables):
@@ -98,5 +102,7 @@ def test_as_of_day_defaults_to_the_data_end_and_refuses_later_days():
     end = T("2025-07-01")
     assert as_of_day(None, end) == end and as_of_day("", end) == end
     assert as_of_day("2025-06-15", end) == T("2025-06-15")
-    with pytest.raises(ChurnmlError, match="after the data end"):
+    with pytest.raises(
+        ChurnmlError, match=r"after the data end 2025-07-01 \(the day after the last usage day\)"
+    ):
         as_of_day("2025-07-02", end)

@@ -11,8 +11,10 @@ The point-in-time rule (every feature and label follows it, and tests enforce it
 - **Labels** look at ``[cutoff, cutoff + horizon)``.
 - The spine holds, per cutoff, the accounts that are customers on the day before it: a subscription with
   ``start_date < cutoff`` and ``end_date`` empty or ``>= cutoff`` (active on day ``cutoff - 1``).
-- The **data end** is the first day with no data: the day after the last usage day or subscription start,
-  whichever is later. Rows are labeled only when ``cutoff + horizon + grace <= data end``; scoring's
+- The **data end** is the first day with no data: the day after the last usage day (the daily feed of
+  what happened). A subscription starting later is a pre-booked renewal or term (the contract allows start
+  dates ahead of the export) and does not move it: counted, one booked renewal would carry the end, the
+  default as-of and the labels' maturity into months nobody has observed. Rows are labeled only when ``cutoff + horizon + grace <= data end``; scoring's
   default cutoff is the data end itself (features see everything there is).
 """
 
@@ -76,41 +78,41 @@ def data_range(tables: Mapping[str, pd.DataFrame] | Path) -> tuple[pd.Timestamp,
     """First day of usage data and the data end (the first day with no data).
 
     The start is the first usage day: the contract history may reach further back, but features need
-    behaviour. The end is the day after the last usage day or subscription start, whichever is later;
-    subscription end dates are not used (an end date may be a scheduled term end in the future), nor
-    are the optional tables (a late ticket export must not move the label horizon).
+    behaviour. The end is the day after the last usage day. Subscription dates are not used: a start or
+    end date may be a pre-booked renewal or a scheduled term end ahead of the export (the contract allows
+    both), and one such row would move the end, hence the default as-of and which labels count as
+    matured, into days nobody has observed; nor are the optional tables (a late ticket export must not
+    move the label horizon). A usage feed that stopped before the rest of the export therefore ends the
+    data there: an explicit later ``--as-of`` is refused (:func:`as_of_day`), never scored on missing days.
 
     Args:
         tables: the contract tables by name, or a folder of ``<table>.parquet`` files.
 
     Raises:
-        ChurnmlError: when usage or subscriptions are missing or empty.
+        ChurnmlError: when usage or subscriptions are missing, or usage has no rows.
     """
     if isinstance(tables, str | Path):
-        usage, subs = _table_path(Path(tables), "usage"), _table_path(Path(tables), "subscriptions")
+        _table_path(Path(tables), "subscriptions")  # required, though its dates do not move the end
+        usage = _table_path(Path(tables), "usage")
         con = duckdb.connect()
         try:
             u_min, u_max = con.execute(
                 f"SELECT MIN(CAST(date AS DATE)), MAX(CAST(date AS DATE)) FROM read_parquet({sql_string(usage)})"
             ).fetchone()
-            (s_max,) = con.execute(
-                f"SELECT MAX(CAST(start_date AS DATE)) FROM read_parquet({sql_string(subs)})"
-            ).fetchone()
         finally:
             con.close()
-        lo, hi = [x for x in (u_min,) if x is not None], [x for x in (u_max, s_max) if x is not None]
+        lo, hi = [x for x in (u_min,) if x is not None], [x for x in (u_max,) if x is not None]
     else:
         for name in ("usage", "subscriptions"):
             if name not in tables:
                 raise ChurnmlError(f"data range: table {name!r} missing")
-        s = pd.to_datetime(tables["subscriptions"]["start_date"])
         usage = tables["usage"]
         if isinstance(usage, UsageScan):  # left in its file; its first and last day were read when checked
-            lo, hi = [usage.first_day], [x for x in (usage.last_day, s.max()) if pd.notna(x)]
+            lo, hi = [usage.first_day], [x for x in (usage.last_day,) if pd.notna(x)]
         else:
             u = pd.to_datetime(usage["date"])
             lo = [u.min()] if u.notna().any() else []
-            hi = [x for x in (u.max(), s.max()) if pd.notna(x)]
+            hi = [u.max()] if u.notna().any() else []
     if not lo or not hi:
         raise ChurnmlError("data range: usage has no rows (cannot tell when the data starts and ends)")
     start = pd.Timestamp(min(lo)).normalize()
@@ -119,7 +121,7 @@ def data_range(tables: Mapping[str, pd.DataFrame] | Path) -> tuple[pd.Timestamp,
 
 
 def data_end(tables: Mapping[str, pd.DataFrame] | Path) -> pd.Timestamp:
-    """The first day with no data: the day after the last usage day or subscription start.
+    """The first day with no data: the day after the last usage day (:func:`data_range`).
 
     Args:
         tables: the contract tables by name, or a folder of ``<table>.parquet`` files.
@@ -152,7 +154,9 @@ def as_of_day(
     day = to_cutoffs([as_of])[0] if as_of is not None and str(as_of) != "" else end
     if day > end:
         raise ChurnmlError(
-            f"as-of {day.date()} is after the data end {end.date()}: features would miss the days in between"
+            f"as-of {day.date()} is after the data end {end.date()} (the day after the last usage day): features "
+            "would read the days in between as no use; check that the usage export is complete, or choose an "
+            "earlier --as-of"
         )
     if start is not None and day <= start:
         raise ChurnmlError(

@@ -245,20 +245,16 @@ DRIFT_SAMPLE_ROWS = 50_000  # the drift guard's sample, collected to the driver 
 
 
 def data_end_spark(spark: SparkSession, source: Mapping[str, Any] | Path | str) -> pd.Timestamp:
-    """The data end as :func:`churnml.dataset.spine.data_range` defines it (day after the last usage day or start)."""
+    """The data end as :func:`churnml.dataset.spine.data_range` defines it (the day after the last usage day)."""
     run = SparkRun(spark)
     try:
         register_sources_spark(spark, source, run)
-        u_max, s_max = run.query(
-            "SELECT (SELECT MAX(date) FROM usage) AS u, (SELECT MAX(start_date) FROM subscriptions) AS s",
-            "data end",
-        ).collect()[0]
+        (u_max,) = run.query("SELECT MAX(date) AS u FROM usage", "data end").collect()[0]
     finally:
         run.close()
     if u_max is None:
         raise ChurnmlError("usage: no rows, so there is no data end")
-    last = max(pd.Timestamp(u_max), pd.Timestamp(s_max) if s_max is not None else pd.Timestamp(u_max))
-    return last.normalize() + pd.Timedelta(days=1)
+    return pd.Timestamp(u_max).normalize() + pd.Timedelta(days=1)
 
 
 def score_accounts_spark(
