@@ -248,6 +248,30 @@ def test_the_champions_logged_metric_is_used_when_it_cannot_be_rescored(store, t
 
 
 @pytest.mark.slow
+def test_a_champion_that_cannot_read_the_new_features_gives_way_and_says_why(store, trained, caplog):
+    """README's own-folder recipe after the demo: the new data's features lack columns the demo's champion was
+    trained on, so it can be neither compared nor served (explain and score would refuse it); keeping it
+    stopped the pipeline at explain. The new version takes the alias, recorded; rollback returns the old one."""
+    import logging
+
+    good, _ = trained["good"]
+    _log(trained, "good", store)
+    other_data = trained["features"].drop(columns=[good.features[0]])
+    with caplog.at_level(logging.WARNING, logger="churnml.modeling.registry"):
+        _, v2 = _log(trained, "weak", store, test_features=other_data)
+    assert _champion_version() == v2 == "2"
+    tags = _tags(v2)
+    assert tags["promotion_decision"] == "promoted" and tags["previous_champion"] == "1"
+    assert tags["compared_on"] == "champion_cannot_read_the_rows"
+    assert good.features[0] in tags["champion_unusable"] and "cannot read" in tags["promotion_reason"]
+    assert "champion v1 cannot read this run's features" in caplog.text
+    # a champion that can read the rows is still compared on them: the weak model does not displace the good one
+    assert rollback("churn", root=store) == "1"
+    _, v3 = _log(trained, "weak", store)
+    assert _champion_version() == "1" and _tags(v3)["compared_on"] == "new_test_rows"
+
+
+@pytest.mark.slow
 def test_promote_and_rollback_move_the_alias_and_leave_tags(store, trained):
     _log(trained, "weak", store)
     _log(trained, "good", store)

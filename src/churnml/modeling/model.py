@@ -55,6 +55,12 @@ _DRIFT_BINS = 10
 # ------------------------------------------------------------------------------------------------ model
 
 
+class FeatureSchemaError(ChurnmlError):
+    """A model cannot read a feature frame: columns it was trained on are missing, or a categorical column
+    holds values it never saw. Raised by :meth:`TrainedModel.prepare`; the promotion rule tells it apart from
+    other failures (a champion trained on other data cannot be compared, nor serve this data)."""
+
+
 class TrainedModel:
     """A fitted, calibrated model of one target, with what scoring needs to apply it safely.
 
@@ -115,13 +121,13 @@ class TrainedModel:
         """The model's input: its feature columns in order, numeric as float64, categoricals as category.
 
         Raises:
-            ChurnmlError: naming the missing columns, or the columns holding categories not seen at
+            FeatureSchemaError: naming the missing columns, or the columns holding categories not seen at
                 training with those values (new values are an error, not silently treated as missing:
                 a new segment or plan means the model must be retrained or the value mapped).
         """
         missing = [c for c in self.features if c not in frame.columns]
         if missing:
-            raise ChurnmlError(
+            raise FeatureSchemaError(
                 f"{self.target} model: input lacks feature column(s) {', '.join(missing)} "
                 f"({len(missing)} of {len(self.features)})"
             )
@@ -146,7 +152,7 @@ class TrainedModel:
                     raise ChurnmlError(f"{self.target} model: feature {col!r} must be numeric") from None
         if unseen:
             shown = "; ".join(f"{c}: {', '.join(map(repr, v[:5]))}" for c, v in unseen.items())
-            raise ChurnmlError(
+            raise FeatureSchemaError(
                 f"{self.target} model: unseen categories in column(s) {', '.join(unseen)} ({shown}); "
                 "retrain the model or map them to known values"
             )

@@ -12,7 +12,11 @@ the test features are given and the champion can be loaded and applied to them (
 from the same rows, whatever period or data the champion was first tested on); otherwise its own
 logged test metric (tag ``test_<metric>``) is used, and the tag ``compared_on`` says which. With no
 champion the new version is promoted; with a champion that has no comparable number the champion is
-kept. Every decision is written as tags on the new version (``promotion_decision``, ``compared_with``,
+kept. A champion that cannot read the new run's features at all (columns it was trained on are missing, or
+categories it never saw: :class:`~churnml.modeling.model.FeatureSchemaError`, a model of other data, such as
+the demo's after ``churnml params data=folder``) is no comparison and could not serve this data either: the
+new version takes the alias (``compared_on`` ``champion_cannot_read_the_rows``, the reason in
+``champion_unusable``, one warning line); :func:`rollback` returns the old one. Every decision is written as tags on the new version (``promotion_decision``, ``compared_with``,
 ``promotion_metric``, ``new_metric_value``, ``champion_metric_value``, ``compared_on``); every alias
 move records ``previous_champion`` and who/when/why on the version that takes it, and appends to the
 registered model's ``champion_history`` tag, a stack that :func:`rollback` pops (each rollback steps one
@@ -47,7 +51,7 @@ from churnml.modeling.metrics import (
     Evaluation,
     compute_metrics,
 )
-from churnml.modeling.model import TrainedModel
+from churnml.modeling.model import FeatureSchemaError, TrainedModel
 from churnml.modeling.tracking import RunContext, _client, _mlflow, registered_name, tracking_uri
 from churnml.names import KEYS
 
@@ -156,6 +160,11 @@ def _champion_metric_on_rows(
     return values[metric]
 
 
+def _clip(text: str, limit: int = 300) -> str:
+    """``text`` cut to ``limit`` characters (a tag value, a log line), marked when cut."""
+    return text if len(text) <= limit else text[: limit - 5] + " ..."
+
+
 def _better(new: float, old: float, higher_is_better: bool, margin: float) -> bool:
     if not (math.isfinite(new) and math.isfinite(old)):
         return False
@@ -212,24 +221,42 @@ def apply_promotion_rule(
         decision |= {"promotion_decision": "promoted", "compared_with": "none", "compared_on": "no_champion"}
         promote_it = True
     else:
-        old_value, compared_on = math.nan, "champion_logged_metric"
+        old_value, compared_on, unusable = math.nan, "champion_logged_metric", ""
         if rescore is not None:
             try:
                 old_value = float(rescore(str(champion.version)))
                 compared_on = "new_test_rows"
+            except FeatureSchemaError as exc:
+                unusable = str(exc)
+                log.warning(
+                    "champion v%s cannot read this run's features (%s): it was trained on other data or features, "
+                    "so v%s takes the alias (`churnml rollback --target %s` returns v%s)",
+                    champion.version,
+                    _clip(unusable),
+                    version,
+                    target,
+                    champion.version,
+                )
             except (ChurnmlError, _mlflow().exceptions.MlflowException, KeyError, OSError, ValueError) as exc:
                 log.warning("champion v%s not re-scored on the new test rows (%s)", champion.version, exc)
-        if compared_on == "champion_logged_metric":
-            try:
-                old_value = float(champion.tags.get(f"test_{metric}", "nan"))
-            except ValueError:
-                old_value = math.nan
-        promote_it = _better(new_value, old_value, higher_is_better, margin)
+        if unusable:
+            promote_it = True
+            decision |= {
+                "compared_on": "champion_cannot_read_the_rows",
+                "champion_unusable": _clip(unusable),
+            }
+        else:
+            if compared_on == "champion_logged_metric":
+                try:
+                    old_value = float(champion.tags.get(f"test_{metric}", "nan"))
+                except ValueError:
+                    old_value = math.nan
+            promote_it = _better(new_value, old_value, higher_is_better, margin)
+            decision["compared_on"] = compared_on if math.isfinite(old_value) else "no_comparable_metric"
         decision |= {
             "promotion_decision": "promoted" if promote_it else "kept_champion",
             "compared_with": str(champion.version),
             "champion_metric_value": repr(old_value),
-            "compared_on": compared_on if math.isfinite(old_value) else "no_comparable_metric",
         }
     decision["rule_decision"] = decision["promotion_decision"]
     # a workspace run off the main line may still set the very first champion (there is no production to move
@@ -246,6 +273,8 @@ def apply_promotion_rule(
             "promoted_by": _user(),
         }
         why = f"{metric} {new_value:.6g} vs champion {decision.get('champion_metric_value', 'none')}"
+        if "champion_unusable" in decision:
+            why = f"{metric} {new_value:.6g}; champion v{previous} cannot read this data's features"
         decision["promotion_reason"] = why
         _move_alias(client, name, version, "automatic", why, previous)
     _set_tags(client, name, version, decision)
