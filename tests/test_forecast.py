@@ -497,6 +497,7 @@ def test_the_survival_champion_moves_only_by_the_margin_and_never_from_an_experi
 def test_a_champion_is_rescored_only_on_spells_it_never_saw(fitted):
     import copy
 
+    from churnml.modeling.model import FeatureSchemaError
     from churnml.survival.evaluation import survival_metrics
     from churnml.survival.model import curve_frame
     from churnml.survival.register import champion_on_test
@@ -504,6 +505,13 @@ def test_a_champion_is_rescored_only_on_spells_it_never_saw(fitted):
     _, _, result, _ = fitted
     with pytest.raises(ChurnmlError, match="after this run's test start"):
         champion_on_test(result.model, result, H, "integrated_brier")  # censored at the data end
+    # a model of other data (a feature this run's rows lack) cannot be compared: said before anything else,
+    # so the promotion rule lets the new version take the alias (test_tracking: the 90-day models)
+    col = next(c for c in result.model.features if c in result.test.columns and not c.startswith("survival_"))
+    other = copy.copy(result)
+    other.test = result.test.drop(columns=[col])
+    with pytest.raises(FeatureSchemaError, match=col):
+        champion_on_test(result.model, other, H, "integrated_brier")
     earlier = copy.copy(result.model)
     earlier.info = {**result.model.info, "censored_at": str(pd.Timestamp(result.test_start).date())}
     value = champion_on_test(earlier, result, H, "integrated_brier")

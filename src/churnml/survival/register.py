@@ -46,11 +46,14 @@ def champion_on_test(model: Any, result: SurvivalResult, horizon: int, metric: s
     """A registered model's ``metric`` on the result's test spells, refusing a model that saw their outcomes.
 
     Raises:
+        FeatureSchemaError: when the model cannot read the test rows' features (a model of other data: the
+            promotion rule then lets the new version take the alias); checked first.
         ChurnmlError: when the model was censored after the test start (or says nothing of it), or when the
             result kept no test.
     """
     if result.test is None or result.test_spells is None or result.test_start is None:
         raise ChurnmlError("survival: the result kept no test spells")
+    model.prepare(month_design(result.test.head(1), 1, horizon))  # its features: missing columns, named
     censored = model.info.get("censored_at")
     if not censored or pd.Timestamp(censored) > pd.Timestamp(result.test_start):
         raise ChurnmlError(
