@@ -525,6 +525,13 @@ def test_redundant_drivers_take_one_reason_slot_and_their_points_add_up():
     row = a1[a1["driver"] == "support_high_priority_tickets"]
     assert row["probability_points"].item() == pytest.approx(0.076)
     assert list(a1["driver"]) == ["usage_logins", "support_high_priority_tickets", "contract_days_to_renewal"]
+    # where the copy is the stronger member, the row is named by it, in words and in `driver` alike (the group
+    # key stays the first member's driver: the row must not file the copy's sentence under the other metric)
+    stronger = pd.concat([ex, copy.assign(shap_value=lambda d: d["shap_value"] * 1.5)], ignore_index=True)
+    flipped = reasons_for(stronger, features2, top=3, context=(), groups=groups)
+    row = flipped[(flipped["account_id"] == "A1") & (flipped["probability_points"].round(6) == 0.076)]
+    alone = apart[(apart["account_id"] == "A1") & (apart["driver"] == "support_tickets")]
+    assert row["driver"].item() == "support_tickets" and row["reason"].item() == alone["reason"].item()
     # every point still counted exactly once: the rows of an account add up to all its contributions
     full = reasons_for(ex2, features2, top=50, groups=groups)
     pd.testing.assert_series_equal(

@@ -197,7 +197,12 @@ def reasons_for(
         .drop_duplicates(keys)
         .set_index(keys)[["feature", "family"]]
     )
-    drivers = strongest.join(points).reset_index().rename(columns={"key": "driver"})
+    drivers = strongest.join(points).reset_index()
+    # a redundant group's row is named, in words and in ``driver``, by its strongest member on this account: the
+    # group key is its first member's driver, and a row saying "Dashboards feature use down 7%" under driver
+    # usage_active_users would file the cause under another metric for anyone counting drivers
+    drivers["driver"] = drivers["feature"].map(own)
+    drivers = drivers.drop(columns="key")
     drivers = drivers[drivers["probability_points"] != 0]
     contextual = drivers["driver"].map({d: is_context(d, context) for d in drivers["driver"].unique()})
     big = drivers["probability_points"].abs() >= min_points
