@@ -11,6 +11,7 @@ import dataclasses
 import json
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -430,6 +431,12 @@ def test_redundant_groups_are_found_on_the_training_rows():
     wide = x.assign(arr=3e7 + 1e5 * x["calls"] + rng.normal(0, 1, n))
     expected = wide.corr(min_periods=30).fillna(0.0).to_numpy()
     np.testing.assert_allclose(pairwise_correlation(wide.to_numpy()), expected, atol=1e-9)
+    # a feature missing on every row (its table or metric absent from the data) correlates with nothing, silently
+    empty = wide.assign(absent=np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = pairwise_correlation(empty.to_numpy())
+    assert not got[-1].any() and not got[:, -1].any()
 
 
 def test_an_exact_copy_is_one_reason_and_points_still_add_up():

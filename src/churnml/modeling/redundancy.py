@@ -18,6 +18,8 @@ made one group of 23 features (4 usage metrics and the contract's size), four ca
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 
@@ -38,7 +40,10 @@ def pairwise_correlation(values: np.ndarray) -> np.ndarray:
     with fewer than :data:`MIN_PAIR_ROWS` common rows or a constant column gets 0.
     """
     present = np.isfinite(values)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    # a column missing on every row (a feature whose table or metric the data lacks) has no mean: numpy warns,
+    # in every stage's output; such a column gets 0 below, as a constant one does
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
         mean = np.nanmean(np.where(present, values, np.nan), axis=0)
         sd = np.nanstd(np.where(present, values, np.nan), axis=0)
     sd = np.where(np.isfinite(sd) & (sd > 0), sd, 1.0)
