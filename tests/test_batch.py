@@ -11,6 +11,7 @@ import logging
 import time
 import uuid
 
+import pandas as pd
 import pytest
 
 from churnml.config import Config, ModelConfig, SimulatorConfig
@@ -165,6 +166,57 @@ def test_drift_past_the_bound_stops_and_accept_drift_scores_and_records_it(train
     assert failed and all({"target", "feature", "family", "psi", "bound"} <= set(r) for r in failed)
     assert len(wh.read_scores(result.as_of)) == len(result.scores)
     wh.close()
+
+
+def test_a_category_value_the_models_never_saw_is_scored_as_missing_and_recorded(
+    trained, warehouse_url, caplog
+):
+    """A nightly export where a few accounts moved to an industry the models never saw: one warning line, those
+    accounts scored as if their industry were missing, recorded on the run, every other account as before. A
+    new value for the whole book still stops the run: the column's shares are an input of the drift guard."""
+    tables, models, base = trained
+    url, schema = warehouse_url
+    cfg = _cfg(base, schema)
+    scored = score_accounts(tables, cfg, write=False, load_model=loader(models), accept_drift=True).scores
+    moved = set(sorted(scored["account_id"])[:3])
+    accounts = tables["accounts"]
+
+    def industry(value):
+        return dict(
+            tables,
+            accounts=accounts.assign(
+                industry=accounts["industry"].mask(accounts["account_id"].isin(moved), value)
+            ),
+        )
+
+    caplog.set_level(logging.WARNING)
+    got = score_accounts(
+        industry("agritech"), cfg, warehouse_url=url, load_model=loader(models), accept_drift=True
+    )
+    lines = [r.getMessage() for r in caplog.records if "never saw" in r.getMessage()]
+    assert lines == [
+        "category values the models never saw, scored as missing (retrain to learn them): "
+        "account_industry 'agritech' (3 accounts)"
+    ]
+    blank = score_accounts(industry(None), cfg, write=False, load_model=loader(models), accept_drift=True)
+    pd.testing.assert_frame_equal(
+        got.scores.sort_values("account_id", ignore_index=True)[
+            ["account_id", "churn_probability", "expansion_probability"]
+        ],
+        blank.scores.sort_values("account_id", ignore_index=True)[
+            ["account_id", "churn_probability", "expansion_probability"]
+        ],
+    )
+    wh = Warehouse(url, schema=schema)
+    runs = wh.read_runs()
+    assert json.loads(runs["unseen_categories"].iloc[-1]) == {"account_industry": {"agritech": 3}}
+    wh.close()
+    moved = set(scored["account_id"])
+    whole = score_accounts(
+        industry("agritech"), cfg, write=False, load_model=loader(models), accept_drift=True
+    )
+    row = whole.drift[whole.drift["feature"] == "account_industry"]
+    assert (row["status"] == "fail").all() and len(row) == len(models)
 
 
 # ---------------------------------------------------------------------------------------------- partial exports

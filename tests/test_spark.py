@@ -164,7 +164,7 @@ def _items(text: str) -> list[tuple[float, str]]:
 
 @pytest.mark.spark
 def test_spark_scores_equal_score_chunk_and_write_idempotently(
-    spark, spark_features, portfolio, models, tmp_path
+    spark, spark_features, portfolio, models, tmp_path, caplog
 ):
     from pyspark.sql import functions as F
 
@@ -196,10 +196,23 @@ def test_spark_scores_equal_score_chunk_and_write_idempotently(
     np.testing.assert_allclose(spread["churn_probability"], expected["churn_probability"], **TOLERANCE)
     assert [_items(t) for t in spread["top_reasons"]] == [_items(t) for t in expected["top_reasons"]]
 
-    # the schema guard runs on the driver, before any task: a category the models never saw is named
-    odd = one_day.withColumn("account_segment", F.lit("galactic"))
-    with pytest.raises(ChurnmlError, match="unseen categories in column.*account_segment.*galactic"):
-        score_spark(spark, odd, models, VERSIONS, ScoringConfig())
+    # a category value the models never saw is counted on the driver, before any task, in one warning line,
+    # and scored as missing, as on DuckDB (churnml.scoring.batch.unseen_as_missing)
+    first = expected["account_id"].iloc[0]
+    odd = one_day.withColumn(
+        "account_industry",
+        F.when(F.col("account_id") == first, F.lit("agritech")).otherwise(F.col("account_industry")),
+    )
+    caplog.set_level("WARNING")
+    got_odd = score_spark(spark, odd, models, VERSIONS, ScoringConfig()).toPandas()
+    assert (
+        "never saw, scored as missing" in caplog.text
+        and "account_industry 'agritech' (1 rows)" in caplog.text
+    )
+    blank = duck.assign(account_industry=duck["account_industry"].mask(duck["account_id"] == first, None))
+    want, _ = score_chunk(blank, models, VERSIONS, ScoringConfig())
+    got_odd, want = (f.sort_values("account_id", ignore_index=True) for f in (got_odd, want))
+    np.testing.assert_allclose(got_odd["churn_probability"], want["churn_probability"], **TOLERANCE)
 
     # a re-run of the same date replaces its rows, in Parquet and in a catalog table
     path = str(tmp_path / "churn_scores")

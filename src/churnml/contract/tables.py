@@ -115,6 +115,8 @@ RUNS_COLUMNS: tuple[WarehouseColumn, ...] = (
     _W("drift", "text"),  # JSON: the PSI table of the run (target, feature, family, psi, bound, status)
     _W("host", "text"),  # where the run's process ran: a run left running by a dead process is abandoned
     _W("pid", "int"),
+    # JSON {column: {value: accounts}}: category values the models never saw, scored as missing (else null)
+    _W("unseen_categories", "text"),
 )
 # Realised performance of scores once their labels matured (churnml.scoring.monitor): one row per as-of,
 # target, model version and touch model ("all" for every account). Written with write_performance, not by

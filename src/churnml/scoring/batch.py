@@ -170,6 +170,55 @@ def drift_json(drift: pd.DataFrame) -> str:
     return json.dumps(rows)
 
 
+def unseen_as_missing(
+    features: pd.DataFrame, models: Mapping[str, Any]
+) -> tuple[pd.DataFrame, dict[str, dict[str, int]]]:
+    """The feature rows with every category value some model never saw set to missing, and what was set.
+
+    A model refuses an unseen value (:meth:`~churnml.modeling.model.TrainedModel.prepare`): right for a model
+    asked directly, wrong for a nightly job, where one account moved to a new industry or region in the CRM
+    would stop every account's scores. Scoring treats such a value as missing instead (LightGBM's missing
+    branch, the logistic part's all-zero one-hot), says so in one warning line and records it on the run. A
+    value that moves many accounts (a plan renamed for the whole book) is still refused: the column's shares,
+    missing included, are part of the drift guard, and its PSI passes the input bound.
+
+    Returns:
+        (features, ``{column: {value: rows}}``); the frame is the input itself when nothing was unseen.
+    """
+    levels: dict[str, set[str]] = {}
+    for model in models.values():
+        for col, known in model.categories.items():
+            levels[col] = levels[col] & set(known) if col in levels else set(known)
+    unseen: dict[str, dict[str, int]] = {}
+    masks: dict[str, pd.Series] = {}
+    for col, known in levels.items():
+        if col not in features.columns:
+            continue  # the schema guard names it
+        values = features[col]
+        text = values.astype("object").where(values.isna(), values.astype("str"))
+        new = values.notna() & ~text.isin(known)
+        if new.any():
+            masks[col] = new
+            unseen[col] = {str(k): int(v) for k, v in text[new].value_counts().sort_index().items()}
+    if not masks:
+        return features, {}
+    out = features.copy()
+    for col, new in masks.items():
+        out[col] = out[col].astype("object").where(~new, None)
+    return out, unseen
+
+
+def unseen_line(unseen: Mapping[str, Mapping[str, int]], what: str = "accounts") -> str:
+    """One warning line for :func:`unseen_as_missing`'s finding."""
+    shown = "; ".join(
+        f"{col} "
+        + ", ".join(f"{value!r} ({n:,} {what})" for value, n in list(values.items())[:5])
+        + (f" (+{len(values) - 5} more)" if len(values) > 5 else "")
+        for col, values in unseen.items()
+    )
+    return f"category values the models never saw, scored as missing (retrain to learn them): {shown}"
+
+
 def _chunks(frame: pd.DataFrame, rows: int) -> Iterator[pd.DataFrame]:
     for start in range(0, len(frame), max(rows, 1)):
         yield frame.iloc[start : start + rows]
@@ -191,7 +240,7 @@ def score_chunk(
         (scores in the ``churn_scores`` layout without run columns, explanations in the
         ``churn_explanations`` layout).
     """
-
+    features, _ = unseen_as_missing(features, models)  # counted and reported once per run by the caller
     p_churn = models["churn"].predict_proba(features)
     p_expand = models["expansion"].predict_proba(features)
     definition = definition or define_tiers(models["churn"], models["expansion"], cfg.tiers)
@@ -441,8 +490,11 @@ def score_accounts(
     with progress_bar(progress) as bar:
         with _step(bar, f"features as of {day.date()} ({len(spine):,} accounts)"):
             features = build_features(dict(tables), spine, cfg.features)
+        features, unseen = unseen_as_missing(features, models)
+        if unseen:
+            log.warning("%s", unseen_line(unseen))
         for model in models.values():
-            model.prepare(features.head(1))  # schema guard: missing columns / unseen categories, named
+            model.prepare(features.head(1))  # schema guard: missing columns, named
         with _step(bar, "drift against the training data"):
             drift, warnings = check_drift(models, features, cfg.scoring.drift, accept=accept_drift)
         for line in warnings:
@@ -490,6 +542,7 @@ def score_accounts(
             replace_date=replace_date,
             drift_accepted=bool(accept_drift and (drift["status"] == "fail").any()),
             drift=drift_json(drift),
+            unseen_categories=json.dumps(unseen, sort_keys=True) if unseen else None,
         )
         warehouse = prepared.warehouse or Warehouse.from_config(
             cfg.warehouse, url_override=warehouse_url or None, root=root

@@ -31,7 +31,7 @@ from churnml.features.spark import (
 from churnml.features.steps import _tidy
 from churnml.modeling.model import META_FILE, MODEL_FILE, TrainedModel
 from churnml.names import KEYS, TARGETS
-from churnml.scoring.batch import check_drift, load_models, score_chunk
+from churnml.scoring.batch import check_drift, load_models, score_chunk, unseen_as_missing, unseen_line
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame as SparkDataFrame
@@ -131,7 +131,8 @@ def _score_partitions(
 
 def _check_inputs(features_sdf: SparkDataFrame, models: Mapping[str, Any]) -> None:
     """The schema guard of :func:`churnml.scoring.batch.score_accounts`, on the driver: every model input is a
-    column, and no categorical column holds a value unseen at training (one aggregation job)."""
+    column; category values unseen at training are counted (one aggregation job) and reported in one warning
+    line; the tasks score them as missing (:func:`churnml.scoring.batch.unseen_as_missing`, in score_chunk)."""
     from pyspark.sql import functions as F
 
     for model in models.values():
@@ -144,16 +145,21 @@ def _check_inputs(features_sdf: SparkDataFrame, models: Mapping[str, Any]) -> No
     categorical = sorted({c for m in models.values() for c in m.categories})
     if not categorical:
         return
-    found = features_sdf.agg(*(F.collect_set(F.col(c).cast("string")).alias(c) for c in categorical)).first()
-    for model in models.values():
-        unseen = {c: sorted(set(found[c]) - set(levels)) for c, levels in model.categories.items()}
-        unseen = {c: v for c, v in unseen.items() if v}
-        if unseen:
-            shown = "; ".join(f"{c}: {', '.join(map(repr, v[:5]))}" for c, v in unseen.items())
-            raise ChurnmlError(
-                f"{model.target} model: unseen categories in column(s) {', '.join(unseen)} ({shown}); "
-                "retrain the model or map them to known values"
-            )
+    known = {
+        c: set.intersection(*(set(m.categories[c]) for m in models.values() if c in m.categories))
+        for c in categorical
+    }
+    unseen: dict[str, dict[str, int]] = {}
+    for col in categorical:
+        value = F.col(col).cast("string")
+        rows = features_sdf.where(value.isNotNull() & ~value.isin(sorted(known[col]))).groupBy(
+            value.alias("v")
+        )
+        found = {r["v"]: int(r["count"]) for r in rows.count().collect()}
+        if found:
+            unseen[col] = dict(sorted(found.items()))
+    if unseen:
+        log.warning("%s", unseen_line(unseen, "rows"))
 
 
 def score_spark(
@@ -184,8 +190,8 @@ def score_spark(
         A lazy Spark frame in the ``churn_scores`` layout (:func:`scores_schema`).
 
     Raises:
-        ChurnmlError: a missing target or version, model inputs absent from the features, or categories
-            unseen at training (checked on the driver before any task runs).
+        ChurnmlError: a missing target or version, or model inputs absent from the features (checked on the
+            driver before any task runs; category values unseen at training are scored as missing, reported).
     """
 
     missing = [t for t in TARGETS if t not in models or t not in versions]
@@ -303,10 +309,13 @@ def score_accounts_spark(
         total = features.count()
         if total == 0:
             raise ChurnmlError(f"no account is active at {day.date()}: nothing to score")
-        # unseen categories are checked on the whole frame by score_spark, before any task runs
+        # category values unseen at training are counted on the whole frame by score_spark, before any task
+        # runs; the sample is masked as the tasks mask them, so the drift guard sees what they score
         fraction = min(1.0, DRIFT_SAMPLE_ROWS / total)
         sample = features.sample(fraction=fraction, seed=0) if fraction < 1.0 else features
-        sample_pd = _tidy(sample.toArrow().to_pandas())
+        sample_pd, _ = unseen_as_missing(
+            _tidy(sample.toArrow().to_pandas()), models
+        )  # as the tasks score them
         for model in models.values():
             model.prepare(sample_pd.head(1))  # missing model inputs are named before any task runs
         _, warnings = check_drift(models, sample_pd, cfg.scoring.drift)

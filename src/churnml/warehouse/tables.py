@@ -88,6 +88,8 @@ class RunInfo:
             replaces only the accounts it writes, so a partial export never deletes other accounts' scores.
         drift_accepted: The run scores despite drift past the fail thresholds (``--accept-drift``).
         drift: The run's PSI table as JSON text (recorded in the runs table).
+        unseen_categories: JSON ``{column: {value: accounts}}`` of the category values the models never saw,
+            scored as missing (:func:`churnml.scoring.batch.unseen_as_missing`); None when there were none.
     """
 
     as_of: dt.date
@@ -101,6 +103,7 @@ class RunInfo:
     replace_date: bool = False
     drift_accepted: bool = False
     drift: str | None = None
+    unseen_categories: str | None = None
 
     def __post_init__(self) -> None:
         self.as_of = _to_date(self.as_of, "as_of")
@@ -138,6 +141,7 @@ class RunRecord:
     drift: str | None = None
     host: str | None = None
     pid: int | None = None
+    unseen_categories: str | None = None
 
     @classmethod
     def start(cls, run: RunInfo) -> RunRecord:
@@ -161,6 +165,7 @@ class RunRecord:
             drift=run.drift,
             host=socket.gethostname(),
             pid=os.getpid(),
+            unseen_categories=run.unseen_categories,
         )
 
     def to_json(self) -> str:
