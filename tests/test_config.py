@@ -246,6 +246,7 @@ def test_an_unknown_key_in_params_yaml_names_the_closest_key(repo):
         ("model.targets=[churn,upsell]", "'model.targets': 'upsell' (in ['churn', 'upsell']) must be one of"),
         ("survival.holdout_share=1", "'survival.holdout_share': 1.0 must be in (0, 1)"),
         ("model.lgbm.learning_rate=0", "'model.lgbm.learning_rate': 0.0 must be > 0"),
+        ("spine.frequency=weekly", "'spine.frequency': 'weekly' must be a pandas frequency alias"),
         ("scoring.tiers.top_shares.critical=1.5", "'scoring.tiers.top_shares': 1.5 (in {"),
     ],
 )

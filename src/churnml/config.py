@@ -59,11 +59,20 @@ class Bounds:
     choices: tuple[str, ...] = ()
     date: bool = False  # an ISO date (YYYY-MM-DD)
     empty: bool = False  # "" is allowed too (a date whose default is empty: "the data's own")
+    frequency: bool = False  # a pandas offset alias (MS, W-MON, ...)
 
     def problem(self, value: Any) -> str:
         """Why ``value`` is refused, or ``""``."""
         if self.choices:
             return "" if value in self.choices else f"must be one of {', '.join(self.choices)}"
+        if self.frequency:
+            from pandas.tseries.frequencies import to_offset
+
+            try:
+                to_offset(str(value))
+            except ValueError:
+                return "must be a pandas frequency alias (MS: month starts, W-MON: Mondays, ...)"
+            return ""
         if self.date:
             import datetime
 
@@ -225,7 +234,7 @@ class SimulatorConfig:
 class SpineConfig:
     """Observation dates of the training spine."""
 
-    frequency: str = "MS"  # pandas offset alias: MS monthly, W-MON weekly
+    frequency: str = param("MS", frequency=True)  # pandas offset alias: MS monthly, W-MON weekly
     # empty: first full frequency period after the data starts plus min_history_days
     start: str = param("", date=True)
     end: str = param("", date=True)  # empty: the day after the data ends
