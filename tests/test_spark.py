@@ -190,29 +190,27 @@ def test_spark_scores_equal_score_chunk_and_write_idempotently(
     assert (pd.to_datetime(got["as_of"]) == as_of).all() and set(got["run_id"]) == {"run-1"}
     assert set(got["churn_model_version"]) == {"3"} and got["top_reasons"].str.startswith("[{").mean() > 0.9
 
-    # spread over partitions: the same probabilities and drivers (sentences quote each chunk's medians)
-    spread = score_spark(spark, one_day.repartition(3), models, VERSIONS, ScoringConfig()).toPandas()
-    spread = spread.sort_values("account_id", ignore_index=True)
-    np.testing.assert_allclose(spread["churn_probability"], expected["churn_probability"], **TOLERANCE)
-    assert [_items(t) for t in spread["top_reasons"]] == [_items(t) for t in expected["top_reasons"]]
-
-    # a category value the models never saw is counted on the driver, before any task, in one warning line,
-    # and scored as missing, as on DuckDB (churnml.scoring.batch.unseen_as_missing)
+    # spread over partitions, with one account moved to an industry the models never saw: the same
+    # probabilities and drivers as DuckDB scoring the same rows with that industry missing (sentences quote each
+    # chunk's medians); the value is counted on the driver, before any task, in one warning line, and scored as
+    # missing by the tasks, as on DuckDB (churnml.scoring.batch.unseen_as_missing)
     first = expected["account_id"].iloc[0]
     odd = one_day.withColumn(
         "account_industry",
         F.when(F.col("account_id") == first, F.lit("agritech")).otherwise(F.col("account_industry")),
     )
+    blank = duck.assign(account_industry=duck["account_industry"].mask(duck["account_id"] == first, None))
+    want, _ = score_chunk(blank, models, VERSIONS, ScoringConfig())
+    want = want.sort_values("account_id", ignore_index=True)
     caplog.set_level("WARNING")
-    got_odd = score_spark(spark, odd, models, VERSIONS, ScoringConfig()).toPandas()
+    spread = score_spark(spark, odd.repartition(3), models, VERSIONS, ScoringConfig()).toPandas()
     assert (
         "never saw, scored as missing" in caplog.text
         and "account_industry 'agritech' (1 rows)" in caplog.text
     )
-    blank = duck.assign(account_industry=duck["account_industry"].mask(duck["account_id"] == first, None))
-    want, _ = score_chunk(blank, models, VERSIONS, ScoringConfig())
-    got_odd, want = (f.sort_values("account_id", ignore_index=True) for f in (got_odd, want))
-    np.testing.assert_allclose(got_odd["churn_probability"], want["churn_probability"], **TOLERANCE)
+    spread = spread.sort_values("account_id", ignore_index=True)
+    np.testing.assert_allclose(spread["churn_probability"], want["churn_probability"], **TOLERANCE)
+    assert [_items(t) for t in spread["top_reasons"]] == [_items(t) for t in want["top_reasons"]]
 
     # a re-run of the same date replaces its rows, in Parquet and in a catalog table
     path = str(tmp_path / "churn_scores")
