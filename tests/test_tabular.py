@@ -249,6 +249,28 @@ def test_scoring_text_in_a_numeric_column_is_named_blanks_are_missing(final):
         prepare_table(bad, dataclasses.replace(spec, arr="usage"), require_label=False)
 
 
+def test_scoring_a_plan_the_model_never_saw_reads_it_as_missing_in_one_warning_line(final, caplog):
+    """A new snapshot where two customers are on a plan launched after training: the batch is scored, those
+    rows as if their plan were blank, with one warning line (a model asked directly still refuses it)."""
+    import logging
+
+    spec, _, model = final
+    new = snapshot(40, seed=5)
+    launched = new.assign(plan=new["plan"].mask(new.index.isin([2, 9]), "lifetime"))
+    with caplog.at_level(logging.WARNING, logger="churnml.tabular"):
+        got = prepare_table(launched, spec, model=model, require_label=False)
+    assert "plan 'lifetime' (2 rows)" in caplog.text and "scored as missing" in caplog.text
+    blank = prepare_table(new.assign(plan=new["plan"].mask(new.index.isin([2, 9]), "")), spec, model=model,
+                          require_label=False)  # fmt: skip
+    np.testing.assert_array_equal(model.predict_proba(got.features), model.predict_proba(blank.features))
+    assert score_table(model, got, {"high": 0.5, "low": 0.0})["probability"].between(0, 1).all()
+    raw = prepare_table(
+        launched, spec, require_label=False
+    ).features  # not read for this model: the value kept
+    with pytest.raises(ChurnmlError, match="unseen categories in column.*plan.*'lifetime'"):
+        model.predict_proba(raw)
+
+
 def test_shortening_tenure_raises_risk(final):
     _, data, model = final
     longer = data.features.assign(tenure=60.0)

@@ -44,6 +44,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,7 +59,14 @@ from churnml.explain.contributions import explain_accounts
 from churnml.explain.drivers import merged_keys, redundant_groups_of
 from churnml.modeling.baselines import Baselines, fit_baselines_rows
 from churnml.modeling.metrics import Evaluation, build_evaluation, compute_metrics, metrics_json, plot_tables
-from churnml.modeling.model import TrainedModel, _categorical_levels, fit_crossfit, fit_rows
+from churnml.modeling.model import (
+    TrainedModel,
+    _categorical_levels,
+    fit_crossfit,
+    fit_rows,
+    unseen_as_missing,
+    unseen_line,
+)
 from churnml.modeling.runs import log_training_run
 from churnml.modeling.tracking import data_version
 from churnml.names import TARGETS
@@ -73,6 +81,8 @@ POSITIVE_WORDS = ("yes", "true", "churned", "churn", "attrited", "y", "t")
 ID_LEVEL_SHARE = 0.5
 ID_MIN_LEVELS = 50
 NO_GROUP = "all"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -276,7 +286,8 @@ def prepare_table(
         require_label: False to read a table to score (the label column may be absent; every row kept).
         model: a trained model whose table this is: its categorical features are read as text and its
             other features as numbers, whatever this table's cells look like (a scoring batch whose
-            codes happen to be all digits stays categorical).
+            codes happen to be all digits stays categorical); a category value it never saw is read as
+            missing, with one warning line (:func:`churnml.modeling.model.unseen_as_missing`).
 
     Raises:
         ChurnmlError: one line naming the column and the rule broken.
@@ -356,6 +367,10 @@ def prepare_table(
         if col in categorical:
             raise ChurnmlError(f"--health {col!r} is a categorical column; a health signal must be numeric")
     features = pd.DataFrame(out)
+    if model is not None:  # scored, explained or evaluated: a new value does not stop the batch
+        features, unseen = unseen_as_missing(features, {model.target: model})
+        if unseen:
+            log.warning("%s", unseen_line(unseen, "rows"))
     arr = (
         _numbers(table[spec.arr], f"--arr {spec.arr!r}", ids).to_numpy(float)
         if spec.arr

@@ -30,6 +30,7 @@ from churnml.explain.contributions import explain_accounts
 from churnml.explain.drivers import redundant_groups_of
 from churnml.explain.reasons import reasons_for, top_reasons, with_reasons
 from churnml.features.engine import build_features, usage_window_start
+from churnml.modeling.model import unseen_as_missing, unseen_line
 from churnml.modeling.registry import load_champion
 from churnml.names import ACCOUNT, AS_OF, CUTOFF, TARGETS
 from churnml.scoring.calls import call_list, carried_calls, changes_since, previous_scores
@@ -168,55 +169,6 @@ def drift_json(drift: pd.DataFrame) -> str:
         for r in keep.itertuples()
     ]  # fmt: skip
     return json.dumps(rows)
-
-
-def unseen_as_missing(
-    features: pd.DataFrame, models: Mapping[str, Any]
-) -> tuple[pd.DataFrame, dict[str, dict[str, int]]]:
-    """The feature rows with every category value some model never saw set to missing, and what was set.
-
-    A model refuses an unseen value (:meth:`~churnml.modeling.model.TrainedModel.prepare`): right for a model
-    asked directly, wrong for a nightly job, where one account moved to a new industry or region in the CRM
-    would stop every account's scores. Scoring treats such a value as missing instead (LightGBM's missing
-    branch, the logistic part's all-zero one-hot), says so in one warning line and records it on the run. A
-    value that moves many accounts (a plan renamed for the whole book) is still refused: the column's shares,
-    missing included, are part of the drift guard, and its PSI passes the input bound.
-
-    Returns:
-        (features, ``{column: {value: rows}}``); the frame is the input itself when nothing was unseen.
-    """
-    levels: dict[str, set[str]] = {}
-    for model in models.values():
-        for col, known in model.categories.items():
-            levels[col] = levels[col] & set(known) if col in levels else set(known)
-    unseen: dict[str, dict[str, int]] = {}
-    masks: dict[str, pd.Series] = {}
-    for col, known in levels.items():
-        if col not in features.columns:
-            continue  # the schema guard names it
-        values = features[col]
-        text = values.astype("object").where(values.isna(), values.astype("str"))
-        new = values.notna() & ~text.isin(known)
-        if new.any():
-            masks[col] = new
-            unseen[col] = {str(k): int(v) for k, v in text[new].value_counts().sort_index().items()}
-    if not masks:
-        return features, {}
-    out = features.copy()
-    for col, new in masks.items():
-        out[col] = out[col].astype("object").where(~new, None)
-    return out, unseen
-
-
-def unseen_line(unseen: Mapping[str, Mapping[str, int]], what: str = "accounts") -> str:
-    """One warning line for :func:`unseen_as_missing`'s finding."""
-    shown = "; ".join(
-        f"{col} "
-        + ", ".join(f"{value!r} ({n:,} {what})" for value, n in list(values.items())[:5])
-        + (f" (+{len(values) - 5} more)" if len(values) > 5 else "")
-        for col, values in unseen.items()
-    )
-    return f"category values the models never saw, scored as missing (retrain to learn them): {shown}"
 
 
 def _chunks(frame: pd.DataFrame, rows: int) -> Iterator[pd.DataFrame]:

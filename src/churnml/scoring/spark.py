@@ -29,9 +29,9 @@ from churnml.features.spark import (
     register_sources_spark,
 )
 from churnml.features.steps import _tidy
-from churnml.modeling.model import META_FILE, MODEL_FILE, TrainedModel
+from churnml.modeling.model import META_FILE, MODEL_FILE, TrainedModel, unseen_as_missing, unseen_line
 from churnml.names import KEYS, TARGETS
-from churnml.scoring.batch import check_drift, load_models, score_chunk, unseen_as_missing, unseen_line
+from churnml.scoring.batch import check_drift, load_models, score_chunk
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame as SparkDataFrame
