@@ -333,6 +333,39 @@ def test_forecast_writes_every_active_account_and_the_book_per_csm(fitted, make_
 
 
 @pytest.mark.slow
+def test_forecast_reads_a_category_value_the_model_never_saw_as_missing(fitted, tmp_path, caplog):
+    """A nightly forecast where three accounts moved to a new industry: written, their curves those of the same
+    accounts with the industry blank, with one warning line (as nightly scoring)."""
+    import logging
+
+    from churnml.survival.batch import forecast_accounts
+
+    tables, cfg, result, now = fitted
+    moved = set(sorted(now["account_id"].astype(str))[:3])
+    accounts = tables["accounts"]
+
+    def industry(value):
+        moved_rows = accounts["account_id"].astype(str).isin(moved)
+        return dict(tables, accounts=accounts.assign(industry=accounts["industry"].mask(moved_rows, value)))
+
+    url = f"duckdb:///{tmp_path / 'wh.duckdb'}"
+    with caplog.at_level(logging.WARNING, logger="churnml.survival.batch"):
+        got = forecast_accounts(
+            industry("agritech"), cfg, warehouse_url=url, root=tmp_path, load_model=loader(result)
+        )
+    assert "account_industry 'agritech' (3 accounts)" in caplog.text
+    blank = forecast_accounts(
+        industry(None), cfg, warehouse_url=url, root=tmp_path, load_model=loader(result)
+    )
+    pd.testing.assert_frame_equal(
+        got.account_survival.sort_values("account_id", ignore_index=True)[["account_id", "p_churn_horizon"]],
+        blank.account_survival.sort_values("account_id", ignore_index=True)[
+            ["account_id", "p_churn_horizon"]
+        ],
+    )
+
+
+@pytest.mark.slow
 def test_forecast_fails_fast_on_a_bad_as_of_or_an_unknown_model(fitted, tmp_path):
     from churnml.survival.batch import forecast_accounts, prepare_forecast
 

@@ -265,9 +265,13 @@ def test_a_champion_that_cannot_read_the_new_features_gives_way_and_says_why(sto
     assert tags["compared_on"] == "champion_cannot_read_the_rows"
     assert good.features[0] in tags["champion_unusable"] and "cannot read" in tags["promotion_reason"]
     assert "champion v1 cannot read this run's features" in caplog.text
-    # a champion that can read the rows is still compared on them: the weak model does not displace the good one
+    # a champion that can read the rows is still compared on them: the weak model does not displace the good one,
+    # also where the new rows hold a category value the champion never saw (read as missing, as scoring does)
     assert rollback("churn", root=store) == "1"
-    _, v3 = _log(trained, "weak", store)
+    column = next(iter(good.categories))
+    new_value = trained["features"].assign(**{column: trained["features"][column].astype(str).mask(
+        trained["features"].index % 7 == 0, "galactic")})  # fmt: skip
+    _, v3 = _log(trained, "weak", store, test_features=new_value)
     assert _champion_version() == "1" and _tags(v3)["compared_on"] == "new_test_rows"
 
 

@@ -12,9 +12,10 @@ the test features are given and the champion can be loaded and applied to them (
 from the same rows, whatever period or data the champion was first tested on); otherwise its own
 logged test metric (tag ``test_<metric>``) is used, and the tag ``compared_on`` says which. With no
 champion the new version is promoted; with a champion that has no comparable number the champion is
-kept. A champion that cannot read the new run's features at all (columns it was trained on are missing, or
-categories it never saw: :class:`~churnml.modeling.model.FeatureSchemaError`, a model of other data, such as
-the demo's after ``churnml params data=folder``) is no comparison and could not serve this data either: the
+kept. A champion that cannot read the new run's features at all (columns it was trained on are missing:
+:class:`~churnml.modeling.model.FeatureSchemaError`, a model of other data, such as the demo's after
+``churnml params data=folder``; a category value it never saw is read as missing, as scoring serves it) is no
+comparison and could not serve this data either: the
 new version takes the alias (``compared_on`` ``champion_cannot_read_the_rows``, the reason in
 ``champion_unusable``, one warning line); :func:`rollback` returns the old one. Every decision is written as tags on the new version (``promotion_decision``, ``compared_with``,
 ``promotion_metric``, ``new_metric_value``, ``champion_metric_value``, ``compared_on``); every alias
@@ -51,7 +52,7 @@ from churnml.modeling.metrics import (
     Evaluation,
     compute_metrics,
 )
-from churnml.modeling.model import FeatureSchemaError, TrainedModel
+from churnml.modeling.model import FeatureSchemaError, TrainedModel, unseen_as_missing
 from churnml.modeling.tracking import RunContext, _client, _mlflow, registered_name, tracking_uri
 from churnml.names import KEYS
 
@@ -153,7 +154,10 @@ def _champion_metric_on_rows(
     if (aligned["_merge"] != "both").any():
         raise ChurnmlError("test features do not cover every evaluated test row")
     champion = _load_version(name, version)
-    proba = champion.predict_proba(aligned.drop(columns="_merge"))
+    # as scoring would serve it: a category value it never saw (a new industry in the new data) is missing; only
+    # absent columns make it unable to read these rows (FeatureSchemaError)
+    rows_in, _ = unseen_as_missing(aligned.drop(columns="_merge"), {name: champion})
+    proba = champion.predict_proba(rows_in)
     values = compute_metrics(
         rows["y"].to_numpy(float), proba, rows["arr"].to_numpy(float), rows["cutoff"].to_numpy(), cfg
     )

@@ -24,6 +24,7 @@ from churnml.contract.sqlcheck import UsageScan, check_usage_window
 from churnml.dataset.spine import as_of_day, build_spine, data_range, training_cutoffs
 from churnml.errors import ChurnmlError
 from churnml.features.engine import build_features, usage_window_start
+from churnml.modeling.model import unseen_as_missing, unseen_line
 from churnml.modeling.registry import CHAMPION, load_champion
 from churnml.survival.forecast import DRAWS, forecast_book, forecast_settings, with_csm
 from churnml.survival.model import TARGET, curve_frame
@@ -147,8 +148,12 @@ def forecast_accounts(
         since = usage_window_start([day], cfg.features)
         check_usage_window(usage, since, day, tables["accounts"], cfg.data.memory_limit)
     features = build_features(dict(tables), spine, cfg.features)
-    model.prepare(month_design(features.head(1), 1, horizon))  # schema guard: missing columns, named
-    curves = curve_frame(model, features, horizon)
+    # a category value the model never saw is read as missing for the curves, as nightly scoring does
+    model_input, unseen = unseen_as_missing(features, {TARGET: model})
+    if unseen:
+        log.warning("%s", unseen_line(unseen))
+    model.prepare(month_design(model_input.head(1), 1, horizon))  # schema guard: missing columns, named
+    curves = curve_frame(model, model_input, horizon)
     accounts = tables.get("accounts")
     survival = account_survival_table(curves, features, day, horizon, accounts)
     # the monthly ARR moves are learned from every account-month of the training spine before the as-of

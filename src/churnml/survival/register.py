@@ -23,6 +23,7 @@ import pandas as pd
 
 from churnml.config import Config
 from churnml.errors import ChurnmlError
+from churnml.modeling.model import unseen_as_missing
 from churnml.modeling.registry import load_champion
 from churnml.modeling.runs import log_survival_run
 from churnml.modeling.tracking import RunContext
@@ -53,7 +54,8 @@ def champion_on_test(model: Any, result: SurvivalResult, horizon: int, metric: s
     """
     if result.test is None or result.test_spells is None or result.test_start is None:
         raise ChurnmlError("survival: the result kept no test spells")
-    model.prepare(month_design(result.test.head(1), 1, horizon))  # its features: missing columns, named
+    test, _ = unseen_as_missing(result.test, {TARGET: model})  # as the forecast serves a new category value
+    model.prepare(month_design(test.head(1), 1, horizon))  # its features: missing columns, named
     censored = model.info.get("censored_at")
     if not censored or pd.Timestamp(censored) > pd.Timestamp(result.test_start):
         raise ChurnmlError(
@@ -61,7 +63,7 @@ def champion_on_test(model: Any, result: SurvivalResult, horizon: int, metric: s
             f"{pd.Timestamp(result.test_start).date()}"
         )
     cols = [f"s_{t}" for t in range(1, result.follow + 1)]
-    surv = curve_frame(model, result.test, horizon)[cols].to_numpy()
+    surv = curve_frame(model, test, horizon)[cols].to_numpy()
     return float(survival_metrics(result.test_spells, surv, result.follow)[metric])
 
 
