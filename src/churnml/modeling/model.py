@@ -67,12 +67,14 @@ def unseen_as_missing(
 ) -> tuple[pd.DataFrame, dict[str, dict[str, int]]]:
     """The feature rows with every category value some model never saw set to missing, and what was set.
 
-    A model refuses an unseen value (:meth:`TrainedModel.prepare`): right for a model asked directly, wrong
-    for a nightly job (:func:`churnml.scoring.batch.score_accounts`, ``churnml tabular score``), where one account moved to a new industry or region in the CRM
-    would stop every account's scores. Scoring treats such a value as missing instead (LightGBM's missing
-    branch, the logistic part's all-zero one-hot), says so in one warning line and records it on the run. A
-    value that moves many accounts (a plan renamed for the whole book) is still refused: the column's shares,
-    missing included, are part of the drift guard, and its PSI passes the input bound.
+    A model refuses an unseen value (:meth:`TrainedModel.prepare`): right for a model asked directly, wrong for
+    a nightly job (:func:`churnml.scoring.batch.score_accounts`, ``churnml forecast``, ``churnml tabular
+    score``), where one account moved to a new industry or region in the CRM would stop every account's scores.
+    Those treat such a value as missing instead (LightGBM's missing branch, the logistic part's all-zero
+    one-hot) and say so in one warning line; nightly scoring records it on the run. A value that moves many
+    accounts (a plan renamed for the whole book) is still refused there: the column's shares, missing
+    included, are part of the drift guard, and its PSI passes the input bound. The promotion rule re-scores a
+    champion the same way (a new category value is no reason to skip the comparison).
 
     Returns:
         (features, ``{column: {value: rows}}``); the frame is the input itself when nothing was unseen.
@@ -172,8 +174,8 @@ class TrainedModel:
 
         Raises:
             FeatureSchemaError: naming the missing columns, or the columns holding categories not seen at
-                training with those values (new values are an error, not silently treated as missing:
-                a new segment or plan means the model must be retrained or the value mapped).
+                training with those values (new values are an error here, not silently treated as missing:
+                the batch jobs read them as missing on purpose and say so, :func:`unseen_as_missing`).
         """
         missing = [c for c in self.features if c not in frame.columns]
         if missing:

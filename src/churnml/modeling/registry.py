@@ -13,11 +13,12 @@ from the same rows, whatever period or data the champion was first tested on); o
 logged test metric (tag ``test_<metric>``) is used, and the tag ``compared_on`` says which. With no
 champion the new version is promoted; with a champion that has no comparable number the champion is
 kept. A champion that cannot read the new run's features at all (columns it was trained on are missing:
-:class:`~churnml.modeling.model.FeatureSchemaError`, a model of other data, such as the demo's after
-``churnml params data=folder``; a category value it never saw is read as missing, as scoring serves it) is no
-comparison and could not serve this data either: the
-new version takes the alias (``compared_on`` ``champion_cannot_read_the_rows``, the reason in
-``champion_unusable``, one warning line); :func:`rollback` returns the old one. Every decision is written as tags on the new version (``promotion_decision``, ``compared_with``,
+:class:`~churnml.modeling.model.FeatureSchemaError`; a model of other data, such as the demo's after
+``churnml params data=folder``) is no comparison and could not serve this data either: the new version takes
+the alias (``compared_on`` ``champion_cannot_read_the_rows``, the reason in ``champion_unusable``, one warning
+line); :func:`rollback` returns the old one. A category value the champion never saw is read as missing, as
+scoring serves it, and is no reason to skip the comparison. Every decision is written as tags on the new
+version (``promotion_decision``, ``compared_with``,
 ``promotion_metric``, ``new_metric_value``, ``champion_metric_value``, ``compared_on``); every alias
 move records ``previous_champion`` and who/when/why on the version that takes it, and appends to the
 registered model's ``champion_history`` tag, a stack that :func:`rollback` pops (each rollback steps one
