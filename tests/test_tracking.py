@@ -390,6 +390,21 @@ def test_loading_a_champion_that_does_not_exist_is_a_clear_error(store):
         load_champion("upsell", root=store)
 
 
+def test_reading_the_registry_where_there_is_no_store_says_so_and_creates_none(tmp_path, monkeypatch):
+    """Outside the repository (a scheduler's working directory), promote, rollback and loading a champion name
+    the store they looked for, instead of creating an empty one there and saying the model has no version."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    for call in (
+        lambda: load_champion("churn", root=tmp_path),
+        lambda: promote("churn", "1", "reviewed", root=tmp_path),
+        lambda: rollback("churn", root=tmp_path),
+    ):
+        with pytest.raises(ChurnmlError, match=rf"no MLflow store at {tmp_path}/mlflow.db: run the pipeline"):
+            call()
+    assert not (tmp_path / "mlflow.db").exists()
+
+
 @pytest.mark.slow
 def test_registration_can_be_turned_off(store, trained):
     run_id, version = _log(trained, "good", store, tracking=TrackingConfig(register=False))

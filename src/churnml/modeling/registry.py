@@ -340,7 +340,7 @@ def promote(
         The previous champion version ("none" if there was none).
     """
     reason = reason.strip() or "manual promotion (no reason given)"
-    client = _client(root, cfg or TrackingConfig())
+    client = _client(root, cfg or TrackingConfig(), existing=True)
     name = registered_name(target)
     _version(client, name, version)
     champion = _champion(client, name)
@@ -374,7 +374,7 @@ def rollback(
     Returns:
         The version that is champion now.
     """
-    client = _client(root, cfg or TrackingConfig())
+    client = _client(root, cfg or TrackingConfig(), existing=True)
     name = registered_name(target)
     champion = _champion(client, name)
     if champion is None:
@@ -417,7 +417,7 @@ def load_champion(
         The model and its registry version.
     """
     mlflow = _mlflow()
-    client = _client(root, cfg or TrackingConfig())
+    client = _client(root, cfg or TrackingConfig(), existing=True)
     name = registered_name(target)
     if str(ref).isdigit():
         version = _version(client, name, str(ref)).version
@@ -458,7 +458,7 @@ def model_versions(
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).is_file():
         return pd.DataFrame(columns=columns)
     mlflow = _mlflow()
-    client = _client(root, cfg)
+    client = _client(root, cfg, existing=True)
     name = registered_name(target)
     try:
         found = client.search_model_versions(f"name = '{name}'")

@@ -98,9 +98,22 @@ def artifact_location(root: Path, cfg: TrackingConfig) -> str | None:
     return None
 
 
-def _client(root: Path | None, cfg: TrackingConfig) -> Any:
+def _client(root: Path | None, cfg: TrackingConfig, *, existing: bool = False) -> Any:
+    """The MLflow client of the store (:func:`tracking_uri`).
+
+    Args:
+        existing: the caller only reads the registry (load, promote, roll back, list): a SQLite store that is
+            not there is an error naming it, instead of a new empty store created in the working directory
+            (run outside the repository, ``churnml promote`` left an ``mlflow.db`` in ``/tmp`` and said the
+            model had no version).
+    """
     mlflow = _mlflow()
     uri = tracking_uri(root or repo_root(), cfg)
+    if existing and uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).is_file():
+        raise ChurnmlError(
+            f"no MLflow store at {uri[len('sqlite:///') :]}: run the pipeline first (`make run`), run this "
+            "from the repository, or set MLFLOW_TRACKING_URI"
+        )
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
