@@ -49,6 +49,9 @@ def _one_line_error(code: int, err: str, *parts: str) -> None:
 def test_missing_folder_is_one_line(monkeypatch, capsys, tmp_path):
     code, _, err = run_cli(monkeypatch, capsys, "validate", str(tmp_path / "nope"))
     _one_line_error(code, err, "no such folder")
+    (tmp_path / "usage.csv").write_text("account_id,date,metric,value\n")  # the table itself, not its folder
+    code, _, err = run_cli(monkeypatch, capsys, "validate", str(tmp_path / "usage.csv"))
+    _one_line_error(code, err, "usage.csv is a file: give the folder that holds the tables")
 
 
 def test_bad_schema_is_one_line(monkeypatch, capsys, tmp_path):

@@ -48,6 +48,10 @@ def read_folder(folder: Path, *, raw: bool = True) -> dict[str, pd.DataFrame]:
 def table_files(folder: Path) -> dict[str, Path]:
     """The contract tables present in a folder (``<table>.parquet`` or ``.csv``); the required ones must be."""
     folder = Path(folder)
+    if folder.is_file():
+        raise ChurnmlError(
+            f"{folder} is a file: give the folder that holds the tables (one <table>.parquet or .csv per table)"
+        )
     if not folder.is_dir():
         raise ChurnmlError(f"{folder}: no such folder")
     missing = [n for n in REQUIRED_TABLES if table_path(folder, n) is None]
