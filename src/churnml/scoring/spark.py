@@ -131,8 +131,9 @@ def _score_partitions(
 
 def _check_inputs(features_sdf: SparkDataFrame, models: Mapping[str, Any]) -> None:
     """The schema guard of :func:`churnml.scoring.batch.score_accounts`, on the driver: every model input is a
-    column; category values unseen at training are counted (one aggregation job) and reported in one warning
-    line; the tasks score them as missing (:func:`churnml.scoring.batch.unseen_as_missing`, in score_chunk)."""
+    column; category values unseen at training are found (one aggregation job; a second counts their rows when
+    there are any) and reported in one warning line; the tasks score them as missing
+    (:func:`churnml.modeling.model.unseen_as_missing`, in score_chunk)."""
     from pyspark.sql import functions as F
 
     for model in models.values():
@@ -149,17 +150,18 @@ def _check_inputs(features_sdf: SparkDataFrame, models: Mapping[str, Any]) -> No
         c: set.intersection(*(set(m.categories[c]) for m in models.values() if c in m.categories))
         for c in categorical
     }
+    found = features_sdf.agg(*(F.collect_set(F.col(c).cast("string")).alias(c) for c in categorical)).first()
+    new = {c: sorted(set(found[c]) - known[c]) for c in categorical if set(found[c]) - known[c]}
+    if not new:
+        return
+    pairs = [(c, v) for c, values in new.items() for v in values]
+    counts = features_sdf.agg(
+        *(F.sum((F.col(c).cast("string") == v).cast("int")).alias(f"n{i}") for i, (c, v) in enumerate(pairs))
+    ).first()
     unseen: dict[str, dict[str, int]] = {}
-    for col in categorical:
-        value = F.col(col).cast("string")
-        rows = features_sdf.where(value.isNotNull() & ~value.isin(sorted(known[col]))).groupBy(
-            value.alias("v")
-        )
-        found = {r["v"]: int(r["count"]) for r in rows.count().collect()}
-        if found:
-            unseen[col] = dict(sorted(found.items()))
-    if unseen:
-        log.warning("%s", unseen_line(unseen, "rows"))
+    for i, (c, v) in enumerate(pairs):
+        unseen.setdefault(c, {})[v] = int(counts[f"n{i}"])
+    log.warning("%s", unseen_line(unseen, "rows"))
 
 
 def score_spark(
