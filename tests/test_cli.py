@@ -140,7 +140,8 @@ def test_generate_defaults_to_the_pipeline_simulator_start(monkeypatch, capsys, 
 
 
 def test_score_checks_warehouse_and_models_before_reading_the_input(monkeypatch, capsys, tmp_path):
-    """The folder does not exist: the error is about the model, so nothing was read before the checks."""
+    """The folder does not exist: the error is about the models (here: the store named by MLFLOW_TRACKING_URI
+    does not exist, and reading the registry creates none), so nothing was read before the checks."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.delenv("CHURNML_WAREHOUSE_URL", raising=False)
     wh = f"duckdb:///{tmp_path / 'wh.duckdb'}"
@@ -155,9 +156,11 @@ def test_score_checks_warehouse_and_models_before_reading_the_input(monkeypatch,
         "--churn-version",
         "99",
     )
-    errors = [line for line in err.splitlines() if line.startswith("error: ")]  # (MLflow logs a fresh store)
-    assert code == 1 and len(errors) == 1 and "churnml-churn has no version 99" in errors[0]
-    assert "no such folder" not in err
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert code == 1 and errors == [
+        f"error: no MLflow store at {tmp_path / 'mlflow.db'} (MLFLOW_TRACKING_URI): check the variable"
+    ]
+    assert "no such folder" not in err and not (tmp_path / "mlflow.db").exists()
     assert (tmp_path / "wh.duckdb").exists()  # the warehouse was opened (and its tables made) first
 
 

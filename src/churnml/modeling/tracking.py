@@ -110,9 +110,12 @@ def _client(root: Path | None, cfg: TrackingConfig, *, existing: bool = False) -
     mlflow = _mlflow()
     uri = tracking_uri(root or repo_root(), cfg)
     if existing and uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).is_file():
+        where = uri[len("sqlite:///") :]
+        if os.environ.get("MLFLOW_TRACKING_URI"):
+            raise ChurnmlError(f"no MLflow store at {where} (MLFLOW_TRACKING_URI): check the variable")
         raise ChurnmlError(
-            f"no MLflow store at {uri[len('sqlite:///') :]}: run the pipeline first (`make run`), run this "
-            "from the repository, or set MLFLOW_TRACKING_URI"
+            f"no MLflow store at {where}: run the pipeline first (`make run`), run this from the repository, "
+            "or set MLFLOW_TRACKING_URI"
         )
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
