@@ -186,13 +186,14 @@ def score_chunk(
     """Scores and explanation rows for one chunk of feature rows (one as-of date).
 
     Args:
+        features: feature rows whose category values the models know (the callers read unseen ones as missing
+            first: :func:`churnml.modeling.model.unseen_as_missing`, once per run or Spark partition chunk).
         definition: the tier cut-offs (default: :func:`churnml.scoring.tiers.define_tiers` of the models).
 
     Returns:
         (scores in the ``churn_scores`` layout without run columns, explanations in the
         ``churn_explanations`` layout).
     """
-    features, _ = unseen_as_missing(features, models)  # counted and reported once per run by the caller
     p_churn = models["churn"].predict_proba(features)
     p_expand = models["expansion"].predict_proba(features)
     definition = definition or define_tiers(models["churn"], models["expansion"], cfg.tiers)

@@ -106,7 +106,8 @@ def _score_partitions(
         models = models_from_payload(payload)
 
         def score(parts: list[pd.DataFrame]) -> pd.DataFrame:
-            chunk = _tidy(pd.concat(parts, ignore_index=True))
+            # category values the models never saw: missing (counted once on the driver, by _check_inputs)
+            chunk, _ = unseen_as_missing(_tidy(pd.concat(parts, ignore_index=True)), models)
             scores, _ = score_chunk(chunk, models, versions, cfg)
             out = scores.assign(
                 as_of=pd.to_datetime(scores["as_of"]).dt.date, run_id=run_id, scored_at=scored_at
@@ -133,7 +134,7 @@ def _check_inputs(features_sdf: SparkDataFrame, models: Mapping[str, Any]) -> No
     """The schema guard of :func:`churnml.scoring.batch.score_accounts`, on the driver: every model input is a
     column; category values unseen at training are found (one aggregation job; a second counts their rows when
     there are any) and reported in one warning line; the tasks score them as missing
-    (:func:`churnml.modeling.model.unseen_as_missing`, in score_chunk)."""
+    (:func:`churnml.modeling.model.unseen_as_missing`, before score_chunk)."""
     from pyspark.sql import functions as F
 
     for model in models.values():
