@@ -62,6 +62,15 @@ class FeatureSchemaError(ChurnmlError):
     other failures (a champion trained on other data cannot be compared, nor serve this data)."""
 
 
+def known_levels(models: Mapping[str, Any]) -> dict[str, set[str]]:
+    """Per categorical column of any of ``models``, the values every model that reads it saw at training."""
+    levels: dict[str, set[str]] = {}
+    for model in models.values():
+        for col, known in model.categories.items():
+            levels[col] = levels[col] & set(known) if col in levels else set(known)
+    return levels
+
+
 def unseen_as_missing(
     features: pd.DataFrame, models: Mapping[str, Any]
 ) -> tuple[pd.DataFrame, dict[str, dict[str, int]]]:
@@ -79,13 +88,9 @@ def unseen_as_missing(
     Returns:
         (features, ``{column: {value: rows}}``); the frame is the input itself when nothing was unseen.
     """
-    levels: dict[str, set[str]] = {}
-    for model in models.values():
-        for col, known in model.categories.items():
-            levels[col] = levels[col] & set(known) if col in levels else set(known)
     unseen: dict[str, dict[str, int]] = {}
     masks: dict[str, pd.Series] = {}
-    for col, known in levels.items():
+    for col, known in known_levels(models).items():
         if col not in features.columns:
             continue  # the schema guard names it
         values = features[col]

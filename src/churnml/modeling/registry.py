@@ -232,12 +232,12 @@ def apply_promotion_rule(
                 old_value = float(rescore(str(champion.version)))
                 compared_on = "new_test_rows"
             except FeatureSchemaError as exc:
-                unusable = str(exc)
+                unusable = _clip(str(exc))
                 log.warning(
                     "champion v%s cannot read this run's features (%s): it was trained on other data or features, "
                     "so v%s takes the alias (`churnml rollback --target %s` returns v%s)",
                     champion.version,
-                    _clip(unusable),
+                    unusable,
                     version,
                     target,
                     champion.version,
@@ -248,7 +248,7 @@ def apply_promotion_rule(
             promote_it = True
             decision |= {
                 "compared_on": "champion_cannot_read_the_rows",
-                "champion_unusable": _clip(unusable),
+                "champion_unusable": unusable,
             }
         else:
             if compared_on == "champion_logged_metric":

@@ -29,7 +29,14 @@ from churnml.features.spark import (
     register_sources_spark,
 )
 from churnml.features.steps import _tidy
-from churnml.modeling.model import META_FILE, MODEL_FILE, TrainedModel, unseen_as_missing, unseen_line
+from churnml.modeling.model import (
+    META_FILE,
+    MODEL_FILE,
+    TrainedModel,
+    known_levels,
+    unseen_as_missing,
+    unseen_line,
+)
 from churnml.names import KEYS, TARGETS
 from churnml.scoring.batch import check_drift, load_models, score_chunk
 
@@ -144,13 +151,10 @@ def _check_inputs(features_sdf: SparkDataFrame, models: Mapping[str, Any]) -> No
                 f"{model.target} model: input lacks feature column(s) {', '.join(absent[:5])} "
                 f"({len(absent)} of {len(model.features)})"
             )
-    categorical = sorted({c for m in models.values() for c in m.categories})
+    known = known_levels(models)
+    categorical = sorted(known)
     if not categorical:
         return
-    known = {
-        c: set.intersection(*(set(m.categories[c]) for m in models.values() if c in m.categories))
-        for c in categorical
-    }
     found = features_sdf.agg(*(F.collect_set(F.col(c).cast("string")).alias(c) for c in categorical)).first()
     new = {c: sorted(set(found[c]) - known[c]) for c in categorical if set(found[c]) - known[c]}
     if not new:
