@@ -39,6 +39,10 @@ _SIBLING = re.compile(r"\$\{\.(\w+)\}")  # a relative interpolation of a sibling
 SCHEMA_NAME = (
     "churnml_schema"  # the dataclasses in Hydra's ConfigStore: the head of conf/config.yaml's defaults
 )
+# The values of the choice parameters, here once: the schema's bounds and the components' own checks read them.
+FEATURE_ENGINES = ("duckdb", "spark")
+CLASS_WEIGHTS = ("balanced", "none")
+CALIBRATIONS = ("sigmoid", "isotonic", "none")
 
 
 @dataclass(frozen=True)
@@ -255,7 +259,7 @@ class LabelsConfig:
 class FeaturesConfig:
     """Feature families and windows."""
 
-    engine: str = param("duckdb", choices=("duckdb", "spark"))
+    engine: str = param("duckdb", choices=FEATURE_ENGINES)
     windows_days: list[int] = param(factory=lambda: [7, 30, 90], low=1)
     trend_window_days: int = param(30, low=1)
     baseline_weeks: int = param(12, low=2)
@@ -307,10 +311,10 @@ class ModelConfig:
 
     targets: list[str] = param(factory=lambda: list(TARGETS), choices=TARGETS)
     seed: int = param(42, low=0)
-    class_weight: str = param("balanced", choices=("balanced", "none"))
+    class_weight: str = param("balanced", choices=CLASS_WEIGHTS)
     # sigmoid (Platt) by default: isotonic's flat steps give many accounts zero probability points,
     # and so no reasons to show a CSM (see churnml.explain.contributions)
-    calibration: str = param("sigmoid", choices=("sigmoid", "isotonic", "none"))
+    calibration: str = param("sigmoid", choices=CALIBRATIONS)
     lgbm: LightGBMConfig = field(default_factory=LightGBMConfig)
     # feature name -> +1 (risk rises with it) / -1; applied to the churn model only
     monotone_churn: dict[str, int] = field(default_factory=dict)

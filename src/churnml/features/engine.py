@@ -27,7 +27,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from churnml.config import FeaturesConfig
+from churnml.config import FEATURE_ENGINES, FeaturesConfig
 from churnml.contract.schemas import REQUIRED_TABLES, TABLES
 from churnml.contract.sqlcheck import UsageScan
 from churnml.dataset.spine import build_spine, sql_string, to_cutoffs
@@ -311,8 +311,8 @@ def build_features(
     Raises:
         ChurnmlError: on a bad spine, a missing required table or column, or an unknown family.
     """
-    if cfg.engine not in ("duckdb", "spark"):
-        raise ChurnmlError(f"features.engine {cfg.engine!r}: expected 'duckdb' or 'spark'")
+    if cfg.engine not in FEATURE_ENGINES:
+        raise ChurnmlError(f"features.engine {cfg.engine!r}: expected one of {', '.join(FEATURE_ENGINES)}")
     keys = _spine_keys(spine)
     if cfg.engine == "spark":
         if not isinstance(source, str | Path) and isinstance(source.get("usage"), UsageScan):

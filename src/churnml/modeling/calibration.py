@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from churnml.config import CALIBRATIONS
 from churnml.errors import ChurnmlError
 
 # An isotonic step of exactly 0 or 1 is overconfident (infinite log loss on one surprise): keep a floor.
@@ -57,8 +58,8 @@ class Calibrator:
         y = np.asarray(y, dtype=float)
         if method == "none":
             return cls("none")
-        if method not in ("isotonic", "sigmoid"):
-            raise ChurnmlError(f"model.calibration: {method!r} is not one of isotonic, sigmoid, none")
+        if method not in CALIBRATIONS:
+            raise ChurnmlError(f"model.calibration: {method!r} is not one of {', '.join(CALIBRATIONS)}")
         if not 0 < y.sum() < len(y):
             raise ChurnmlError(
                 f"calibration: the validation period has {int(y.sum())} positive(s) in {len(y)} rows; "

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from churnml.config import ModelConfig, SplitConfig
+from churnml.config import CLASS_WEIGHTS, ModelConfig, SplitConfig
 from churnml.errors import ChurnmlError
 from churnml.modeling import tuning
 from churnml.modeling.calibration import Calibrator, _sigmoid
@@ -352,8 +352,8 @@ def _categorical_levels(features: pd.DataFrame, columns: list[str]) -> dict[str,
 def _class_weights(y: np.ndarray, mode: str) -> np.ndarray:
     if mode == "none":
         return np.ones(len(y))
-    if mode != "balanced":
-        raise ChurnmlError(f"model.class_weight: {mode!r} is not one of balanced, none")
+    if mode not in CLASS_WEIGHTS:
+        raise ChurnmlError(f"model.class_weight: {mode!r} is not one of {', '.join(CLASS_WEIGHTS)}")
     n, pos = len(y), y.sum()
     if pos == 0 or pos == n:
         return np.ones(len(y))
