@@ -26,6 +26,7 @@ from churnml.modeling.metrics import (
     pr_auc,
     recall_at,
     roc_auc,
+    roc_auc_difference,
     top_weights,
     write_dvc_outputs,
 )
@@ -139,6 +140,29 @@ def test_roc_auc_is_the_pairwise_concordance_and_pr_auc_the_average_precision():
     # average precision by hand on a tie-free example: positives at ranks 1 and 3 -> (1/1 + 2/3) / 2
     assert pr_auc(np.array([1, 0, 1, 0]), np.array([4.0, 3.0, 2.0, 1.0])) == pytest.approx((1 + 2 / 3) / 2)
     assert math.isnan(roc_auc(np.ones(5), np.arange(5.0)))
+
+
+def test_the_paired_roc_auc_difference_and_its_standard_error_agree_with_a_bootstrap():
+    rng = np.random.default_rng(3)
+    n = 600
+    y = (rng.random(n) < 0.2).astype(int)
+    shared = rng.normal(size=n)  # the two scores share noise: their AUCs are correlated
+    a = y + shared + 0.5 * rng.normal(size=n)
+    b = 0.7 * y + shared + 0.5 * rng.normal(size=n)
+    diff, se = roc_auc_difference(y, a, b)
+    assert diff == pytest.approx(roc_auc(y, a) - roc_auc(y, b), abs=1e-12)
+    boot = []
+    for _ in range(2000):
+        i = rng.integers(0, n, n)
+        boot.append(roc_auc(y[i], a[i]) - roc_auc(y[i], b[i]))
+    assert se == pytest.approx(float(np.std(boot)), rel=0.1)
+    # pairing matters: against a constant (AUC 0.5, no variance) each AUC's own standard error; as if the
+    # two were independent, their difference would be far noisier than it is
+    se_a, se_b = (roc_auc_difference(y, s, np.zeros(n))[1] for s in (a, b))
+    assert se < 0.6 * math.hypot(se_a, se_b)
+    # one score against itself: no difference and no noise; with one class: undefined
+    assert roc_auc_difference(y, a, a) == (0.0, 0.0)
+    assert all(math.isnan(v) for v in roc_auc_difference(np.ones(5), np.arange(5.0), np.arange(5.0)))
 
 
 def test_log_loss_and_brier_by_hand():

@@ -99,6 +99,36 @@ def roc_auc(y: np.ndarray, score: np.ndarray) -> float:
     return float(roc_auc_score(y, score)) if _both_classes(y) else math.nan
 
 
+def roc_auc_difference(y: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """ROC-AUC of ``a`` minus that of ``b`` on the same rows, and the standard error of the difference.
+
+    DeLong, DeLong & Clarke-Pearson (1988), in the midrank form of Sun & Xu (2014): each positive's and
+    each negative's share of the pairs it wins (its structural components) gives the covariance of the two
+    AUCs, which are correlated because they rank the same rows. Written here because scikit-learn and SciPy
+    have no paired AUC variance (``tests/test_metrics.py`` checks it against a bootstrap). NaN, NaN unless
+    both classes are present.
+    """
+    from scipy.stats import rankdata
+
+    y = np.asarray(y, dtype=float) > 0
+    if not _both_classes(y.astype(float)):
+        return math.nan, math.nan
+    scores = np.vstack([np.asarray(a, dtype=float), np.asarray(b, dtype=float)])
+    pos, neg = scores[:, y], scores[:, ~y]
+    m, n = pos.shape[1], neg.shape[1]
+    ranks = rankdata(np.hstack([pos, neg]), axis=1)
+    v10 = (ranks[:, :m] - rankdata(pos, axis=1)) / n  # per positive: share of negatives ranked below it
+    v01 = 1.0 - (ranks[:, m:] - rankdata(neg, axis=1)) / m  # per negative: share of positives above it
+    auc = v10.mean(axis=1)
+    cov = np.zeros((2, 2))
+    if m > 1:
+        cov += np.cov(v10) / m
+    if n > 1:
+        cov += np.cov(v01) / n
+    var = cov[0, 0] + cov[1, 1] - 2 * cov[0, 1]
+    return float(auc[0] - auc[1]), float(math.sqrt(max(var, 0.0)))
+
+
 def pr_auc(y: np.ndarray, score: np.ndarray) -> float:
     """Average precision, the step-wise area under the precision-recall curve (NaN without positives)."""
     from sklearn.metrics import average_precision_score
