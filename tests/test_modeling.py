@@ -594,6 +594,28 @@ def test_selection_is_recorded_and_the_served_model_is_the_chosen_one(tables, ch
     np.testing.assert_allclose(churn_model.predict_raw(rows), expected, atol=1e-12)
 
 
+def test_out_of_fold_trees_are_scored_with_the_number_the_other_folds_chose():
+    import lightgbm as lgb
+
+    from churnml.modeling.model import _honest_scores
+
+    rng = np.random.default_rng(1)
+    x = pd.DataFrame({"a": rng.normal(size=300), "b": rng.normal(size=300)})
+    y = (x["a"] + rng.normal(size=300) > 0).astype(int).to_numpy()
+    w = np.ones(300)
+    params = {"objective": "binary", "verbosity": -1, "learning_rate": 0.1, "seed": 0, "deterministic": True}
+    booster = lgb.train(params, lgb.Dataset(x[:200], label=y[:200]), num_boost_round=30)
+    held = x[200:]
+    # the other folds stopped at 10 and 20 trees: this fold's held-out rows are scored with 15, never its own 30
+    got = _honest_scores(booster, [30, 10, 20], 0, (x[:200], y[:200], w[:200]), held, params, [])
+    np.testing.assert_allclose(got, booster.predict(held, raw_score=True, num_iteration=15))
+    # more than this fold's booster has: trained on from its own training rows, to exactly that many trees
+    more = _honest_scores(booster, [30, 50, 60], 0, (x[:200], y[:200], w[:200]), held, params, [])
+    longer = lgb.train(params, lgb.Dataset(x[:200], label=y[:200]), num_boost_round=55)
+    np.testing.assert_allclose(more, longer.predict(held, raw_score=True), atol=1e-9)
+    assert booster.current_iteration() == 30  # the fold's own booster is left as it was
+
+
 def test_health_score_without_most_of_its_signals_is_left_out_in_one_line(tables, churn_model, caplog):
     features, labels, _ = tables
     from churnml.config import HealthScoreConfig

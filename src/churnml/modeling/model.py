@@ -799,6 +799,39 @@ def fit_rows(
     )
 
 
+def _honest_scores(
+    booster: Any,
+    best: list[int],
+    k: int,
+    train: tuple[pd.DataFrame, np.ndarray, np.ndarray],
+    held: pd.DataFrame,
+    params: dict[str, Any],
+    categorical: list[str],
+) -> np.ndarray:
+    """Inner fold ``k``'s held-out log-odds with the number of trees the *other* folds stopped at (their mean).
+
+    Early stopping picks the number of trees that fits the held-out rows best; scoring those same rows with it
+    is optimistic, and the model selection and the calibration then read that optimism as skill. On a
+    400-row table LightGBM's out-of-fold ROC-AUC so read 0.68 against 0.63 on rows it never saw, while the
+    logistic regression (nothing tuned on the rows it scores) read 0.69 against 0.68, so LightGBM or the blend
+    was chosen where the logistic regression was better. The number of trees is a hyperparameter chosen by
+    cross-validation, so each fold is scored with the choice made without it. The booster stopped at its own
+    best + ``early_stopping_rounds``; when the other folds asked for more trees it is trained on to that number
+    (on its training rows only).
+    """
+    import lightgbm as lgb
+
+    others = [b for j, b in enumerate(best) if j != k]
+    trees = max(1, round(float(np.mean(others)))) if others else int(best[k])
+    have = booster.current_iteration()
+    if trees > have:
+        data = lgb.Dataset(train[0], label=train[1], weight=train[2], categorical_feature=categorical)
+        booster = lgb.train(
+            params, data, num_boost_round=trees - have, init_model=booster, keep_training_booster=True
+        )
+    return np.asarray(booster.predict(held, raw_score=True, num_iteration=trees), dtype=float)
+
+
 def _scaled_trees(trees: float, rows: int, rows_stopped_on: float) -> int:
     """The early-stopped number of trees for more rows: scaled by rows / the rows the stopping fit had."""
     return max(1, round(trees * rows / rows_stopped_on))
@@ -988,15 +1021,17 @@ def fit_crossfit(
         )
         if searched["kept"]:
             params = tuned
-    tree_oof, linear_oof, best, inner_rows = np.zeros(len(y)), np.zeros(len(y)), [], []
+    tree_oof, linear_oof, best, inner_rows, boosters = np.zeros(len(y)), np.zeros(len(y)), [], [], []
     for tr, va in folds:
         booster = fit_fold(params, tr, va)
-        it = booster.best_iteration if booster.best_iteration > 0 else booster.current_iteration()
-        best.append(it)
+        boosters.append(booster)
+        best.append(booster.best_iteration if booster.best_iteration > 0 else booster.current_iteration())
         inner_rows.append(len(tr))
-        tree_oof[va] = booster.predict(x.iloc[va], raw_score=True, num_iteration=it)
         if "logistic" in cfg.candidates:
             linear_oof[va] = linear_raw(fit_linear(x.iloc[tr], y[tr], categories), x.iloc[va])
+    for k, (tr, va) in enumerate(folds):
+        train = (x.iloc[tr], y[tr], w[tr])
+        tree_oof[va] = _honest_scores(boosters[k], best, k, train, x.iloc[va], params, categorical)
     trees = _scaled_trees(float(np.mean(best)), len(y), float(np.mean(inner_rows)))
     _fit_served(model, params, (x, y, w), categorical, trees, linear="logistic" in cfg.candidates)
     selection = select_candidate(
