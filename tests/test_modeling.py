@@ -594,6 +594,33 @@ def test_selection_is_recorded_and_the_served_model_is_the_chosen_one(tables, ch
     np.testing.assert_allclose(churn_model.predict_raw(rows), expected, atol=1e-12)
 
 
+def test_a_lead_over_the_logistic_regression_inside_its_standard_error_serves_the_logistic_regression():
+    from churnml.modeling.metrics import roc_auc_difference
+    from churnml.modeling.model import select_candidate
+
+    rng = np.random.default_rng(0)
+    n = 400
+    y = (rng.random(n) < 0.25).astype(int)
+    signal = y + rng.normal(size=n)
+    linear = signal + 0.3 * rng.normal(size=n)
+    tree = signal + 0.3 * rng.normal(size=n) + 0.02 * y  # a little better on these rows, by chance or not
+    d, se = roc_auc_difference(y, tree, linear)
+    assert 0 < d < se  # the premise: LightGBM leads by less than one standard error
+    cfg = fast_config(candidates=["lightgbm", "logistic"])
+    chosen = select_candidate(y, tree, linear, cfg, "rows")
+    assert chosen["leader"] == "lightgbm" and chosen["chosen"] == "logistic"
+    assert chosen["weights"] == {"lightgbm": 0.0, "logistic": 1.0}
+    gain = chosen["leader_over_logistic"]
+    assert gain["difference"] == pytest.approx(d) and gain["standard_error"] == pytest.approx(se)
+    # the rule's width: 0 lets the higher ROC-AUC win outright, as a lead of many standard errors always does
+    assert select_candidate(y, tree, linear, fast_config(selection_se=0.0), "rows")["chosen"] == "lightgbm"
+    strong = signal + 0.05 * rng.normal(size=n) + 0.8 * y
+    assert select_candidate(y, strong, linear, cfg, "rows")["chosen"] == "lightgbm"
+    # the blend's lead is judged the same way, on the blend's own log-odds
+    blend = select_candidate(y, strong, linear, fast_config(), "rows")
+    assert blend["leader"] in ("lightgbm", "blend") and blend["chosen"] == blend["leader"]
+
+
 def test_out_of_fold_trees_are_scored_with_the_number_the_other_folds_chose():
     import lightgbm as lgb
 

@@ -704,6 +704,18 @@ def test_header_names_the_chosen_model_and_its_margin(tmp_path):
         "rows": "5 inner folds, out of fold",
     }
     assert model_choice(logistic).endswith("+0.0050 over blend on the 5 inner folds, out of fold")
+    simpler = {
+        "chosen": "logistic",
+        "leader": "lightgbm",
+        "leader_over_logistic": {"over": "logistic", "difference": 0.0031, "standard_error": 0.0042},
+        "roc_auc": {"lightgbm": 0.7231, "logistic": 0.72, "blend": 0.7215},
+        "margin": 0.72 - 0.7231,
+        "rows": "validation period",
+    }
+    assert model_choice(simpler) == (
+        "logistic regression: LightGBM led by ROC-AUC 0.0031 on the validation period, within its standard "
+        "error (0.0042), so the simpler model is served"
+    )
     scores, reasons, usage_weekly, kpis, accounts = _inputs()
     page = build_report(
         scores,

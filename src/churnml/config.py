@@ -329,6 +329,10 @@ class ModelConfig:
         factory=lambda: ["lightgbm", "logistic", "blend"], choices=("lightgbm", "logistic", "blend")
     )
     blend_margin: float = param(0.001, low=0)
+    # one-standard-error rule (Breiman et al. 1984; Hastie et al., ESL 7.10): the logistic regression, the
+    # simplest candidate, is served unless the leader beats it by more than this many standard errors of the
+    # paired ROC-AUC difference (DeLong) on the rows that choose; 0: the higher ROC-AUC wins outright
+    selection_se: float = param(1.0, low=0)
     # tabular mode without dates: inner folds that pick the trees, the model and fit the calibration
     crossfit_folds: int = param(5, low=2)
     # out of time: after the validation period has stopped the trees, chosen the model and fitted the calibration

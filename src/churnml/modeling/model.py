@@ -37,6 +37,7 @@ from churnml.errors import ChurnmlError
 from churnml.modeling import tuning
 from churnml.modeling.calibration import Calibrator, _sigmoid
 from churnml.modeling.drift import _categorical_reference, _numeric_fractions, _numeric_reference, psi
+from churnml.modeling.metrics import roc_auc_difference
 from churnml.modeling.redundancy import redundant_groups
 from churnml.modeling.split import (
     Split,
@@ -480,12 +481,24 @@ def select_candidate(
     if "blend" in scores and scores["blend"] > scores[chosen] + cfg.blend_margin:
         chosen = "blend"
     weights = {"lightgbm": {"lightgbm": 1.0, "logistic": 0.0}, "logistic": {"lightgbm": 0.0, "logistic": 1.0}}
+    lead = chosen
+    gain: dict[str, Any] = {"over": "logistic", "difference": None, "standard_error": None}
+    if chosen != "logistic" and "logistic" in scores:
+        w = weights.get(chosen, {"lightgbm": 0.5, "logistic": 0.5})
+        d, se = roc_auc_difference(y, w["lightgbm"] * tree_raw + w["logistic"] * linear, linear)
+        if math.isfinite(d):
+            gain.update(difference=d, standard_error=se)
+            # a lead inside the noise of the rows that measured it is no evidence for the more complex model
+            if cfg.selection_se > 0 and d <= cfg.selection_se * se:
+                chosen = "logistic"
     others = [v for k, v in scores.items() if k != chosen and math.isfinite(v)]
     return {
         "chosen": chosen,
         "weights": weights.get(chosen, {"lightgbm": 0.5, "logistic": 0.5}),
         "roc_auc": scores,
         "margin": scores[chosen] - max(others) if others else math.nan,
+        "leader": lead,
+        "leader_over_logistic": gain,
         "rows": where,
     }
 

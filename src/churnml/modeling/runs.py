@@ -110,6 +110,11 @@ def log_training_run(
                     if selection["margin"] == selection["margin"]
                     else {}
                 )
+                | {
+                    f"selection.lead_over_logistic.{k}": v
+                    for k, v in (selection.get("leader_over_logistic") or {}).items()
+                    if k != "over" and v is not None
+                }
             )
         searched = model.info.get("tuning") or {}
         if searched:  # the nested search's verdict: ROC-AUC of the defaults and of the tuned parameters, on

@@ -230,6 +230,15 @@ def model_choice(selection: Mapping[str, Any] | None) -> str:
     name = (
         "blend of LightGBM and logistic regression" if chosen == "blend" else _MODEL_NAMES.get(chosen, chosen)
     )
+    lead, gain = selection.get("leader"), selection.get("leader_over_logistic") or {}
+    if lead and lead != chosen and gain.get("difference") is not None:
+        # served by the one-standard-error rule: the leader's edge was inside the noise of the rows that chose
+        lead_name = "the blend" if lead == "blend" else _MODEL_NAMES.get(lead, lead)
+        return (
+            f"{name}: {lead_name} led by ROC-AUC {gain['difference']:.4f} on the "
+            f"{selection.get('rows') or 'held-out rows'}, within its standard error "
+            f"({gain['standard_error']:.4f}), so the simpler model is served"
+        )
     scores = {k: v for k, v in (selection.get("roc_auc") or {}).items() if k != chosen and v == v}
     margin = selection.get("margin")
     if not scores or margin is None or margin != margin:
