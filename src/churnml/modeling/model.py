@@ -464,12 +464,19 @@ def select_candidate(
 ) -> dict[str, Any]:
     """The chosen model among LightGBM, the logistic regression and their blend, by ROC-AUC on held-out rows.
 
-    The blend (mean of the two log-odds) is chosen only when it beats the better single model by more than
-    ``cfg.blend_margin``; between the two single models the higher ROC-AUC wins (LightGBM on a tie).
+    The leader: between the two single models the higher ROC-AUC (LightGBM on a tie); the blend (mean of the
+    two log-odds) when it beats that one by more than ``cfg.blend_margin``. Then the one-standard-error rule
+    (Breiman et al. 1984; Hastie et al., ESL 7.10): a leader other than the logistic regression is served only
+    when it beats the logistic regression, the simplest candidate, by more than ``cfg.selection_se`` standard
+    errors of the paired ROC-AUC difference on these rows (DeLong, :func:`roc_auc_difference`); otherwise the
+    logistic regression is. A lead that small is what the choice among three candidates finds in noise: on
+    small tables it had served LightGBM or the blend where the logistic regression was better.
 
     Returns:
         ``chosen``, ``weights`` (of the two log-odds), ``roc_auc`` per candidate, ``margin`` (the chosen
-        model's ROC-AUC minus the runner-up's) and ``rows`` (``where``: which held-out rows decided).
+        model's ROC-AUC minus the runner-up's; negative when the rule served the logistic regression),
+        ``leader``, ``leader_over_logistic`` (its ROC-AUC difference and standard error; None when the leader
+        is the logistic regression) and ``rows`` (``where``: which held-out rows decided).
     """
     scores = {"lightgbm": _auc(y, tree_raw)}
     if "logistic" in cfg.candidates:
