@@ -612,6 +612,7 @@ def test_a_lead_over_the_logistic_regression_inside_its_standard_error_serves_th
     assert chosen["weights"] == {"lightgbm": 0.0, "logistic": 1.0}
     gain = chosen["leader_over_logistic"]
     assert gain["difference"] == pytest.approx(d) and gain["standard_error"] == pytest.approx(se)
+    assert gain["rule_standard_errors"] == 1.0
     # the rule's width: 0 lets the higher ROC-AUC win outright, as a lead of many standard errors always does
     assert select_candidate(y, tree, linear, fast_config(selection_se=0.0), "rows")["chosen"] == "lightgbm"
     strong = signal + 0.05 * rng.normal(size=n) + 0.8 * y

@@ -716,6 +716,8 @@ def test_header_names_the_chosen_model_and_its_margin(tmp_path):
         "logistic regression: LightGBM led by ROC-AUC 0.0031 on the validation period, within its standard "
         "error (0.0042), so the simpler model is served"
     )
+    simpler["leader_over_logistic"]["rule_standard_errors"] = 2.0
+    assert "within 2 standard errors (0.0042)" in model_choice(simpler)
     scores, reasons, usage_weekly, kpis, accounts = _inputs()
     page = build_report(
         scores,

@@ -181,6 +181,13 @@ def test_logged_model_from_the_registry_predicts_the_same_probabilities(store, t
     assert run.data.tags["chosen_model"] == selection["chosen"]
     assert run.data.metrics["selection.roc_auc.logistic"] == pytest.approx(selection["roc_auc"]["logistic"])
     assert run.data.metrics["selection.margin"] == pytest.approx(selection["margin"])
+    # the leader's lead over the logistic regression and its standard error (the one-standard-error rule)
+    gain = selection["leader_over_logistic"]
+    for key in ("difference", "standard_error"):
+        name = f"selection.lead_over_logistic.{key}"
+        assert (name in run.data.metrics) == (gain[key] is not None)
+        if gain[key] is not None:
+            assert run.data.metrics[name] == pytest.approx(gain[key])
     # the served model's refit on train + validation: rows, trees before and after; no in-sample validation
     refit = model.info["refit"]
     assert run.data.tags["refit"] == "train+validation"

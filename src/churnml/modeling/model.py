@@ -475,8 +475,8 @@ def select_candidate(
     Returns:
         ``chosen``, ``weights`` (of the two log-odds), ``roc_auc`` per candidate, ``margin`` (the chosen
         model's ROC-AUC minus the runner-up's; negative when the rule served the logistic regression),
-        ``leader``, ``leader_over_logistic`` (its ROC-AUC difference and standard error; None when the leader
-        is the logistic regression) and ``rows`` (``where``: which held-out rows decided).
+        ``leader``, ``leader_over_logistic`` (its ROC-AUC difference and standard error, None when the leader
+        is the logistic regression, and the rule's width ``cfg.selection_se``) and ``rows`` (``where``: which held-out rows decided).
     """
     scores = {"lightgbm": _auc(y, tree_raw)}
     if "logistic" in cfg.candidates:
@@ -489,7 +489,12 @@ def select_candidate(
         chosen = "blend"
     weights = {"lightgbm": {"lightgbm": 1.0, "logistic": 0.0}, "logistic": {"lightgbm": 0.0, "logistic": 1.0}}
     lead = chosen
-    gain: dict[str, Any] = {"over": "logistic", "difference": None, "standard_error": None}
+    gain: dict[str, Any] = {
+        "over": "logistic",
+        "difference": None,
+        "standard_error": None,
+        "rule_standard_errors": cfg.selection_se,
+    }
     if chosen != "logistic" and "logistic" in scores:
         w = weights.get(chosen, {"lightgbm": 0.5, "logistic": 0.5})
         d, se = roc_auc_difference(y, w["lightgbm"] * tree_raw + w["logistic"] * linear, linear)

@@ -113,7 +113,7 @@ def log_training_run(
                 | {
                     f"selection.lead_over_logistic.{k}": v
                     for k, v in (selection.get("leader_over_logistic") or {}).items()
-                    if k != "over" and v is not None
+                    if k in ("difference", "standard_error") and v is not None
                 }
             )
         searched = model.info.get("tuning") or {}

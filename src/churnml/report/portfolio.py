@@ -234,9 +234,11 @@ def model_choice(selection: Mapping[str, Any] | None) -> str:
     if lead and lead != chosen and gain.get("difference") is not None:
         # served by the one-standard-error rule: the leader's edge was inside the noise of the rows that chose
         lead_name = "the blend" if lead == "blend" else _MODEL_NAMES.get(lead, lead)
+        width = float(gain.get("rule_standard_errors") or 1.0)
+        errors = "its standard error" if width == 1 else f"{width:g} standard errors"
         return (
             f"{name}: {lead_name} led by ROC-AUC {gain['difference']:.4f} on the "
-            f"{selection.get('rows') or 'held-out rows'}, within its standard error "
+            f"{selection.get('rows') or 'held-out rows'}, within {errors} "
             f"({gain['standard_error']:.4f}), so the simpler model is served"
         )
     scores = {k: v for k, v in (selection.get("roc_auc") or {}).items() if k != chosen and v == v}
