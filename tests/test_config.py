@@ -67,7 +67,7 @@ def _option_values(group: str, option: str) -> dict[str, Any]:
     return _leaves(raw if "@package _global_" in text else {group: raw})
 
 
-@pytest.mark.parametrize(("group", "option"), _options())
+@pytest.mark.parametrize(("group", "option"), list(_options()))
 def test_no_option_repeats_a_dataclass_default(group, option):
     defaults = _leaves(OmegaConf.to_container(OmegaConf.structured(Config)))
     repeated = {k: v for k, v in _option_values(group, option).items() if k in defaults and defaults[k] == v}
