@@ -317,6 +317,10 @@ def test_cli_trains_logs_to_mlflow_then_explains_and_scores(tmp_path, monkeypatc
     assert code == 0, err
     assert "stratified 3-fold" in err and "ROC-AUC" in err and "MLflow run" in err
     model, spec = load_run(tmp_path / "run")
+    from churnml.report.portfolio import model_choice
+
+    # the served candidate is named, in the report's words
+    assert f"  served: {model_choice(model.info['selection'])}" in err
     assert spec.positive == "Yes" and model.features == ["tenure", "plan", "usage", "charges", "noise"]
     assert (tmp_path / "run" / "plots" / "roc.csv").is_file()
 

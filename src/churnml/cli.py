@@ -655,6 +655,7 @@ def tabular_train(
     import dataclasses
 
     from churnml.config import load_config, repo_root
+    from churnml.report.portfolio import model_choice
     from churnml.tabular import evaluate_table, fit_final, log_run, prepare_table, read_table, save_run
 
     spec = _tabular_spec(
@@ -677,6 +678,10 @@ def tabular_train(
         f"ROC-AUC {doc['test']['roc_auc']:.4f}, PR-AUC {doc['test']['pr_auc']:.4f}, "
         f"log loss {doc['test']['log_loss']:.4f}, Brier {doc['test']['brier']:.4f}; baselines {base or '-'}"
     )
+    # which candidate the saved model serves, and why (the same words as the report's header)
+    served = model_choice(model.info.get("selection"))
+    if served:
+        _echo(f"  served: {served}")
     if data.counts["unlabeled_rows_left_out"]:
         _echo(f"  {data.counts['unlabeled_rows_left_out']:,} row(s) without a label were left out")
     if track:
