@@ -840,9 +840,10 @@ def _honest_scores(
     400-row table LightGBM's out-of-fold ROC-AUC so read 0.68 against 0.63 on rows it never saw, while the
     logistic regression (nothing tuned on the rows it scores) read 0.69 against 0.68, so LightGBM or the blend
     was chosen where the logistic regression was better. The number of trees is a hyperparameter chosen by
-    cross-validation, so each fold is scored with the choice made without it. The booster stopped at its own
-    best + ``early_stopping_rounds``; when the other folds asked for more trees it is trained on to that number
-    (on its training rows only).
+    cross-validation, so each fold is scored with the choice made without it. The fold's booster holds its own
+    best number of trees (LightGBM returns an early-stopped booster cut there); when the other folds asked for
+    more, it is trained on to that number from its training rows only, which gives the same trees as a fit of
+    that length (tested).
     """
     import lightgbm as lgb
 
