@@ -37,7 +37,7 @@ from churnml.errors import ChurnmlError
 from churnml.modeling import tuning
 from churnml.modeling.calibration import Calibrator, _sigmoid
 from churnml.modeling.drift import _categorical_reference, _numeric_fractions, _numeric_reference, psi
-from churnml.modeling.metrics import roc_auc_difference
+from churnml.modeling.metrics import roc_auc, roc_auc_difference
 from churnml.modeling.redundancy import redundant_groups
 from churnml.modeling.split import (
     Split,
@@ -453,12 +453,6 @@ def linear_contributions(
 # ------------------------------------------------------------------------------------ model selection
 
 
-def _auc(y: np.ndarray, score: np.ndarray) -> float:
-    from sklearn.metrics import roc_auc_score
-
-    return float(roc_auc_score(y, score)) if 0 < y.sum() < len(y) else math.nan
-
-
 def select_candidate(
     y: np.ndarray, tree_raw: np.ndarray, linear: np.ndarray, cfg: ModelConfig, where: str
 ) -> dict[str, Any]:
@@ -478,11 +472,11 @@ def select_candidate(
         ``leader``, ``leader_over_logistic`` (its ROC-AUC difference and standard error, None when the leader
         is the logistic regression, and the rule's width ``cfg.selection_se``) and ``rows`` (``where``: which held-out rows decided).
     """
-    scores = {"lightgbm": _auc(y, tree_raw)}
+    scores = {"lightgbm": roc_auc(y, tree_raw)}
     if "logistic" in cfg.candidates:
-        scores["logistic"] = _auc(y, linear)
+        scores["logistic"] = roc_auc(y, linear)
         if "blend" in cfg.candidates:
-            scores["blend"] = _auc(y, 0.5 * tree_raw + 0.5 * linear)
+            scores["blend"] = roc_auc(y, 0.5 * tree_raw + 0.5 * linear)
     singles = {k: v for k, v in scores.items() if k != "blend"}
     chosen = max(singles, key=lambda k: (singles[k], k == "lightgbm"))
     if "blend" in scores and scores["blend"] > scores[chosen] + cfg.blend_margin:
@@ -768,7 +762,7 @@ def fit_rows(
                 (x_train.iloc[held], y_train[held], None),
                 categorical,
             )
-            return tuning.auc(y_train[held], b.predict(x_train.iloc[held], raw_score=True))
+            return roc_auc(y_train[held], b.predict(x_train.iloc[held], raw_score=True))
 
         tuned, trials, seconds = tuning.search(params, cfg, inner_auc)
         tuned_booster = fit(tuned)
@@ -776,8 +770,8 @@ def fit_rows(
             trials,
             seconds,
             cfg,
-            tuning.auc(y_valid, booster.predict(x_valid, raw_score=True)),
-            tuning.auc(y_valid, tuned_booster.predict(x_valid, raw_score=True)),
+            roc_auc(y_valid, booster.predict(x_valid, raw_score=True)),
+            roc_auc(y_valid, tuned_booster.predict(x_valid, raw_score=True)),
             tuned,
             (len(part), len(held)),
             "validation period (early stopping of both fits; never seen by the search)",
@@ -1029,10 +1023,10 @@ def fit_crossfit(
 
         def inner_auc(p: dict[str, Any]) -> float:
             b = fit_fold(p, tr0[part], tr0[held])
-            return tuning.auc(y[tr0[held]], b.predict(x.iloc[tr0[held]], raw_score=True))
+            return roc_auc(y[tr0[held]], b.predict(x.iloc[tr0[held]], raw_score=True))
 
         def judge_auc(p: dict[str, Any]) -> float:
-            return tuning.auc(y[va0], fit_fold(p, tr0, va0).predict(x.iloc[va0], raw_score=True))
+            return roc_auc(y[va0], fit_fold(p, tr0, va0).predict(x.iloc[va0], raw_score=True))
 
         tuned, trials, seconds = tuning.search(params, cfg, inner_auc)
         searched = tuning.judged(

@@ -46,13 +46,6 @@ def inner_holdout(rows: pd.DataFrame, y: np.ndarray, seed: int) -> tuple[np.ndar
     return fit_part, held_out
 
 
-def auc(y: np.ndarray, score: np.ndarray) -> float:
-    """ROC-AUC, NaN when the rows hold one class."""
-    from sklearn.metrics import roc_auc_score
-
-    return float(roc_auc_score(y, score)) if 0 < y.sum() < len(y) else math.nan
-
-
 def search(
     params: dict[str, Any], cfg: ModelConfig, score: Callable[[dict[str, Any]], float]
 ) -> tuple[dict[str, Any], list[dict[str, Any]], float]:
