@@ -111,7 +111,7 @@ def roc_auc_difference(y: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[flo
     from scipy.stats import rankdata
 
     y = np.asarray(y, dtype=float) > 0
-    if not _both_classes(y.astype(float)):
+    if not _both_classes(y):
         return math.nan, math.nan
     scores = np.vstack([np.asarray(a, dtype=float), np.asarray(b, dtype=float)])
     pos, neg = scores[:, y], scores[:, ~y]

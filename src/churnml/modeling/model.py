@@ -470,18 +470,28 @@ def select_candidate(
         ``chosen``, ``weights`` (of the two log-odds), ``roc_auc`` per candidate, ``margin`` (the chosen
         model's ROC-AUC minus the runner-up's; negative when the rule served the logistic regression),
         ``leader``, ``leader_over_logistic`` (its ROC-AUC difference and standard error, None when the leader
-        is the logistic regression, and the rule's width ``cfg.selection_se``) and ``rows`` (``where``: which held-out rows decided).
+        is the logistic regression, and the rule's width ``cfg.selection_se``) and ``rows`` (``where``: which
+        held-out rows decided).
     """
+    weights = {
+        "lightgbm": {"lightgbm": 1.0, "logistic": 0.0},
+        "logistic": {"lightgbm": 0.0, "logistic": 1.0},
+        "blend": {"lightgbm": 0.5, "logistic": 0.5},
+    }
+
+    def log_odds(candidate: str) -> np.ndarray:
+        w = weights[candidate]
+        return w["lightgbm"] * tree_raw + w["logistic"] * linear
+
     scores = {"lightgbm": roc_auc(y, tree_raw)}
     if "logistic" in cfg.candidates:
         scores["logistic"] = roc_auc(y, linear)
         if "blend" in cfg.candidates:
-            scores["blend"] = roc_auc(y, 0.5 * tree_raw + 0.5 * linear)
+            scores["blend"] = roc_auc(y, log_odds("blend"))
     singles = {k: v for k, v in scores.items() if k != "blend"}
     chosen = max(singles, key=lambda k: (singles[k], k == "lightgbm"))
     if "blend" in scores and scores["blend"] > scores[chosen] + cfg.blend_margin:
         chosen = "blend"
-    weights = {"lightgbm": {"lightgbm": 1.0, "logistic": 0.0}, "logistic": {"lightgbm": 0.0, "logistic": 1.0}}
     lead = chosen
     gain: dict[str, Any] = {
         "over": "logistic",
@@ -490,8 +500,7 @@ def select_candidate(
         "rule_standard_errors": cfg.selection_se,
     }
     if chosen != "logistic" and "logistic" in scores:
-        w = weights.get(chosen, {"lightgbm": 0.5, "logistic": 0.5})
-        d, se = roc_auc_difference(y, w["lightgbm"] * tree_raw + w["logistic"] * linear, linear)
+        d, se = roc_auc_difference(y, log_odds(chosen), linear)
         if math.isfinite(d):
             gain.update(difference=d, standard_error=se)
             # a lead inside the noise of the rows that measured it is no evidence for the more complex model
@@ -500,7 +509,7 @@ def select_candidate(
     others = [v for k, v in scores.items() if k != chosen and math.isfinite(v)]
     return {
         "chosen": chosen,
-        "weights": weights.get(chosen, {"lightgbm": 0.5, "logistic": 0.5}),
+        "weights": weights[chosen],
         "roc_auc": scores,
         "margin": scores[chosen] - max(others) if others else math.nan,
         "leader": lead,
@@ -841,8 +850,7 @@ def _honest_scores(
     """
     import lightgbm as lgb
 
-    others = [b for j, b in enumerate(best) if j != k]
-    trees = max(1, round(float(np.mean(others)))) if others else int(best[k])
+    trees = max(1, round(float(np.mean([b for j, b in enumerate(best) if j != k]))))  # >= 2 folds (bounded)
     have = booster.current_iteration()
     if trees > have:
         data = lgb.Dataset(train[0], label=train[1], weight=train[2], categorical_feature=categorical)
